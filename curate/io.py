@@ -1,0 +1,328 @@
+"""Reading caption inputs as a stream of Arrow batches with provenance.
+
+Inputs are Parquet (a file, a folder or a glob), JSONL or CSV/TSV. Every row gets
+``sample_id`` (stable across reruns), ``source`` (the input file as given, normalised) and
+``row`` (0-based index within that file). Files are read in batches, so memory does not
+grow with the size of the corpus.
+"""
+from __future__ import annotations
+
+import glob as globmod
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import CurateError
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+}
+#: Extra input columns carried into every output table when present (a trainer needs them
+#: to find the image); more can be named with ``carry``.
+AUTO_CARRY = ("url", "image_url", "image_path", "image_id", "key")
+JSONL_CHUNK_BYTES = 32 << 20
+
+
+@dataclass
+class InputFile:
+    path: str  # as given, normalised; this is the ``source`` column
+    format: str
+    size: int
+    mtime_ns: int
+    fingerprint: str = ""
+    columns: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        return {
+            "source": self.path,
+            "format": self.format,
+            "bytes": self.size,
+            "blake2b": self.fingerprint,
+        }
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """blake2b-128 of the file's bytes, read in 4 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _format_of(path: str) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise CurateError(
+            f"{path}: unsupported input type {ext or '(no extension)'!r}; "
+            f"use one of {', '.join(sorted(FORMATS))}"
+        )
+    return FORMATS[ext]
+
+
+def resolve_inputs(specs: list[str]) -> list[InputFile]:
+    """Expand files, folders and globs into a sorted, de-duplicated list of input files."""
+    if not specs:
+        raise CurateError("no inputs given")
+    paths: list[str] = []
+    for spec in specs:
+        if any(ch in spec for ch in "*?["):
+            matched = sorted(p for p in globmod.glob(spec, recursive=True) if os.path.isfile(p))
+            if not matched:
+                raise CurateError(f"no files match {spec!r}")
+            paths += matched
+        elif os.path.isdir(spec):
+            found = sorted(
+                str(p) for p in Path(spec).rglob("*")
+                if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith(".")
+            )
+            if not found:
+                raise CurateError(
+                    f"folder {spec!r} holds no input files ({', '.join(sorted(FORMATS))})"
+                )
+            paths += found
+        elif os.path.isfile(spec):
+            paths.append(spec)
+        else:
+            raise CurateError(f"input {spec!r} does not exist")
+    seen: dict[str, None] = {}
+    for p in paths:
+        seen.setdefault(os.path.normpath(p), None)
+    out = []
+    for p in seen:
+        st = os.stat(p)
+        out.append(InputFile(p, _format_of(p), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _parquet_file(inp: InputFile) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(inp.path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise CurateError(f"{inp.path}: not a readable Parquet file ({_one_line(e)})") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def inspect_input(inp: InputFile) -> None:
+    """Read the input's column names (and check it opens) without reading its rows."""
+    if inp.format == "parquet":
+        inp.columns = list(_parquet_file(inp).schema_arrow.names)
+    elif inp.format == "jsonl":
+        with open(inp.path, "rb") as f:
+            head = f.read(1 << 20)
+        lines = [ln for ln in head.split(b"\n")[:-1 if len(head) == (1 << 20) else None] if ln.strip()]
+        if not lines:
+            inp.columns = []
+            return
+        try:
+            df = pl.read_ndjson(io.BytesIO(b"\n".join(lines[:1000]).decode("utf-8", "replace").encode()))
+        except Exception as e:
+            raise CurateError(f"{inp.path}: not valid JSON lines ({_one_line(e)})") from None
+        inp.columns = df.columns
+    else:
+        sep = "\t" if inp.format == "tsv" else ","
+        try:
+            lf = pl.scan_csv(inp.path, separator=sep, infer_schema=False, encoding="utf8-lossy")
+            inp.columns = lf.collect_schema().names()
+        except pl.exceptions.NoDataError:
+            inp.columns = []
+        except Exception as e:
+            raise CurateError(f"{inp.path}: not a readable CSV file ({_one_line(e)})") from None
+
+
+def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
+    if not inp.columns and inp.size > 0 and inp.format != "parquet":
+        return  # an empty text file: reported as zero rows
+    for name, what in ((caption, "caption"), (id_column, "id")):
+        if name is not None and name not in inp.columns:
+            cols = ", ".join(inp.columns) or "(none)"
+            raise CurateError(
+                f"{inp.path}: no {what} column {name!r}; columns are: {cols}"
+                + (" (choose one with --caption-column)" if what == "caption" else "")
+            )
+
+
+def _to_text(s: pl.Series) -> pl.Series:
+    """Any caption column type as UTF-8 text; invalid bytes become U+FFFD."""
+    if s.dtype == pl.String:
+        return s
+    if s.dtype == pl.Binary:
+        # Arrow's binary->string cast rejects invalid UTF-8, so decode lossily via Python's
+        # codec, one call for the whole column's buffer.
+        return _decode_binary_lossy(s)
+    return s.cast(pl.String)
+
+
+def _decode_binary_lossy(s: pl.Series) -> pl.Series:
+    """Decode a binary column as UTF-8, replacing invalid bytes with U+FFFD.
+
+    The values are joined with an ASCII separator, decoded by one codec call and split again,
+    so there is no per-row Python work. (An ASCII byte is never swallowed by the replacement
+    of an invalid sequence, so the split gives back exactly one piece per row.)
+    """
+    strict = s.cast(pl.String, strict=False)
+    if strict.null_count() == s.null_count():
+        return strict
+    sep = "\x00\x1f\x00"
+    arr = s.fill_null(b"").to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_binary())
+    lists = pa.LargeListArray.from_arrays(pa.array([0, len(arr)], pa.int64()), arr)
+    import pyarrow.compute as pc
+
+    joined = pc.binary_join(lists, pa.scalar(sep.encode(), pa.large_binary()))[0].as_py()
+    if joined.count(sep.encode()) != len(arr) - 1:
+        raise CurateError("caption column holds bytes that cannot be decoded as text")
+    text = pl.Series(s.name, joined.decode("utf-8", "replace").split(sep), dtype=pl.String)
+    return pl.select(pl.when(s.is_not_null()).then(text)).to_series().alias(s.name)
+
+
+def read_batches(
+    inp: InputFile, caption: str, id_column: str | None, carry: list[str], batch_rows: int
+) -> Iterator[pl.DataFrame]:
+    """Yield DataFrames with ``caption`` (+ ``id``, + carried columns) of at most batch_rows."""
+    cols = [caption] + ([id_column] if id_column else []) + [c for c in carry if c != caption]
+    if inp.format == "parquet":
+        pf = _parquet_file(inp)
+        try:
+            for rb in pf.iter_batches(batch_size=batch_rows, columns=cols):
+                yield _shape(pl.from_arrow(rb), caption, id_column)
+        except CurateError:
+            raise
+        except Exception as e:
+            raise CurateError(f"{inp.path}: damaged Parquet data ({_one_line(e)})") from None
+    elif inp.format == "jsonl":
+        yield from _read_jsonl(inp, cols, caption, id_column, batch_rows)
+    else:
+        if not inp.columns:
+            return
+        sep = "\t" if inp.format == "tsv" else ","
+        try:
+            lf = pl.scan_csv(
+                inp.path, separator=sep, infer_schema=False, encoding="utf8-lossy",
+                empty_string_is_null=False, quote_char=None if sep == "\t" else '"',
+            ).select(cols)
+            for df in lf.collect_batches(chunk_size=batch_rows):
+                yield _shape(df, caption, id_column)
+        except Exception as e:
+            raise CurateError(f"{inp.path}: cannot read CSV ({_one_line(e)})") from None
+
+
+def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFrame]:
+    pending: list[pl.DataFrame] = []
+    pending_rows = 0
+    line_no = 0
+    with open(inp.path, "rb") as f:
+        rest = b""
+        while True:
+            block = f.read(JSONL_CHUNK_BYTES)
+            if not block and not rest:
+                break
+            data = rest + block
+            if block:
+                cut = data.rfind(b"\n") + 1
+                data, rest = data[:cut], data[cut:]
+            else:
+                rest = b""
+            if not data.strip():
+                continue
+            # Blank lines would shift row numbers in some readers: treat them as rows with a
+            # null caption so that ``row`` always equals the line's index.
+            text = data.decode("utf-8", "replace").replace("\r\n", "\n")
+            lines = text.split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            blank = pl.Series(lines).str.strip_chars() == ""
+            filled = pl.Series(lines).zip_with(~blank, pl.Series(["{}"] * len(lines)))
+            try:
+                df = pl.read_ndjson(
+                    io.BytesIO(("\n".join(filled.to_list()) + "\n").encode()),
+                    infer_schema_length=None,
+                )
+            except Exception as e:
+                raise CurateError(
+                    f"{inp.path}: invalid JSON near line {line_no + 1} ({_one_line(e)})"
+                ) from None
+            line_no += len(lines)
+            for c in cols:
+                if c not in df.columns:
+                    df = df.with_columns(pl.lit(None, pl.String).alias(c))
+            pending.append(df.select(cols))
+            pending_rows += df.height
+            while pending_rows >= batch_rows:
+                allp = pl.concat(pending, how="diagonal_relaxed")
+                yield _shape(allp.head(batch_rows), caption, id_column)
+                tail = allp.slice(batch_rows)
+                pending, pending_rows = [tail], tail.height
+    if pending_rows:
+        yield _shape(pl.concat(pending, how="diagonal_relaxed"), caption, id_column)
+
+
+def _shape(df: pl.DataFrame, caption: str, id_column: str | None) -> pl.DataFrame:
+    out = {"caption": _to_text(df[caption])}
+    if id_column:
+        out["id"] = df[id_column].cast(pl.String)
+    for c in df.columns:
+        if c not in (caption, id_column):
+            out[c] = df[c]
+    return pl.DataFrame(out)
+
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser: a fixed, documented 64-bit mix (stable across library versions)."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def key64(text: str) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
+
+
+def derived_ids(source: str, start_row: int, n: int) -> np.ndarray:
+    """sample_id = splitmix64(blake2b64(source) + row): stable for the same file name and row."""
+    base = key64(source)
+    with np.errstate(over="ignore"):
+        rows = np.arange(start_row, start_row + n, dtype=np.uint64) + base
+    return splitmix64(rows)
+
+
+def text_hash64(s: pl.Series) -> pl.Series:
+    """Stable 64-bit hash of each string (lower 64 bits of MD5, computed by DuckDB).
+
+    Used for ids taken from an id column and for content hashes. MD5 is fixed by its
+    standard, so the value does not change with library versions.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    tbl = pa.table({"v": s.cast(pl.String).to_arrow()})
+    con.register("t", tbl)
+    res = con.execute("SELECT md5_number_lower(v) AS h FROM t").fetch_arrow_table()
+    con.close()
+    return pl.Series(s.name, res.column("h").to_numpy(zero_copy_only=False), dtype=pl.UInt64)

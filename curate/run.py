@@ -1,0 +1,388 @@
+"""Runs: ``score`` inputs into ``RUN/scores/*.parquet``, ``decide`` again with other thresholds.
+
+Layout of a run folder::
+
+    RUN/scores/part-FFFFF-BBBBB.parquet   one part per input file F and batch B
+    RUN/chain.toml                        the resolved chain of the last decision
+    RUN/run.json                          written last: inputs, chain, versions, counts
+
+Parts are written atomically and a finished part is skipped when the same command runs
+again (DESIGN convention 10); ``run.json`` appears only when every part is written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from . import __version__
+from .atomic import write_json, write_parquet, write_text
+from .chain import Chain, decide, parse_chain
+from .errors import CurateError
+from .io import (
+    AUTO_CARRY, InputFile, check_columns, derived_ids, file_fingerprint, inspect_input,
+    read_batches, resolve_inputs, text_hash64,
+)
+
+STATE = ".curate-state.json"
+DEFAULT_BATCH_ROWS = 100_000
+#: Below this many rows a worker pool costs more to start than it saves.
+PARALLEL_MIN_ROWS = 300_000
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ScoreOptions:
+    caption_column: str = "caption"
+    id_column: str | None = None
+    carry: tuple[str, ...] = ()
+    workers: int | None = None
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    overwrite: bool = False
+
+
+def _prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scores").mkdir(exist_ok=True)
+        probe = out / ".curate-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
+
+
+def _state_key(chain: Chain, files: list[InputFile], opts: ScoreOptions, carry: list[str]) -> str:
+    desc = {
+        "scoring": chain.scoring_key(),
+        "inputs": [f.describe() for f in files],
+        "caption": opts.caption_column,
+        "id": opts.id_column,
+        "carry": carry,
+        "batch_rows": opts.batch_rows,
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_files(chain: Chain) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for step in chain.steps:
+        files = getattr(step.filter, "model_files", None)
+        if files:
+            out.update(files())
+    return out
+
+
+def _total_rows(files: list[InputFile]) -> int | None:
+    import pyarrow.parquet as pq
+
+    total = 0
+    for f in files:
+        if f.format != "parquet":
+            return None
+        total += pq.ParquetFile(f.path).metadata.num_rows
+    return total
+
+
+# -- worker side --------------------------------------------------------------------------
+
+_WORKER_CHAIN: Chain | None = None
+
+
+def _init_worker(chain_dict: dict, where: str) -> None:
+    global _WORKER_CHAIN
+    _WORKER_CHAIN = parse_chain(chain_dict, where)
+
+
+def _score_part(frame: pl.DataFrame, part: str) -> dict:
+    assert _WORKER_CHAIN is not None
+    return _score_and_write(frame, _WORKER_CHAIN, part)
+
+
+def _score_and_write(frame: pl.DataFrame, chain: Chain, part: str) -> dict:
+    from .scoring import score_frame
+
+    t0 = time.perf_counter()
+    scored = score_frame(frame, chain)
+    write_parquet(scored.to_arrow(), part)
+    return {"rows": scored.height, "seconds": time.perf_counter() - t0}
+
+
+def _chain_to_data(chain: Chain) -> dict:
+    d = chain.to_dict()
+    for f in d["filter"]:
+        f.pop("version", None)
+    return d
+
+
+# -- main side ----------------------------------------------------------------------------
+
+
+def _with_provenance(batch: pl.DataFrame, inp: InputFile, start: int, opts: ScoreOptions, carry: list[str]) -> pl.DataFrame:
+    n = batch.height
+    if opts.id_column:
+        sid = text_hash64(batch["id"]).alias("sample_id")
+    else:
+        sid = pl.Series("sample_id", derived_ids(inp.path, start, n), dtype=pl.UInt64)
+    cols = [
+        sid,
+        pl.Series("source", [inp.path], dtype=pl.String).new_from_index(0, n) if n else pl.Series("source", [], dtype=pl.String),
+        pl.Series("row", range(start, start + n), dtype=pl.Int64),
+        batch["caption"],
+    ]
+    if opts.id_column:
+        cols.append(batch["id"])
+    for c in carry:
+        cols.append(batch[c].cast(pl.String) if c in batch.columns else pl.Series(c, [None] * n, dtype=pl.String))
+    return pl.DataFrame(cols)
+
+
+def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOptions | None = None,
+          progress: Progress | None = None, total_cb: Callable[[int | None], None] | None = None) -> dict:
+    """Score ``inputs`` with ``chain`` into the run folder ``out``; return ``run.json``'s content."""
+    opts = opts or ScoreOptions()
+    t_start = time.perf_counter()
+    files = resolve_inputs(inputs)
+    for f in files:
+        inspect_input(f)
+        check_columns(f, opts.caption_column, opts.id_column)
+    for c in opts.carry:
+        if not any(c in f.columns for f in files):
+            raise CurateError(f"no input has a column {c!r} to carry")
+    carry = list(dict.fromkeys(
+        [c for c in opts.carry] + [c for c in AUTO_CARRY if any(c in f.columns for f in files)]
+    ))
+    carry = [c for c in carry if c not in (opts.caption_column, opts.id_column)]
+    model_files = _model_files(chain)  # fails early on a missing model
+    out = Path(out)
+    _prepare_out(out)
+    for f in files:
+        f.fingerprint = file_fingerprint(f.path)
+    key = _state_key(chain, files, opts, carry)
+    _check_resume(out, key, opts.overwrite)
+    write_json({"key": key, "started": time.time()}, out / STATE)
+
+    total = _total_rows(files)
+    if total_cb:
+        total_cb(total)
+    workers = opts.workers or os.cpu_count() or 1
+    if total is not None and total < PARALLEL_MIN_ROWS and not opts.workers:
+        workers = 1
+    if total == 0:
+        raise CurateError("the inputs hold no rows")
+
+    t_score = time.perf_counter()
+    per_file: list[dict] = []
+    pool = None
+    if workers > 1:
+        from . import _worker
+
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"),
+            initializer=_worker.init, initargs=(_chain_to_data(chain), chain.path or "chain"),
+        )
+    pending: deque[tuple[Future, int]] = deque()
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            fut, n = pending.popleft()
+            fut.result()
+            if progress:
+                progress(n)
+
+    try:
+        for fi, inp in enumerate(files):
+            rows = 0
+            for bi, batch in enumerate(read_batches(inp, opts.caption_column, opts.id_column, carry, opts.batch_rows)):
+                part = out / "scores" / f"part-{fi:05d}-{bi:05d}.parquet"
+                n = batch.height
+                if not part.exists():
+                    frame = _with_provenance(batch, inp, rows, opts, carry)
+                    if pool is None:
+                        _score_and_write(frame, chain, str(part))
+                        if progress:
+                            progress(n)
+                    else:
+                        pending.append((pool.submit(_score_part, frame, str(part)), n))
+                        drain(2 * workers)
+                elif progress:
+                    progress(n)
+                rows += n
+            per_file.append({**inp.describe(), "rows": rows})
+        drain(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if sum(f["rows"] for f in per_file) == 0:
+        raise CurateError("the inputs hold no rows")
+    t_done = time.perf_counter()
+
+    stats = run_stats(out, chain)
+    run = {
+        "curate_version": __version__,
+        "command": "score",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "key": key,
+        "inputs": per_file,
+        "caption_column": opts.caption_column,
+        "id_column": opts.id_column,
+        "carried_columns": carry,
+        "batch_rows": opts.batch_rows,
+        "workers": workers,
+        "chain": chain.to_dict(),
+        "chain_source": chain.path,
+        "filters": {s.id: s.filter.ident for s in chain.steps},
+        "model_files": model_files,
+        "timings": {
+            "total_s": round(t_done - t_start, 3),
+            "score_s": round(t_done - t_score, 3),
+            "rows_per_s": round(stats["rows"] / max(t_done - t_score, 1e-9), 1),
+        },
+        **stats,
+        "decisions": [{"chain": chain.name, "digest": chain.digest(), "kept": stats["kept"]}],
+    }
+    write_text(chain.to_toml(), out / "chain.toml")
+    write_json(run, out / "run.json")
+    (out / STATE).unlink(missing_ok=True)
+    return run
+
+
+def _check_resume(out: Path, key: str, overwrite: bool) -> None:
+    prior = None
+    for name in ("run.json", STATE):
+        p = out / name
+        if p.exists():
+            try:
+                prior = json.loads(p.read_text()).get("key")
+            except (OSError, ValueError):
+                prior = None
+            break
+    has_parts = any((out / "scores").glob("part-*.parquet"))
+    if overwrite or (prior is None and not has_parts):
+        if overwrite:
+            shutil.rmtree(out / "scores", ignore_errors=True)
+            (out / "scores").mkdir()
+            for name in ("run.json", STATE, "chain.toml"):
+                (out / name).unlink(missing_ok=True)
+        return
+    if prior != key:
+        raise CurateError(
+            f"{out} already holds a run of other inputs or another chain; "
+            "use another --out, or --overwrite to replace it"
+        )
+    (out / "run.json").unlink(missing_ok=True)  # the run is being completed again
+
+
+def scores_glob(run: str | os.PathLike) -> str:
+    return str(Path(run) / "scores" / "part-*.parquet")
+
+
+def run_stats(run: str | os.PathLike, chain: Chain) -> dict:
+    """Counts per reason and score quantiles, computed from the tables (convention 9)."""
+    lf = pl.scan_parquet(scores_glob(run))
+    counts = lf.group_by("reason").agg(pl.len().alias("n")).collect()
+    by_reason = {r: int(n) for r, n in counts.iter_rows() if r is not None}
+    rows = int(counts["n"].sum())
+    kept = rows - sum(by_reason.values())
+    ordered = {s: by_reason[s] for s in ["empty"] + [st.id for st in chain.steps] if s in by_reason}
+    ordered.update({k: v for k, v in by_reason.items() if k not in ordered})
+    cols = [c for c in chain.score_columns if c in lf.collect_schema().names()]
+    qs = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+    quant = {}
+    if cols:
+        row = lf.select([pl.col(c).quantile(q).alias(f"{c}|{q}") for c in cols for q in qs]).collect().row(0, named=True)
+        for c in cols:
+            quant[c] = {str(q): (None if row[f"{c}|{q}"] is None else round(float(row[f"{c}|{q}"]), 4)) for q in qs}
+    langs = lf.group_by("lang").agg(pl.len().alias("n")).sort("n", descending=True).head(20).collect()
+    return {
+        "rows": rows,
+        "kept": kept,
+        "dropped": ordered,
+        "quantiles": quant,
+        "languages": {str(k): int(v) for k, v in langs.iter_rows()},
+    }
+
+
+def load_run(run: str | os.PathLike) -> dict:
+    p = Path(run) / "run.json"
+    if not p.is_file():
+        if (Path(run) / STATE).exists():
+            raise CurateError(f"{run}: the run did not finish; run the same `curate score` command again to complete it")
+        raise CurateError(f"{run}: not a curate run (no run.json)")
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise CurateError(f"{p}: unreadable ({e})") from None
+
+
+def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
+    """Re-apply ``chain``'s thresholds to a run's stored scores, without re-scoring."""
+    info = load_run(run)
+    scored = {f["id"]: f for f in info["chain"]["filter"]}
+    for step in chain.steps:
+        if step.filter.external:
+            continue
+        prev = scored.get(step.id)
+        if prev is None:
+            raise CurateError(
+                f"filter {step.id!r} was not scored in {run}; scored filters: {', '.join(scored)}"
+            )
+        if prev["name"] != step.filter.name or prev["version"] != step.filter.version or prev["params"] != step.filter.p:
+            raise CurateError(
+                f"filter {step.id!r} differs from the one scored in {run} "
+                f"({prev['name']}@{prev['version']} {prev['params']}); re-score to change parameters"
+            )
+    t0 = time.perf_counter()
+    parts = sorted((Path(run) / "scores").glob("part-*.parquet"))
+    extra = external_scores(run, chain)
+    for part in parts:
+        df = pl.read_parquet(part).drop(["keep", "reason"], strict=False)
+        if extra is not None:
+            cols = [c for c in extra.columns if c != "sample_id"]
+            df = df.drop(cols, strict=False).join(extra, on="sample_id", how="left", maintain_order="left")
+        write_parquet(decide(df, chain).to_arrow(), part)
+    stats = run_stats(run, chain)
+    info.update(stats)
+    info["chain"] = _merge_chain(info["chain"], chain)
+    info.setdefault("decisions", []).append(
+        {"chain": chain.name, "digest": chain.digest(), "kept": stats["kept"],
+         "seconds": round(time.perf_counter() - t0, 3)}
+    )
+    info["decision_chain"] = chain.to_dict()
+    write_text(chain.to_toml(), Path(run) / "chain.toml")
+    write_json(info, Path(run) / "run.json")
+    return info
+
+
+def _merge_chain(scored: dict, chain: Chain) -> dict:
+    """The run's chain keeps every scored filter; thresholds come from the new chain."""
+    new = {s.id: s.to_dict() for s in chain.steps}
+    merged = dict(scored)
+    merged["filter"] = [new.pop(f["id"], f) for f in scored["filter"]] + list(new.values())
+    merged["name"], merged["description"] = chain.name, chain.description
+    return merged
+
+
+def external_scores(run: str | os.PathLike, chain: Chain) -> pl.DataFrame | None:
+    """Scores computed outside ``curate score`` (``score__neardup`` from ``curate dedup``)."""
+    ext = [s for s in chain.steps if s.filter.external]
+    if not ext:
+        return None
+    frames = []
+    for step in ext:
+        frames.append(step.filter.load(run, step.column))
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.join(f, on="sample_id", how="full", coalesce=True)
+    return out
