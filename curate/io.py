@@ -177,9 +177,10 @@ def _decode_binary_lossy(s: pl.Series) -> pl.Series:
     so there is no per-row Python work. (An ASCII byte is never swallowed by the replacement
     of an invalid sequence, so the split gives back exactly one piece per row.)
     """
-    strict = s.cast(pl.String, strict=False)
-    if strict.null_count() == s.null_count():
-        return strict
+    try:  # the common case: valid UTF-8 (polars raises on invalid bytes even when not strict)
+        return s.cast(pl.String)
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
+        pass
     sep = "\x00\x1f\x00"
     arr = s.fill_null(b"").to_arrow()
     if isinstance(arr, pa.ChunkedArray):

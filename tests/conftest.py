@@ -1,0 +1,40 @@
+"""Shared test fixtures.
+
+Accuracy tests read real third-party captions from ``../shared/data`` (beside the repo).
+They skip with a message when it is absent, except under CI (``CI`` set), where a missing
+folder is an error.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data folder {DATA} is missing (required under CI)")
+        pytest.skip(f"shared data folder {DATA} not found; accuracy tests need it")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def read_data(data_dir):
+    """read_data('a_coco') -> DataFrame of every file whose name starts with that prefix."""
+
+    def read(prefix: str, columns: list[str] | None = None) -> pl.DataFrame:
+        files = sorted(data_dir.glob(f"{prefix}*.parquet"))
+        assert files, f"no data files start with {prefix!r} in {data_dir}"
+        return pl.concat([pl.read_parquet(f, columns=columns) for f in files], how="diagonal_relaxed")
+
+    return read
