@@ -11,43 +11,41 @@ from .base import TEXT, Filter
 # LAION/DataComp-style alt-text cleaning and of C4/Gopher ("lorem ipsum", "click here").
 PATTERNS: list[tuple[str, float, str]] = [
     ("refusal", 1.0,
-     r"\bi'?m (?:sorry|afraid)\b.{0,40}\b(?:can(?:no|')?t|unable|not able)\b"
-     r"|\bi (?:can(?:no|')?t|am unable to|am not able to) (?:help|assist|provide|describe|identify|see|view|determine|tell)"
-     r"|\bas an ai\b|\bas a(?:n ai)? language model\b|\bunable to (?:view|see|access|process) (?:the |this )?(?:image|picture|photo)"),
+     r"(?-u:\b)i'?m (?:sorry|afraid)(?-u:\b).{0,40}(?-u:\b)(?:can(?:no|')?t|unable|not able)(?-u:\b)"
+     r"|(?-u:\b)i (?:can(?:no|')?t|am unable to|am not able to) (?:help|assist|provide|describe|identify|see|view|determine|tell)"
+     r"|(?-u:\b)as an ai(?-u:\b)|(?-u:\b)as a(?:n ai)? language model(?-u:\b)|(?-u:\b)unable to (?:view|see|access|process) (?:the |this )?(?:image|picture|photo)"),
     ("preamble", 1.0,
-     r"^(?:sure|certainly|of course|absolutely)\b[!,.]?\s.{0,60}\b(?:description|caption)\b"
-     r"|^here(?:'s| is) (?:a |an |the )?(?:detailed |brief |short )?(?:description|caption)\b"),
+     r"^(?:sure|certainly|of course|absolutely)(?-u:\b)[!,.]?\s.{0,60}(?-u:\b)(?:description|caption)(?-u:\b)"
+     r"|^here(?:'s| is) (?:a |an |the )?(?:detailed |brief |short )?(?:description|caption)(?-u:\b)"),
     ("image_may_contain", 1.0,
-     r"\bimage may contain\b|\bno (?:photo|image) description available\b|\bimage description\s*:"),
+     r"(?-u:\b)image may contain(?-u:\b)|(?-u:\b)no (?:photo|image) description available(?-u:\b)|(?-u:\b)image description\s*:"),
     ("placeholder", 1.0,
      r"^\W*(?:image|images|photo|photos|picture|pic|img|untitled|null|none|n/?a|undefined|placeholder"
-     r"|default|thumbnail|thumb|logo|banner|icon|alt|alt text|caption|no caption|test|lorem ipsum.*|\d+)\W*$"),
+     r"|default|thumbnail|thumb|logo|banner|icon|alt|alt text|caption|no caption|test|lorem ipsum.*|[0-9]+)\W*$"),
     ("filename", 1.0,
-     r"\b[\w-]+\.(?:jpe?g|png|gif|webp|bmp|tiff?|heic|svg)\b"
-     r"|^(?:img|dsc|dscn|dcim|pxl|mvimg|screenshot|photo|image)[_ -]?\d{2,}"
+     r"(?-u:\b)[a-z0-9_-]+\.(?:jpe?g|png|gif|webp|bmp|tiff?|heic|svg)(?-u:\b)"
+     r"|^(?:img|dsc|dscn|dcim|pxl|mvimg|screenshot|photo|image)[_ -]?[0-9]{2,}"
      # a slug: one "word" of letters joined by at least two - or _ (file or URL names)
-     r"|^[\p{L}\d]+(?:[_-][\p{L}\d]+){2,}$"),
-    ("url", 1.0, r"\bhttps?://|\bwww\.[\w-]+\.\w+|\b[\w-]+\.(?:com|net|org|io|co\.uk|html?|php|aspx?)\b"),
+     r"|^[\p{L}[0-9]]+(?:[_-][\p{L}[0-9]]+){2,}$"),
+    ("url", 1.0, r"(?-u:\b)https?://|(?-u:\b)www\.[a-z0-9_-]+\.[a-z]+|(?-u:\b)[a-z0-9_-]+\.(?:com|net|org|io|co\.uk|html?|php|aspx?)(?-u:\b)"),
     ("html", 1.0, r"</?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>"),
     ("stock", 1.0,
-     r"\bstock (?:photo|photograph|image|picture|illustration|vector|footage)s?\b|\broyalty[- ]free\b"
-     r"|\b(?:shutterstock|getty ?images|alamy|dreamstime|depositphotos|123rf|istock(?:photo)?|adobe stock|pond5)\b"
-     r"|\bvector (?:illustration|image|graphic)\b|\bstockfoto\b|\b(?:photo|foto|fotografía) de stock\b"
+     r"(?-u:\b)stock (?:photo|photograph|image|picture|illustration|vector|footage)s?(?-u:\b)|(?-u:\b)royalty[- ]free(?-u:\b)"
+     r"|(?-u:\b)(?:shutterstock|getty ?images|alamy|dreamstime|depositphotos|123rf|istock(?:photo)?|adobe stock|pond5)(?-u:\b)"
+     r"|(?-u:\b)vector (?:illustration|image|graphic)(?-u:\b)|(?-u:\b)stockfoto(?-u:\b)|(?-u:\b)(?:photo|foto|fotografía) de stock(?-u:\b)"
      r"|стоковая|стоковое|ストックフォト"),
     ("call_to_action", 1.0,
-     r"\b(?:click here|read more|buy now|shop now|order now|free shipping|add to (?:cart|basket)"
-     r"|download (?:now|free|here)|learn more|subscribe|sign up|best price|on sale|limited offer)\b"),
-    # keyword lists: "a | b | c", three or more hashtags, or a whole caption of six or more
-    # short comma-separated items with no article or preposition (a sentence has them)
-    ("seo", 1.0,
-     r"(?:[^|]+\|){2,}|(?:#[\w]+\s*){3,}"
-     r"|^(?:(?:[^,]{1,30}),\s*){5,}[^,]{0,30}$"),
-    ("html_entity", 0.5, r"&(?:amp|nbsp|quot|lt|gt|#\d+|#x[0-9a-f]+);"),
+     r"(?-u:\b)(?:click here|read more|buy now|shop now|order now|free shipping|add to (?:cart|basket)"
+     r"|download (?:now|free|here)|learn more|subscribe|sign up|best price|on sale|limited offer)(?-u:\b)"),
+    # keyword lists: three or more hashtags here; ``_keyword_list`` adds "a | b | c" and a
+    # whole caption of six or more short comma-separated items without function words
+    ("seo", 1.0, r"(?:#[^\s#]+\s*){3,}"),
+    ("html_entity", 0.5, r"&(?:amp|nbsp|quot|lt|gt|#[0-9]+|#x[0-9a-f]+);"),
     ("commerce", 0.5,
-     r"\bfor sale\b|\bclearance\b|\bfree delivery\b|\bin stock\b|\bsold out\b|\bwholesale\b"
-     r"|\b\d{1,2}\s?% off\b|\bdiscount\b"),
-    ("price", 0.5, r"[$€£¥₹]\s?\d|\b\d+(?:[.,]\d{2})?\s?(?:usd|eur|gbp|dollars|euros)\b"),
-    ("size", 0.5, r"\b\d{2,5}\s?[x×]\s?\d{2,5}\b|\b\d+(?:\.\d+)?\s?(?:px|pixels|megapixels|kb|mb|dpi)\b"),
+     r"(?-u:\b)for sale(?-u:\b)|(?-u:\b)clearance(?-u:\b)|(?-u:\b)free delivery(?-u:\b)|(?-u:\b)in stock(?-u:\b)|(?-u:\b)sold out(?-u:\b)|(?-u:\b)wholesale(?-u:\b)"
+     r"|(?-u:\b)[0-9]{1,2}\s?% off(?-u:\b)|(?-u:\b)discount(?-u:\b)"),
+    ("price", 0.5, r"[$€£¥₹]\s?[0-9]|(?-u:\b)[0-9]+(?:[.,][0-9]{2})?\s?(?:usd|eur|gbp|dollars|euros)(?-u:\b)"),
+    ("size", 0.5, r"(?-u:\b)[0-9]{2,5}\s?[x×]\s?[0-9]{2,5}(?-u:\b)|(?-u:\b)[0-9]+(?:\.[0-9]+)?\s?(?:px|pixels|megapixels|kb|mb|dpi)(?-u:\b)"),
     ("encoding", 0.5, r"\x{FFFD}|[Ãã][\x{80}-\x{BF}©¤¶¼½]|â€[™œ\x{9D}“”˜]"),
 ]
 #: Kinds that a long description can legitimately contain as text seen in the image (a
@@ -57,9 +55,17 @@ EMBEDDED = ("url", "price", "size", "commerce", "html_entity", "stock")
 LONG_WORDS = 40
 QUOTED = r"\"[^\"]{0,200}\"|“[^”]{0,200}”|«[^»]{0,200}»"
 #: A sentence has articles, prepositions or verbs; a keyword list has none.
-FUNCTION_WORDS = r"\b(?:a|an|the|of|with|in|on|at|is|are|and|und|der|die|das|le|la|les|el|los|de)\b"
+FUNCTION_WORDS = r"(?-u:\b)(?:a|an|the|of|with|in|on|at|is|are|and|und|der|die|das|le|la|les|el|los|de)(?-u:\b)"
 
 KINDS = tuple(k for k, _, _ in PATTERNS)
+
+
+def _keyword_list(t: pl.Expr) -> pl.Expr:
+    """"a | b | c" (two or more pipes), or six or more comma-separated items of at most 30
+    characters each with no article, preposition or "and" (a sentence has them)."""
+    pipes = t.str.count_matches("|", literal=True) >= 2
+    commas = (t.str.count_matches(",", literal=True) >= 5) & ~t.str.contains(r"[^,]{31}")
+    return pipes | (commas & ~t.str.contains(FUNCTION_WORDS))
 
 
 class Junk(Filter):
@@ -85,21 +91,22 @@ class Junk(Filter):
     label = "junk_kind"
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        text = pl.col(TEXT).str.to_lowercase()
-        unquoted = text.str.replace_all(QUOTED, " ")
-        long = text.str.count_matches(r"\S+") >= LONG_WORDS
+        t = pl.col(TEXT).str.to_lowercase()
+        frame = batch.select(t.alias("t"))
+        t = pl.col("t")
+        unquoted = t.str.replace_all(QUOTED, " ")
+        long = t.str.count_matches(r"\S+") >= LONG_WORDS
         hits, weights = [], []
         for kind, w, pat in PATTERNS:
-            on = unquoted if kind in EMBEDDED else text
-            hit = on.str.contains(f"(?s){pat}")
+            hit = (unquoted if kind in EMBEDDED else t).str.contains(f"(?s){pat}")
             if kind == "seo":
-                hit = hit & (text.str.contains(r"\|") | ~text.str.contains(FUNCTION_WORDS))
+                hit = hit | _keyword_list(t)
             hits.append(hit)
             weights.append(pl.when(long & pl.lit(kind in EMBEDDED)).then(w / 2).otherwise(w) * hit.cast(pl.Float64))
         kind = pl.lit(None, pl.String)
         for h, (k, _, _) in reversed(list(zip(hits, PATTERNS))):
             kind = pl.when(h).then(pl.lit(k)).otherwise(kind)
-        return batch.select(
+        return frame.select(
             pl.min_horizontal(pl.sum_horizontal(weights), pl.lit(1.0)).alias(column),
             kind.alias("junk_kind"),
         )

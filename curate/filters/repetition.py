@@ -5,9 +5,7 @@ import polars as pl
 from .base import TEXT, Filter
 
 
-def _ngrams(words: pl.Expr, n: int) -> pl.Expr:
-    parts = [pl.element().shift(-i) for i in range(n)]
-    return words.list.eval(pl.concat_str(parts, separator=" ").drop_nulls())
+K = 0x9E3779B97F4A7C15  # odd 64-bit multiplier for combining word hashes into n-gram keys
 
 
 class Repetition(Filter):
@@ -21,6 +19,11 @@ class Repetition(Filter):
     Unit: a fraction in [0, 1]; 0 for captions shorter than ``min_words`` words. A natural
     caption repeats little ("a man next to a man" scores 0.2); a model stuck in a loop or a
     list of keywords scores 0.4 and up. Default ``max = 0.35``.
+
+    Computed on the batch's words exploded into one long column: n-gram keys combine word
+    hashes arithmetically, and one group-by per n counts them (no per-row lists).
+    A row without a repeated bigram has no repeated 3- or 4-gram, so those are counted only
+    for rows with one.
     """
 
     name = "repetition"
@@ -29,15 +32,36 @@ class Repetition(Filter):
     default_max = 0.35
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        words = pl.col(TEXT).str.to_lowercase().str.extract_all(r"[\p{L}\p{N}]+(?:'[\p{L}\p{N}]+)*")
-        nw = words.list.len()
+        words = batch.select(
+            pl.col(TEXT).str.to_lowercase().str.extract_all(r"[\p{L}\p{N}]+(?:'[\p{L}\p{N}]+)*").alias("w")
+        ).with_row_index("i")
+        nw = words.select(pl.col("i"), pl.col("w").list.len().alias("nw"))
+        ex = (
+            words.filter(pl.col("w").list.len() >= self.p["min_words"])
+            .explode("w")
+            .select("i", pl.col("w").hash(seed=1).alias("h"), (pl.col("w").str.len_chars() >= self.p["min_word_chars"]).alias("long"))
+        )
+        top = (
+            ex.filter("long").group_by("i", "h").len()
+            .group_by("i").agg((pl.col("len").max() - 1).alias("extra"))
+        )
+        key = pl.col("h")
         shares = []
+        rows = ex
         for n in (2, 3, 4):
-            g = _ngrams(words, n)
-            total = g.list.len()
-            shares.append(pl.when(total >= 2).then(1 - g.list.n_unique() / total).otherwise(0.0))
-        long_words = words.list.eval(pl.element().filter(pl.element().str.len_chars() >= self.p["min_word_chars"]))
-        top = long_words.list.eval(pl.element().unique_counts().max()).list.first().fill_null(1)
-        shares.append((top - 1).clip(lower_bound=0) / nw)
-        value = pl.when(nw >= self.p["min_words"]).then(pl.max_horizontal(shares)).otherwise(0.0)
-        return batch.select(value.cast(pl.Float64).fill_null(0.0).alias(column))
+            key = key * pl.lit(K, pl.UInt64) + pl.col("h").shift(-(n - 1))
+            grams = rows.select("i", key.alias("g"), (pl.col("i").shift(-(n - 1)) == pl.col("i")).alias("ok")).filter("ok")
+            stats = grams.group_by("i").agg(
+                (1 - pl.col("g").n_unique() / pl.len()).alias(f"r{n}"), pl.len().alias("total")
+            ).filter(pl.col("total") >= 2).drop("total")
+            shares.append(stats)
+            if n == 2:  # only rows with a repeated bigram can repeat longer n-grams
+                rows = ex.filter(pl.col("i").is_in(stats.filter(pl.col("r2") > 0)["i"].implode()))
+        out = nw
+        for part in [top] + shares:
+            out = out.join(part, on="i", how="left")
+        value = pl.max_horizontal(
+            pl.col("extra").fill_null(0) / pl.col("nw"), *[pl.col(f"r{n}").fill_null(0.0) for n in (2, 3, 4)]
+        )
+        value = pl.when(pl.col("nw") >= self.p["min_words"]).then(value).otherwise(0.0)
+        return out.sort("i").select(value.cast(pl.Float64).fill_null(0.0).alias(column))
