@@ -84,10 +84,13 @@ class Chain:
             lines += ["", "[[filter]]", f"name = {json.dumps(s.filter.name)}"]
             if s.id != s.filter.name:
                 lines.append(f"id = {json.dumps(s.id)}")
+            defaults = dict(zip(("min", "max"), s.filter.thresholds()))
             for key in ("min", "max"):
                 v = getattr(s, key)
                 if v is not None:
                     lines.append(f"{key} = {v!r}")
+                elif defaults[key] is not None:
+                    lines.append(f'{key} = "{NO_BOUND}"')
             for key in ("allow", "deny"):
                 v = getattr(s, key)
                 if v is not None:
@@ -134,11 +137,15 @@ def load_chain(spec: str | None = None, lid_model: str | None = None) -> Chain:
     return parse_chain(data, str(path), lid_model=lid_model)
 
 
+NO_BOUND = "none"
+
+
 def _number(where: str, key: str, v: Any) -> float | None:
-    if v is None:
+    """A threshold: a number, or "none" (TOML has no null) to switch a default bound off."""
+    if v is None or v == NO_BOUND:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-        raise CurateError(f"{where}: {key} must be a number, got {v!r}")
+        raise CurateError(f"{where}: {key} must be a number or \"none\", got {v!r}")
     return float(v)
 
 
