@@ -168,3 +168,22 @@ def test_long_model_captions_keep_their_quoted_text(read_data):
     junk_rate, rep_rate = _rates(read_data("d_", ["caption"]))
     assert junk_rate < 0.01
     assert rep_rate < 0.02  # a few model outputs really are stuck in a loop
+
+
+def test_junk_screen_loses_nothing_on_real_data(read_data):
+    from curate.filters.junk import evaluate
+
+    df = pl.concat([read_data(p, ["caption"]) for p in ("a_", "c_", "d_", "b_")])
+    f = frame(df["caption"].to_list())
+    screened = Junk().score(f, "s")
+    full = evaluate(f.select(pl.col("_text").str.to_lowercase().alias("t")).with_row_index("i"), "s")
+    assert screened["s"].equals(full["s"].fill_null(0.0))
+    assert screened["junk_kind"].equals(full["junk_kind"])
+
+
+@pytest.mark.parametrize("kind", list(JUNK_EXAMPLES))
+def test_junk_screen_lets_every_kind_through(kind):
+    from curate.filters.junk import _screen
+
+    text = JUNK_EXAMPLES[kind].lower()
+    assert pl.select(_screen(pl.lit(text))).item()

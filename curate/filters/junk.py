@@ -60,6 +60,35 @@ FUNCTION_WORDS = r"(?-u:\b)(?:a|an|the|of|with|in|on|at|is|are|and|und|der|die|d
 KINDS = tuple(k for k, _, _ in PATTERNS)
 
 
+#: Literal strings of which every junk kind needs at least one (or a digit, no space at all,
+#: 24 bytes or less, many commas, or a preamble's first word). One Aho-Corasick pass over
+#: these screens the batch; the regular expressions then run on the screened rows only.
+SCREEN = [
+    "sorry", "afraid", "can't", "can’t", "cant ", "cannot", "unable", "not able", "as an ai", "language model",
+    "may contain", "description available", "image description",
+    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".heic", ".svg",
+    "http", "www.", ".com", ".net", ".org", ".io", ".co.uk", ".htm", ".php", ".asp", "<", "&",
+    "stock", "royalty", "getty", "alamy", "dreamstime", "depositphotos", "123rf", "pond5", "vector ",
+    "стоков", "ストック", "click here", "read more", "buy now", "shop now", "order now", "free shipping",
+    "add to ", "download", "learn more", "subscribe", "sign up", "best price", "on sale", "limited offer",
+    "#", "|", "for sale", "clearance", "free delivery", "in stock", "sold out", "wholesale", "discount",
+    "$", "€", "£", "¥", "₹", "\ufffd", "ã", "â€", "lorem ipsum",
+]
+PLACEHOLDER_BYTES = 24  # the longest placeholder word list entry ("no photo description") is shorter
+PREAMBLE_START = r"^(?:sure|certainly|of course|absolutely|here)"
+
+
+def _screen(t: pl.Expr) -> pl.Expr:
+    return (
+        t.str.contains_any(SCREEN)
+        | t.str.contains(r"[0-9]")
+        | ~t.str.contains(" ", literal=True)
+        | (t.str.len_bytes() <= PLACEHOLDER_BYTES)
+        | t.str.contains(PREAMBLE_START)
+        | (t.str.count_matches(",", literal=True) >= 5)
+    )
+
+
 def _keyword_list(t: pl.Expr) -> pl.Expr:
     """"a | b | c" (two or more pipes), or six or more comma-separated items of at most 30
     characters each with no article, preposition or "and" (a sentence has them)."""
@@ -91,22 +120,28 @@ class Junk(Filter):
     label = "junk_kind"
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        t = pl.col(TEXT).str.to_lowercase()
-        frame = batch.select(t.alias("t"))
-        t = pl.col("t")
-        unquoted = t.str.replace_all(QUOTED, " ")
-        long = t.str.count_matches(r"\S+") >= LONG_WORDS
-        hits, weights = [], []
-        for kind, w, pat in PATTERNS:
-            hit = (unquoted if kind in EMBEDDED else t).str.contains(f"(?s){pat}")
-            if kind == "seo":
-                hit = hit | _keyword_list(t)
-            hits.append(hit)
-            weights.append(pl.when(long & pl.lit(kind in EMBEDDED)).then(w / 2).otherwise(w) * hit.cast(pl.Float64))
-        kind = pl.lit(None, pl.String)
-        for h, (k, _, _) in reversed(list(zip(hits, PATTERNS))):
-            kind = pl.when(h).then(pl.lit(k)).otherwise(kind)
-        return frame.select(
-            pl.min_horizontal(pl.sum_horizontal(weights), pl.lit(1.0)).alias(column),
-            kind.alias("junk_kind"),
+        frame = batch.select(pl.col(TEXT).str.to_lowercase().alias("t")).with_row_index("i")
+        found = evaluate(frame.filter(_screen(pl.col("t"))), column)
+        return frame.select("i").join(found, on="i", how="left", maintain_order="left").select(
+            pl.col(column).fill_null(0.0), "junk_kind"
         )
+
+
+def evaluate(cand: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Every pattern on every row of ``cand`` (columns ``i`` and lower-cased text ``t``)."""
+    t = pl.col("t")
+    unquoted = t.str.replace_all(QUOTED, " ")
+    long = t.str.count_matches(r"\S+") >= LONG_WORDS
+    hits, weights = [], []
+    for kind, w, pat in PATTERNS:
+        hit = (unquoted if kind in EMBEDDED else t).str.contains(f"(?s){pat}")
+        if kind == "seo":
+            hit = hit | _keyword_list(t)
+        hits.append(hit)
+        weights.append(pl.when(long & pl.lit(kind in EMBEDDED)).then(w / 2).otherwise(w) * hit.cast(pl.Float64))
+    kind = pl.lit(None, pl.String)
+    for h, (k, _, _) in reversed(list(zip(hits, PATTERNS))):
+        kind = pl.when(h).then(pl.lit(k)).otherwise(kind)
+    return cand.select(
+        "i", pl.min_horizontal(pl.sum_horizontal(weights), pl.lit(1.0)).alias(column), kind.alias("junk_kind"),
+    )
