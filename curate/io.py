@@ -34,6 +34,7 @@ FORMATS = {
 #: to find the image); more can be named with ``carry``.
 AUTO_CARRY = ("url", "image_url", "image_path", "image_id", "key")
 JSONL_CHUNK_BYTES = 32 << 20
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -44,6 +45,7 @@ class InputFile:
     mtime_ns: int
     fingerprint: str = ""
     columns: list[str] = field(default_factory=list)
+    empty: bool = False  # a text file with nothing but white space: zero rows
 
     def describe(self) -> dict:
         return {
@@ -126,15 +128,17 @@ def inspect_input(inp: InputFile) -> None:
         inp.columns = list(_parquet_file(inp).schema_arrow.names)
     elif inp.format == "jsonl":
         with open(inp.path, "rb") as f:
-            head = f.read(1 << 20)
-        lines = [ln for ln in head.split(b"\n")[:-1 if len(head) == (1 << 20) else None] if ln.strip()]
+            head = f.read(1 << 20).removeprefix(BOM)
+        head_lines = head.split(b"\n")[:-1 if len(head) == (1 << 20) else None][:5000]
+        lines = [ln for ln in head_lines if ln.strip()]
         if not lines:
-            inp.columns = []
+            inp.columns, inp.empty = [], not head.strip()
             return
         try:
             df = pl.read_ndjson(io.BytesIO(b"\n".join(lines[:1000]).decode("utf-8", "replace").encode()))
         except Exception as e:
-            raise CurateError(f"{inp.path}: not valid JSON lines ({_one_line(e)})") from None
+            text = [ln.decode("utf-8", "replace") for ln in head_lines]
+            raise CurateError(f"{inp.path}: {_json_error(text, 0, e)}") from None
         inp.columns = df.columns
     else:
         sep = "\t" if inp.format == "tsv" else ","
@@ -142,14 +146,31 @@ def inspect_input(inp: InputFile) -> None:
             lf = pl.scan_csv(inp.path, separator=sep, infer_schema=False, encoding="utf8-lossy")
             inp.columns = lf.collect_schema().names()
         except pl.exceptions.NoDataError:
-            inp.columns = []
+            inp.columns, inp.empty = [], True
         except Exception as e:
             raise CurateError(f"{inp.path}: not a readable CSV file ({_one_line(e)})") from None
 
 
+def _json_error(lines: list[str], first_line: int, e: BaseException) -> str:
+    """Name the first line that is not a JSON object (only called once reading failed)."""
+    import json
+
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            ok = isinstance(json.loads(line), dict)
+            why = "not a JSON object"
+        except ValueError as err:
+            ok, why = False, str(err)
+        if not ok:
+            return f"line {first_line + i + 1} is not valid JSON ({why})"
+    return f"invalid JSON lines near line {first_line + 1} ({_one_line(e)})"
+
+
 def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
-    if not inp.columns and inp.size > 0 and inp.format != "parquet":
-        return  # an empty text file: reported as zero rows
+    if inp.empty:
+        return  # an empty text file: zero rows
     for name, what in ((caption, "caption"), (id_column, "id")):
         if name is not None and name not in inp.columns:
             cols = ", ".join(inp.columns) or "(none)"
@@ -167,6 +188,8 @@ def _to_text(s: pl.Series) -> pl.Series:
         # Arrow's binary->string cast rejects invalid UTF-8, so decode lossily via Python's
         # codec, one call for the whole column's buffer.
         return _decode_binary_lossy(s)
+    if s.dtype.is_nested():
+        raise CurateError(f"caption column {s.name!r} holds {s.dtype} values, not text")
     return s.cast(pl.String)
 
 
@@ -197,14 +220,25 @@ def _decode_binary_lossy(s: pl.Series) -> pl.Series:
 
 
 def read_batches(
-    inp: InputFile, caption: str, id_column: str | None, carry: list[str], batch_rows: int
+    inp: InputFile, caption: str, id_column: str | None, carry: list[str], batch_rows: int,
+    row_groups: list[int] | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """Yield DataFrames with ``caption`` (+ ``id``, + carried columns) of at most batch_rows."""
+    """Yield DataFrames with ``caption`` (+ ``id``, + carried columns) of at most batch_rows.
+
+    ``row_groups``: for Parquet, read only these row groups (the Ray engine's read tasks)."""
+    try:
+        yield from _read_batches(inp, caption, id_column, carry, batch_rows, row_groups)
+    except CurateError as e:
+        msg = str(e)
+        raise CurateError(msg if msg.startswith(inp.path) else f"{inp.path}: {msg}") from None
+
+
+def _read_batches(inp, caption, id_column, carry, batch_rows, row_groups=None) -> Iterator[pl.DataFrame]:
     cols = [caption] + ([id_column] if id_column else []) + [c for c in carry if c != caption]
     if inp.format == "parquet":
         pf = _parquet_file(inp)
         try:
-            for rb in pf.iter_batches(batch_size=batch_rows, columns=cols):
+            for rb in pf.iter_batches(batch_size=batch_rows, columns=cols, row_groups=row_groups):
                 yield _shape(pl.from_arrow(rb), caption, id_column)
         except CurateError:
             raise
@@ -228,11 +262,14 @@ def read_batches(
 
 
 def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFrame]:
+    if inp.empty:
+        return
     pending: list[pl.DataFrame] = []
     pending_rows = 0
     line_no = 0
     with open(inp.path, "rb") as f:
-        rest = b""
+        rest = f.read(len(BOM))
+        rest = b"" if rest == BOM else rest
         while True:
             block = f.read(JSONL_CHUNK_BYTES)
             if not block and not rest:
@@ -243,7 +280,9 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
                 data, rest = data[:cut], data[cut:]
             else:
                 rest = b""
-            if not data.strip():
+            # A chunk of blank lines still holds rows; only white space after the last
+            # newline of the file is not a line.
+            if not data or (not block and not data.strip()):
                 continue
             # Blank lines would shift row numbers in some readers: treat them as rows with a
             # null caption so that ``row`` always equals the line's index.
@@ -259,9 +298,7 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
                     infer_schema_length=None,
                 )
             except Exception as e:
-                raise CurateError(
-                    f"{inp.path}: invalid JSON near line {line_no + 1} ({_one_line(e)})"
-                ) from None
+                raise CurateError(f"{inp.path}: {_json_error(lines, line_no, e)}") from None
             line_no += len(lines)
             for c in cols:
                 if c not in df.columns:
@@ -324,6 +361,8 @@ def text_hash64(s: pl.Series) -> pl.Series:
     con = duckdb.connect()
     tbl = pa.table({"v": s.cast(pl.String).to_arrow()})
     con.register("t", tbl)
-    res = con.execute("SELECT md5_number_lower(v) AS h FROM t").fetch_arrow_table()
+    rel = con.sql("SELECT md5_number_lower(v) AS h FROM t")
+    # DuckDB 2 renamed the relation's arrow() to to_arrow_table().
+    res = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
     con.close()
-    return pl.Series(s.name, res.column("h").to_numpy(zero_copy_only=False), dtype=pl.UInt64)
+    return pl.Series(s.name, res.column("h"), dtype=pl.UInt64)

@@ -18,16 +18,17 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import polars as pl
 
 from . import __version__
 from .atomic import write_json, write_parquet, write_text
 from .chain import Chain, decide, parse_chain
+from .engines import check_engine
 from .errors import CurateError
 from .io import (
     AUTO_CARRY, InputFile, check_columns, derived_ids, file_fingerprint, inspect_input,
@@ -38,6 +39,8 @@ STATE = ".curate-state.json"
 DEFAULT_BATCH_ROWS = 100_000
 #: Below this many rows a worker pool costs more to start than it saves.
 PARALLEL_MIN_ROWS = 300_000
+#: For JSONL/CSV inputs, whose row count is unknown until read: bytes per row, roughly.
+TEXT_BYTES_PER_ROW = 100
 
 Progress = Callable[[int], None]
 
@@ -50,6 +53,11 @@ class ScoreOptions:
     workers: int | None = None
     batch_rows: int = DEFAULT_BATCH_ROWS
     overwrite: bool = False
+    #: "local" (processes on this machine) or "ray" (curate.engines.ray_engine); the parts
+    #: written are the same, so a run may be resumed with either
+    engine: str = "local"
+    #: with engine "ray": address of a running Ray cluster; None starts a local Ray
+    address: str | None = None
 
 
 def _prepare_out(out: Path) -> None:
@@ -95,6 +103,30 @@ def _total_rows(files: list[InputFile]) -> int | None:
     return total
 
 
+def _estimated_rows(files: list[InputFile]) -> int:
+    """Rows in Parquet inputs (from their metadata) plus an estimate for text inputs."""
+    import pyarrow.parquet as pq
+
+    return sum(
+        pq.ParquetFile(f.path).metadata.num_rows if f.format == "parquet" else f.size // TEXT_BYTES_PER_ROW
+        for f in files
+    )
+
+
+def _redecide_if_stale(part: Path, chain: Chain) -> None:
+    """A part kept from an earlier attempt holds the same scores, but its keep and reason may
+    come from other thresholds (a `curate decide` since, or a chain that differs only in
+    thresholds): decide it again with this chain, rewriting it only when that changes it."""
+    df = pl.read_parquet(part)
+    base = df.drop(["keep", "reason"], strict=False)
+    for step in chain.steps:
+        if step.filter.external and step.column not in base.columns:
+            base = base.with_columns(pl.lit(None, pl.Float64).alias(step.column))
+    new = decide(base, chain)
+    if new.columns != df.columns or not new.select("keep", "reason").equals(df.select("keep", "reason")):
+        write_parquet(new.to_arrow(), part)
+
+
 # -- worker side --------------------------------------------------------------------------
 
 _WORKER_CHAIN: Chain | None = None
@@ -132,6 +164,13 @@ def _chain_to_data(chain: Chain) -> dict:
 def _with_provenance(batch: pl.DataFrame, inp: InputFile, start: int, opts: ScoreOptions, carry: list[str]) -> pl.DataFrame:
     n = batch.height
     if opts.id_column:
+        nulls = batch["id"].null_count()
+        if nulls:
+            first = start + int(batch["id"].is_null().arg_max())
+            raise CurateError(
+                f"{inp.path}: id column {opts.id_column!r} is empty in {nulls} rows of a batch "
+                f"(first at row {first}); every row needs an id"
+            )
         sid = text_hash64(batch["id"]).alias("sample_id")
     else:
         sid = pl.Series("sample_id", derived_ids(inp.path, start, n), dtype=pl.UInt64)
@@ -148,10 +187,78 @@ def _with_provenance(batch: pl.DataFrame, inp: InputFile, start: int, opts: Scor
     return pl.DataFrame(cols)
 
 
+def part_path(out: Path, fi: int, bi: int) -> Path:
+    """The part of input file ``fi``'s batch ``bi`` (rows bi*batch_rows onwards)."""
+    return out / "scores" / f"part-{fi:05d}-{bi:05d}.parquet"
+
+
+def _file_parts(inp: InputFile, fi: int, out: Path, opts: ScoreOptions, carry: list[str],
+                batches: Iterator[pl.DataFrame] | None = None, start: int = 0, first: int = 0,
+                ) -> Iterator[tuple[Path, pl.DataFrame | None, int]]:
+    """(part, frame with provenance or None where the part is already written, rows) for each
+    batch of one input; ``batches`` (first row ``start``, first part ``first``) defaults to
+    the whole file."""
+    if batches is None:
+        batches = read_batches(inp, opts.caption_column, opts.id_column, carry, opts.batch_rows)
+    rows = start
+    for bi, batch in enumerate(batches, first):
+        part = part_path(out, fi, bi)
+        yield part, (None if part.exists() else _with_provenance(batch, inp, rows, opts, carry)), batch.height
+        rows += batch.height
+
+
+def _score_local(files: list[InputFile], out: Path, chain: Chain, opts: ScoreOptions, carry: list[str],
+                 workers: int, progress: Progress | None) -> tuple[list[dict], list[Path]]:
+    """Score every input in this process or a pool of ``workers`` processes."""
+    per_file: list[dict] = []
+    pool = None
+    if workers > 1:
+        from . import _worker
+
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"),
+            initializer=_worker.init, initargs=(_chain_to_data(chain), chain.path or "chain"),
+        )
+    pending: deque[tuple[Future, int]] = deque()
+    kept_parts: list[Path] = []  # finished by an earlier attempt
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            fut, n = pending.popleft()
+            fut.result()
+            if progress:
+                progress(n)
+
+    try:
+        for fi, inp in enumerate(files):
+            rows = 0
+            for part, frame, n in _file_parts(inp, fi, out, opts, carry):
+                if frame is not None:
+                    if pool is None:
+                        _score_and_write(frame, chain, str(part))
+                        if progress:
+                            progress(n)
+                    else:
+                        pending.append((pool.submit(_score_part, frame, str(part)), n))
+                        drain(2 * workers)
+                else:
+                    kept_parts.append(part)
+                    if progress:
+                        progress(n)
+                rows += n
+            per_file.append({**inp.describe(), "rows": rows})
+        drain(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return per_file, kept_parts
+
+
 def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOptions | None = None,
           progress: Progress | None = None, total_cb: Callable[[int | None], None] | None = None) -> dict:
     """Score ``inputs`` with ``chain`` into the run folder ``out``; return ``run.json``'s content."""
     opts = opts or ScoreOptions()
+    check_engine(opts.engine, opts.address)
     t_start = time.perf_counter()
     files = resolve_inputs(inputs)
     for f in files:
@@ -165,7 +272,11 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     ))
     carry = [c for c in carry if c not in (opts.caption_column, opts.id_column)]
     model_files = _model_files(chain)  # fails early on a missing model
+    total = _total_rows(files)
+    if total == 0:
+        raise CurateError(f"the inputs hold no rows: {_names(files)}")
     out = Path(out)
+    created = not out.exists()
     _prepare_out(out)
     for f in files:
         f.fingerprint = file_fingerprint(f.path)
@@ -173,59 +284,25 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     _check_resume(out, key, opts.overwrite)
     write_json({"key": key, "started": time.time()}, out / STATE)
 
-    total = _total_rows(files)
     if total_cb:
         total_cb(total)
     workers = opts.workers or os.cpu_count() or 1
-    if total is not None and total < PARALLEL_MIN_ROWS and not opts.workers:
+    if not opts.workers and (total if total is not None else _estimated_rows(files)) < PARALLEL_MIN_ROWS:
         workers = 1
-    if total == 0:
-        raise CurateError("the inputs hold no rows")
 
     t_score = time.perf_counter()
-    per_file: list[dict] = []
-    pool = None
-    if workers > 1:
-        from . import _worker
+    engine_info: dict | None = None
+    if opts.engine == "ray":
+        from .engines.ray_engine import score_files
 
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"),
-            initializer=_worker.init, initargs=(_chain_to_data(chain), chain.path or "chain"),
-        )
-    pending: deque[tuple[Future, int]] = deque()
-
-    def drain(limit: int) -> None:
-        while len(pending) > limit:
-            fut, n = pending.popleft()
-            fut.result()
-            if progress:
-                progress(n)
-
-    try:
-        for fi, inp in enumerate(files):
-            rows = 0
-            for bi, batch in enumerate(read_batches(inp, opts.caption_column, opts.id_column, carry, opts.batch_rows)):
-                part = out / "scores" / f"part-{fi:05d}-{bi:05d}.parquet"
-                n = batch.height
-                if not part.exists():
-                    frame = _with_provenance(batch, inp, rows, opts, carry)
-                    if pool is None:
-                        _score_and_write(frame, chain, str(part))
-                        if progress:
-                            progress(n)
-                    else:
-                        pending.append((pool.submit(_score_part, frame, str(part)), n))
-                        drain(2 * workers)
-                elif progress:
-                    progress(n)
-                rows += n
-            per_file.append({**inp.describe(), "rows": rows})
-        drain(0)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        per_file, kept_parts, workers, engine_info = score_files(files, out, chain, opts, carry, progress)
+    else:
+        per_file, kept_parts = _score_local(files, out, chain, opts, carry, workers, progress)
     if sum(f["rows"] for f in per_file) == 0:
-        raise CurateError("the inputs hold no rows")
+        _discard(out, created)
+        raise CurateError(f"the inputs hold no rows: {_names(files)}")
+    for part in kept_parts:
+        _redecide_if_stale(part, chain)
     t_done = time.perf_counter()
 
     stats = run_stats(out, chain)
@@ -240,6 +317,8 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
         "carried_columns": carry,
         "batch_rows": opts.batch_rows,
         "workers": workers,
+        "engine": opts.engine,
+        **({"engine_info": engine_info} if engine_info else {}),
         "chain": chain.to_dict(),
         "chain_source": chain.path,
         "filters": {s.id: s.filter.ident for s in chain.steps},
@@ -254,8 +333,23 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     }
     write_text(chain.to_toml(), out / "chain.toml")
     write_json(run, out / "run.json")
-    (out / STATE).unlink(missing_ok=True)
+    # STATE stays: with it, a run whose run.json was lost can still be completed.
     return run
+
+
+def _names(files: list[InputFile], most: int = 3) -> str:
+    names = ", ".join(f.path for f in files[:most])
+    return names + (f" and {len(files) - most} more" if len(files) > most else "")
+
+
+def _discard(out: Path, created: bool) -> None:
+    """Undo what a run that wrote nothing left behind."""
+    (out / STATE).unlink(missing_ok=True)
+    for folder in (out / "scores", out) if created else (out / "scores",):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
 
 
 def _check_resume(out: Path, key: str, overwrite: bool) -> None:
@@ -330,6 +424,7 @@ def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
     """Re-apply ``chain``'s thresholds to a run's stored scores, without re-scoring."""
     info = load_run(run)
     scored = {f["id"]: f for f in info["chain"]["filter"]}
+    chain = _with_scored_lid_model(chain, scored)
     for step in chain.steps:
         if step.filter.external:
             continue
@@ -363,6 +458,19 @@ def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
     write_text(chain.to_toml(), Path(run) / "chain.toml")
     write_json(info, Path(run) / "run.json")
     return info
+
+
+def _with_scored_lid_model(chain: Chain, scored: dict[str, dict]) -> Chain:
+    """A decision chain that names no LID model means the run's: the model is chosen when
+    scoring (``curate score --lid-model``), and ``decide`` has no such option."""
+    steps = []
+    for step in chain.steps:
+        prev = scored.get(step.id) or {}
+        model = prev.get("params", {}).get("model")
+        if step.filter.name == "language" == prev.get("name") and model and not step.filter.p.get("model"):
+            step = replace(step, filter=type(step.filter)(**{**step.filter.p, "model": model}))
+        steps.append(step)
+    return replace(chain, steps=steps)
 
 
 def _merge_chain(scored: dict, chain: Chain) -> dict:

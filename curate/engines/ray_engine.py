@@ -1,0 +1,248 @@
+"""``curate score --engine ray``: the same parts as the local engine, scored by Ray Data.
+
+Pipeline: ``from_items(units)`` -> ``map_batches(_UnitScorer)`` on a pool of actors (one CPU
+each) -> a small table of per-unit row counts that the driver streams for progress. Each
+actor parses the chain and loads its models (fastText) once, in its constructor.
+
+Provenance. ``sample_id`` derives from (source path as given, row index within the file), so
+every row must know its index in its file. A *unit* is a slice of one input whose first row
+is known before any data is read:
+
+* Parquet: a run of consecutive row groups that begins and ends on a part boundary (a
+  multiple of ``batch_rows``, or the end of the file). Its first row and first part number
+  come from the file's footer (row counts per row group), so units are read in parallel
+  and each reads only its own row groups. With row groups of at most ``batch_rows`` rows (the
+  benchmark's, and the usual writers'), a unit is one part.
+* JSONL / CSV / TSV: the whole file (a line's row number needs every line before it), read
+  by the same reader as the local engine; such inputs are parallel across files only.
+
+An actor reads its unit with :func:`curate.io.read_batches`, cuts it into exact parts of
+``batch_rows`` rows, adds provenance with the local engine's code, scores and writes each
+part atomically under the local engine's name (``part-FFFFF-BBBBB``). So the parts are the
+same files with the same rows, a finished part is skipped on rerun, and a run started by one
+engine can be finished by the other. The actors write the parts themselves, instead of
+handing blocks to ``write_parquet``, because Ray may split or merge blocks between stages,
+which would break one-part-per-batch naming, atomic renames and resume.
+
+The run folder must be a path that every node sees (on one machine, any folder; on a cluster,
+a shared file system).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..chain import Chain, parse_chain
+from ..errors import CurateError
+from ..io import InputFile, read_batches
+from ..run import Progress, ScoreOptions, _chain_to_data, _file_parts, _score_and_write, part_path
+from . import RAY_INSTALL
+
+#: Each actor uses one core; its polars must not start a thread per core of the node.
+ACTOR_ENV = {"POLARS_MAX_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@dataclass
+class Unit:
+    file: int  # index into the run's input files
+    row_groups: tuple[int, int] | None  # Parquet: [first, last) row group; None: whole file
+    start: int  # first row within the file
+    stop: int | None  # end row (Parquet), None when unknown before reading
+    first_part: int  # part number of the first row
+
+
+def plan_units(files: list[InputFile], batch_rows: int) -> list[Unit]:
+    """Cut the inputs into units whose first row is known (see the module's docstring)."""
+    import pyarrow.parquet as pq
+
+    units: list[Unit] = []
+    for fi, inp in enumerate(files):
+        if inp.format != "parquet":
+            units.append(Unit(fi, None, 0, None, 0))
+            continue
+        md = pq.ParquetFile(inp.path).metadata
+        g0 = start = end = 0
+        for g in range(md.num_row_groups):
+            end += md.row_group(g).num_rows
+            if end > start and (end % batch_rows == 0 or end == md.num_rows):
+                units.append(Unit(fi, (g0, g + 1), start, end, start // batch_rows))
+                g0, start = g + 1, end
+    return units
+
+
+def _unit_parts(unit: Unit, batch_rows: int) -> range:
+    assert unit.stop is not None
+    return range(unit.first_part, -(-unit.stop // batch_rows))
+
+
+def _exact_batches(batches, size: int):
+    """Re-cut a stream of frames into frames of exactly ``size`` rows (the last may be short)."""
+    buf: list[pl.DataFrame] = []
+    held = 0
+    for b in batches:
+        buf.append(b)
+        held += b.height
+        while held >= size:
+            whole = pl.concat(buf) if len(buf) > 1 else buf[0]
+            yield whole.head(size)
+            rest = whole.slice(size)
+            buf, held = ([rest] if rest.height else []), rest.height
+    if held:
+        yield pl.concat(buf) if len(buf) > 1 else buf[0]
+
+
+class _UnitScorer:
+    """A Ray actor: parses the chain and loads its models once, then scores units."""
+
+    def __init__(self, chain_data: dict, where: str, files: list[InputFile], out: str,
+                 opts: ScoreOptions, carry: list[str], cwd: str) -> None:
+        from ..scoring import score_frame
+
+        # Paths are as the user gave them (``source`` keeps them so): resolve relative ones
+        # against the driver's folder, which a cluster's nodes share at the same path.
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
+        self.chain = parse_chain(chain_data, where)
+        self.files, self.out, self.opts, self.carry = files, Path(out), opts, carry
+        score_frame(pl.DataFrame({"caption": ["warm up: load the models once"]}), self.chain)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows, kept, errors = [], [], []
+        for fi, g0, g1, start, first in zip(batch["file"], batch["g0"], batch["g1"], batch["start"], batch["first_part"]):
+            # A library error (bad input) travels back as data: Ray's exception wrapping
+            # loses its type, and the driver must show it as the local engine does.
+            try:
+                n, k = self.score_unit(int(fi), None if g0 < 0 else list(range(g0, g1)), int(start), int(first))
+            except CurateError as e:
+                n, k = 0, []
+                errors.append(str(e))
+            else:
+                errors.append("")
+            rows.append(n)
+            kept.append("\n".join(k))
+        return {"file": batch["file"], "rows": np.array(rows, dtype=np.int64),
+                "kept": np.array(kept, dtype=object), "error": np.array(errors, dtype=object)}
+
+    def score_unit(self, fi: int, row_groups: list[int] | None, start: int, first: int) -> tuple[int, list[str]]:
+        """Read, score and write one unit's parts; returns (rows read, parts already written)."""
+        inp, o = self.files[fi], self.opts
+        batches = None
+        if row_groups is not None:
+            batches = _exact_batches(
+                read_batches(inp, o.caption_column, o.id_column, self.carry, o.batch_rows, row_groups),
+                o.batch_rows,
+            )
+        rows, kept = 0, []
+        for part, frame, n in _file_parts(inp, fi, self.out, o, self.carry, batches, start, first):
+            if frame is None:
+                kept.append(str(part))
+            else:
+                _score_and_write(frame, self.chain, str(part))
+            rows += n
+        return rows, kept
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the [data] extra: pandas, pyarrow, ...)
+    except ImportError as e:
+        raise CurateError(f"the ray engine needs Ray Data ({e}): {RAY_INSTALL}") from None
+    return ray
+
+
+def local_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _start(ray, address: str | None) -> bool:
+    """Connect to ``address`` or start a local Ray; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    common = dict(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+                  logging_level=logging.WARNING)
+    try:
+        if address:
+            ray.init(address=address, **common)
+        else:
+            ray.init(address="local", num_cpus=local_cpus(), **common)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise CurateError(f"cannot start or reach {where}: {str(e).strip().splitlines()[0]}") from None
+    return True
+
+
+def score_files(files: list[InputFile], out: Path, chain: Chain, opts: ScoreOptions, carry: list[str],
+                progress: Progress | None) -> tuple[list[dict], list[Path], int, dict]:
+    """Score every input on Ray; returns (per-file rows, parts kept from before, actors, info)."""
+    out = Path(out)
+    units = plan_units(files, opts.batch_rows)
+    rows = [0] * len(files)
+    kept: list[Path] = []
+    todo: list[Unit] = []
+    for u in units:
+        if u.stop is not None and all(part_path(out, u.file, b).exists() for b in _unit_parts(u, opts.batch_rows)):
+            kept += [part_path(out, u.file, b) for b in _unit_parts(u, opts.batch_rows)]
+            rows[u.file] += u.stop - u.start
+            if progress:
+                progress(u.stop - u.start)
+        else:
+            todo.append(u)
+    info: dict = {"address": opts.address or "local", "units": len(units)}
+    workers = 0
+    if todo:
+        workers = _run_units(todo, files, out, chain, opts, carry, progress, rows, kept, info)
+    per_file = [{**inp.describe(), "rows": rows[fi]} for fi, inp in enumerate(files)]
+    return per_file, kept, workers, info
+
+
+def _run_units(todo: list[Unit], files, out, chain, opts, carry, progress, rows, kept, info) -> int:
+    ray = _import_ray()
+    t0 = time.perf_counter()
+    started = _start(ray, opts.address)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, min(opts.workers or cpus, len(todo)))
+        info.update(ray_version=ray.__version__, cluster_cpus=cpus,
+                    nodes=sum(1 for n in ray.nodes() if n.get("Alive")), actors=workers)
+        # The caller shows progress (the CLI's bar); Ray's own bars would draw over it.
+        ctx = ray.data.DataContext.get_current()
+        for flag in ("enable_progress_bars", "print_on_execution_start"):
+            if hasattr(ctx, flag):
+                setattr(ctx, flag, False)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+        items = [{"file": u.file, "g0": u.row_groups[0] if u.row_groups else -1,
+                  "g1": u.row_groups[1] if u.row_groups else -1,
+                  "start": u.start, "first_part": u.first_part} for u in todo]
+        try:
+            ds = ray.data.from_items(items, override_num_blocks=len(items))
+        except TypeError:  # Ray before 2.10
+            ds = ray.data.from_items(items, parallelism=len(items))
+        ds = ds.map_batches(
+            _UnitScorer,
+            fn_constructor_args=(_chain_to_data(chain), chain.path or "chain", files, str(out), opts, carry, os.getcwd()),
+            batch_size=1, batch_format="numpy", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            runtime_env={"env_vars": ACTOR_ENV},
+        )
+        for r in ds.iter_rows():
+            if r["error"]:
+                raise CurateError(str(r["error"]))
+            rows[int(r["file"])] += int(r["rows"])
+            kept += [Path(p) for p in str(r["kept"]).split("\n") if p]
+            if progress:
+                progress(int(r["rows"]))
+    finally:
+        if started:
+            ray.shutdown()
+    info["ray_s"] = round(time.perf_counter() - t0, 3)
+    return workers
