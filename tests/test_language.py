@@ -1,0 +1,211 @@
+"""The language filter: fastText lid.176 plus script and letter rules.
+
+Accuracy is measured on real, labelled third-party captions in ``../shared/data``; the
+literal tests below use captions written for these tests.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curate.filters import language as language_module
+from curate.filters.language import Language, bundled_lid_model, load_fasttext
+from curate.scoring import normalise_text
+
+TARGET = ("en", "de", "fr", "cs", "es", "ar", "uk", "zh")
+COL = "score__language"
+
+
+def lang(texts: list[str | None]) -> pl.DataFrame:
+    return Language().score(pl.DataFrame({"_text": texts}, schema={"_text": pl.String}), COL)
+
+
+def one(text: str) -> tuple[str | None, float]:
+    row = lang([text]).row(0)
+    return row[0], row[1]
+
+
+# -- accuracy on labelled real captions -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def labelled(read_data) -> pl.DataFrame:
+    """Every labelled caption (b_* multilingual files, a_* English, CC3M), as the pipeline
+    sees it, with the filter's prediction beside the source's label."""
+    df = pl.concat(
+        [read_data(p, ["caption", "lang"]) for p in ("b_", "a_", "c_cc3m")], how="diagonal_relaxed"
+    ).filter(pl.col("lang").is_not_null())
+    df = df.with_columns(normalise_text())
+    out = Language().score(df, COL)
+    return df.with_columns(
+        pred=out["lang"], score=out[COL], ok=pl.col("lang").eq_missing(out["lang"])
+    )
+
+
+@pytest.fixture(scope="module")
+def per_language(labelled) -> dict[str, tuple[int, float]]:
+    acc = labelled.group_by("lang").agg(n=pl.len(), acc=pl.col("ok").mean()).sort("lang")
+    print("\nlanguage accuracy on ../shared/data:")
+    for row in acc.iter_rows(named=True):
+        mark = "" if row["lang"] in TARGET else "  (not a target)"
+        print(f"  {row['lang']}: {row['acc']:.4f} of {row['n']}{mark}")
+    return {r["lang"]: (r["n"], r["acc"]) for r in acc.iter_rows(named=True)}
+
+
+def test_overall_accuracy_over_target_languages(labelled, per_language):
+    target = labelled.filter(pl.col("lang").is_in(TARGET))
+    assert set(TARGET) <= set(per_language), "a target language has no labelled captions"
+    overall = target["ok"].mean()
+    print(f"overall over {', '.join(TARGET)}: {overall:.4f} of {target.height}")
+    assert overall >= 0.99
+
+
+@pytest.mark.parametrize("code", TARGET)
+def test_accuracy_per_target_language(per_language, code):
+    n, acc = per_language[code]
+    assert n >= 500, f"too few labelled {code} captions to measure ({n})"
+    assert acc >= 0.98, f"{code}: accuracy {acc:.4f} of {n} captions"
+
+
+def test_labelled_chinese_is_not_dropped_by_a_low_score(labelled):
+    # Han text is decided by script; its score is the share of Han words, not the model's
+    # (often meaningless) probability, so a chain's min does not drop clean Chinese.
+    zh = labelled.filter(pl.col("lang") == "zh")["score"]
+    assert (zh >= 0.5).mean() >= 0.99
+
+
+# -- literal cases ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("一只小狗在草地上奔跑", "zh"),  # unpunctuated Chinese: the model alone says wuu
+        ("一个男人在Starbucks门口喝咖啡", "zh"),  # Han with a Latin brand name
+        ("公園で犬が走っている", "ja"),  # kana
+        ("공원에서 개가 뛰고 있다", "ko"),
+        ("Дівчина їде на велосипеді", "uk"),
+        ("Собака бежит по траве", "ru"),
+        ("Dívka běží po pláži", "cs"),
+        ("رجل يركب دراجة في الشارع", "ar"),
+        ("مردی در خیابان دوچرخه سواری می کند", "fa"),
+        ("Ein Mann fährt Fahrrad", "de"),
+        ("Un homme fait du vélo", "fr"),
+        ("Un hombre monta en bicicleta", "es"),
+        ("A MAN RIDING A HORSE ON THE BEACH", "en"),  # all caps: the cased model says ja
+        ("A statue of Antonín Dvořák in a park", "en"),  # a Czech name does not make it cs
+    ],
+)
+def test_literal_captions(text, expected):
+    assert one(text)[0] == expected
+
+
+def test_pure_chinese_scores_one():
+    assert one("一只小狗在草地上奔跑") == ("zh", 1.0)
+
+
+@pytest.mark.parametrize("text", ["", "   ", None])
+def test_empty_text_has_no_language_and_scores_zero(text):
+    assert one(text) == (None, 0.0)
+
+
+def test_newline_inside_a_caption_does_not_crash_or_cut_it():
+    out = lang(["A dog runs\non the beach", "x\n\n\ny", "\n"])
+    assert out.height == 3
+    assert out["lang"][0] == "en"
+
+
+def test_one_megabyte_caption():
+    text = "a brown dog runs across the sandy beach " * 26_000
+    assert len(text) > 1_000_000
+    code, score = one(text)
+    assert code == "en" and 0.0 <= score <= 1.0
+
+
+def test_scores_are_between_zero_and_one():
+    texts = ["A dog.", "", "一只猫在沙发上睡觉", "x" * 5000, "Stock photo", "!!!", "123 456",
+             "ラーメン", "Ωμέγα", "a b c d e f g", "Група дітей у парку"]
+    s = lang(texts)[COL]
+    assert s.null_count() == 0
+    assert ((s >= 0.0) & (s <= 1.0)).all()
+
+
+def test_output_columns_and_height():
+    out = lang(["a dog", "un chien"])
+    assert out.columns == ["lang", COL]
+    assert out.schema["lang"] == pl.String and out.schema[COL] == pl.Float64
+
+
+def test_deterministic():
+    texts = ["a dog on a beach", "ein Hund am Strand", "一只狗在海滩上", "Pes na pláži"]
+    assert lang(texts).equals(lang(texts))
+
+
+def test_row_order_does_not_change_results():
+    texts = ["a dog on a beach", "ein Hund am Strand", "一只狗在海滩上", "Pes na pláži", "",
+             "Собака на пляжі", "كلب على الشاطئ", "un chien sur la plage", "浜辺の犬"]
+    order = list(range(len(texts)))
+    random.Random(7).shuffle(order)
+    forward = lang(texts)
+    shuffled = lang([texts[i] for i in order])
+    for pos, i in enumerate(order):
+        assert shuffled.row(pos) == forward.row(i)
+
+
+# -- the rules, with the model's label fixed -------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text, model_says, expected",
+    [
+        ("狗在草地上", "ja", "zh"),  # Han without kana is not Japanese
+        ("狗在草地上", "en", "zh"),  # nor English: the script decides
+        ("東京 tower at night", "en", "en"),  # a few Han characters keep the model's label
+        ("犬が走る", "zh", "ja"),  # kana
+        ("개가 뛴다", "ja", "ko"),  # Hangul
+        ("whatever", "wuu", "zh"),  # Chinese varieties are zh
+        ("whatever", "yue", "zh"),
+        ("whatever", "arz", "ar"),  # Egyptian Arabic is within the ar macrolanguage
+        ("whatever", "min", "min"),  # lid.176's min is Minangkabau, not Min Chinese
+        ("Група людей у парку", "ru", "ru"),  # no letter settles it: keep the model
+        ("Діти в парку", "ru", "uk"),  # і is not Russian
+        ("Дівчина їде", "be", "uk"),  # ї is not Belarusian
+        ("Дзіця ў парку", "be", "be"),  # і is Belarusian
+        ("Дзіця ў парку", "ru", "ru"),  # ў is Belarusian, not Ukrainian
+        ("Мы идём в парк", "uk", "ru"),  # ы and ё are not Ukrainian
+        ("Muž řídí auto", "sk", "cs"),  # ř is not Slovak
+        ("Dívka běží", "sl", "cs"),
+        ("Muž v parku", "sk", "sk"),  # no Czech-only letter: keep the model
+        ("Kôň v lese", "cs", "sk"),  # ô is not Czech
+        ("Dvořák", "de", "de"),  # letters only decide between close relatives
+        ("رجل في الشارع", "fa", "ar"),  # ي without any Persian letter
+        ("مردی در خیابان", "fa", "fa"),  # ی is Persian
+        ("گربه روی میز", "fa", "fa"),
+    ],
+)
+def test_rules_given_the_models_label(monkeypatch, text, model_says, expected):
+    def fake_predict(model, lines):
+        return (pl.Series([model_says] * len(lines)), pl.Series([0.5] * len(lines)))
+
+    monkeypatch.setattr(language_module, "predict_top1", fake_predict)
+    assert one(text)[0] == expected
+
+
+# -- the installed fastText distribution -------------------------------------------------------
+
+def test_batch_prediction_returns_probabilities_with_installed_numpy():
+    """fasttext-numpy2-wheel's batch call works with numpy 2 (fasttext-predict has no
+    probabilities, and the original fasttext breaks on numpy 2's copy semantics)."""
+    model = load_fasttext(str(bundled_lid_model()))
+    lines = ["a dog runs on the beach\n", "un chien court sur la plage\n", "一只狗在海滩上跑\n"]
+    labels, probs = model.f.multilinePredict(lines, 2, 0.0, "replace")
+    assert len(labels) == len(probs) == 3
+    assert [row[0] for row in labels[:2]] == ["__label__en", "__label__fr"]
+    for p in probs:
+        assert isinstance(p, np.ndarray) and p.dtype.kind == "f"
+        assert 0.0 < p[0] <= 1.0 and p.sum() <= 1.0 + 1e-6
+    # the high-level API converts with numpy too
+    lab, prob = model.predict(["a dog runs on the beach", "un chien court sur la plage"], k=1)
+    assert [x[0] for x in lab] == ["__label__en", "__label__fr"]
+    assert np.asarray(prob).shape == (2, 1)
+    assert int(np.__version__.split(".")[0]) >= 2
