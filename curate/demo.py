@@ -107,26 +107,111 @@ def make_sample(rows: int = 2000, seed: int = 7) -> pl.DataFrame:
     ).select("caption", "kind", "image_id")
 
 
+LONG_OPENERS = ["A wide photograph shows", "In this detailed view,", "The picture captures", "A close-up image shows"]
+
+
+def make_long(rows: int, seed: int = 11) -> pl.DataFrame:
+    """Long, detailed captions of the kind vision-language models write (two to three clauses)."""
+    rng = np.random.default_rng(seed)
+    n = rows
+    parts = [_pick(rng, LONG_OPENERS, n), _pick(rng, SUBJECTS, n), _pick(rng, ACTIONS, n), _pick(rng, PLACES, n),
+             _pick(rng, DETAILS, n), _pick(rng, SUBJECTS, n), _pick(rng, ACTIONS, n), _pick(rng, PLACES, n)]
+    df = pl.DataFrame({f"p{i}": p for i, p in enumerate(parts)}).select(
+        pl.concat_str(["p0", pl.lit(" "), "p1", pl.lit(" "), "p2", pl.lit(" "), "p3", pl.lit(" "), "p4",
+                       pl.lit(". In the background, "), "p5", pl.lit(" is "), "p6", pl.lit(" "), "p7",
+                       pl.lit(", and the light falls softly across the scene.")]).alias("caption")
+    ).with_columns(kind=pl.lit("long_description"))
+    return df.with_columns(pl.format("long-{}", pl.int_range(0, df.height)).alias("image_id")).select("caption", "kind", "image_id")
+
+
+MIX_RECIPE = """# The demo's mixture: written by `curate demo`.
+name = "demo"
+description = "Web alt-text, clean captions and long descriptions, tilted towards specific captions."
+size = {size}
+seed = 7
+eligible = "keep"
+quality = "ln(1 + score__specificity) * (1 - score__junk)"
+alpha = 1.0
+
+[caps]
+per_dup_group = 1        # one caption per near-duplicate group
+
+[[source]]
+name = "web"
+run = "runs/web"
+share = 0.3
+
+[[source]]
+name = "captions"
+run = "runs/captions"
+share = 0.5
+
+[[source]]
+name = "long"
+run = "runs/long"
+share = 0.2
+"""
+
+
 def run_demo(out: str | Path, rows: int = 2000, console=None) -> dict:
-    from .atomic import write_parquet
+    """The whole path on the built-in sample: score -> dedup -> mix -> export -> report."""
+    import time
+
+    from .atomic import write_parquet, write_text
     from .chain import load_chain
+    from .dedup import DedupOptions, dedup
+    from .export import export
+    from .mix import build_mixture
+    from .report import build_report
     from .run import ScoreOptions, score
 
+    say = console.print if console is not None else (lambda *a, **k: None)
     out = Path(out)
+    t0 = time.perf_counter()
     (out / "sample").mkdir(parents=True, exist_ok=True)
-    sample_path = out / "sample" / "demo.parquet"
-    write_parquet(make_sample(rows).to_arrow(), sample_path)
+    sample = make_sample(rows)
+    web = sample.filter(pl.col("kind").is_in(["junk", "generic", "near_duplicate", "model_artefact"])
+                        | (pl.col("image_id").str.slice(5).cast(pl.Int64) % 4 == 0))
+    captions = sample.join(web, on="image_id", how="anti")
+    files = {
+        "web": (web, out / "sample" / "web.parquet"),
+        "captions": (captions, out / "sample" / "captions.parquet"),
+        "long": (make_long(max(rows // 5, 50)), out / "sample" / "long.parquet"),
+    }
     chain = load_chain(None)
-    run = score([str(sample_path)], out / "runs" / "demo", chain, ScoreOptions(carry=("kind",), overwrite=True))
+    runs = {}
+    for name, (df, path) in files.items():
+        write_parquet(df.to_arrow(), path)
+        runs[name] = score([str(path)], out / "runs" / name, chain, ScoreOptions(carry=("kind",), overwrite=True))
+        say(f"scored {name}: {runs[name]['rows']:,} rows, {runs[name]['kept']:,} kept -> {out / 'runs' / name}")
+    groups = {}
+    for name in files:
+        groups[name] = dedup(out / "runs" / name, DedupOptions())
+        say(f"deduplicated {name}: {_dup_summary(groups[name])}")
+    recipe = out / "mixture.toml"
+    kept = sum(r["kept"] for r in runs.values())
+    write_text(MIX_RECIPE.format(size=max(100, kept // 3)), recipe)
+    mix = build_mixture(recipe, out / "mix", overwrite=True)
+    say(f"mixed {mix['counts']['rows']:,} rows ({mix['mixture']}) -> {out / 'mix'}")
+    exp = export(out / "mix", "parquet", out / "export", overwrite=True)
+    say(f"exported {exp.get('rows', '')} rows in {len(exp.get('shards', []))} shard(s) -> {out / 'export'}")
+    rep = build_report(out / "mix", out / "report.html")
+    say(f"report -> {rep['html']} (numbers in {rep['json']})")
     if console is not None:
         from .cli import _summary_table
 
-        _summary_table(console, run, "curate demo: default chain on the built-in sample")
-        scores = pl.read_parquet(out / "runs" / "demo" / "scores" / "*.parquet")
-        by_kind = scores.group_by("kind").agg(
+        for name, r in runs.items():
+            _summary_table(console, r, f"run {name}: default chain")
+        by_kind = pl.read_parquet(out / "runs" / "*" / "scores" / "*.parquet").group_by("kind").agg(
             pl.len().alias("rows"), pl.col("keep").mean().round(3).alias("kept_share"),
             pl.col("reason").drop_nulls().mode().first().alias("main_reason"),
         ).sort("kind")
         console.print(by_kind)
-        console.print(f"sample: {sample_path}\nrun: {out / 'runs' / 'demo'} (scores/, run.json, chain.toml)")
-    return run
+        say(f"done in {time.perf_counter() - t0:.1f} s; everything is under {out}")
+    return {"runs": runs, "dedup": groups, "mix": mix, "export": exp, "report": rep}
+
+
+def _dup_summary(info: dict) -> str:
+    counts = info.get("counts", {})
+    keys = [k for k in ("groups", "duplicates", "rows") if k in counts]
+    return ", ".join(f"{k} {counts[k]:,}" for k in keys) or "done"

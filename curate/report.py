@@ -214,15 +214,18 @@ def mix_sections(mix: ex.Mix, data: dict) -> list[str]:
         ax.set_title("composition by quality bucket")
         ax.legend(fontsize=7)
         plots.append(_img(_png(fig), "mixture by quality bucket"))
-    facts = {k: info.get(k) for k in ("name", "mixture_hash", "recipe_hash", "rows", "curate_version") if k in info}
+    facts = {
+        "mixture": info.get("mixture"), "name": info.get("name"), "rows": (info.get("counts") or {}).get("rows"),
+        "recipe_sha256": info.get("recipe_sha256"), "curate_version": info.get("curate_version"),
+    }
     return [f"<section><h2>Mixture</h2><p>{html.escape(json.dumps(facts))}</p>"
             f"<div class='plots'>{''.join(plots)}</div>{_table(comp)}</section>"]
 
 
 def _mix_runs(mix: ex.Mix) -> list[tuple[str, Path]]:
     out = []
-    for s in mix.info.get("sources", []) or []:
-        p = s.get("run") or s.get("path")
+    for s in mix.info.get("inputs", []) or []:
+        p = s.get("run")
         name = s.get("name", p)
         if p:
             pp = Path(p)

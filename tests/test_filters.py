@@ -59,6 +59,7 @@ JUNK_EXAMPLES = {
     "stock": "Happy family at the beach - stock photo",
     "call_to_action": "Summer dress collection, click here to see all colours",
     "seo": "wedding dress | bridal gown | lace dress | cheap",
+    "codes": "1920x1080 wallpaper 2707",
     "html_entity": "Fish &amp; chips on a table",
     "commerce": "Three bedroom cottage for sale near the harbour",
     "price": "Leather wallet only $19.99",
@@ -82,6 +83,7 @@ def test_junk_kind(kind):
     "A man in a red jacket stands next to a wooden fence.",
     "Two children play with a ball on a sandy beach at sunset.",
     "A woman holds a sign that says \"www.example.com\" at a rally.",
+    "The number 23 bus waits at a stop on 5th Avenue.",
     "An outdoor stall sells tomatoes, peppers, beans, carrots, zucchini, eggplants and turnips.",
 ])
 def test_clean_captions_are_not_junk(text):

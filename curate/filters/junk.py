@@ -9,7 +9,7 @@ from .base import TEXT, Filter
 # (a file name, a refusal); 0.5: a sign of commercial or scraped alt-text that a good
 # caption can still carry once (a price, a size). The kinds follow the boilerplate lists of
 # LAION/DataComp-style alt-text cleaning and of C4/Gopher ("lorem ipsum", "click here").
-PATTERNS: list[tuple[str, float, str]] = [
+PATTERNS: list[tuple[str, float, str | None]] = [
     ("refusal", 1.0,
      r"(?-u:\b)i'?m (?:sorry|afraid)(?-u:\b).{0,40}(?-u:\b)(?:can(?:no|')?t|unable|not able)(?-u:\b)"
      r"|(?-u:\b)i (?:can(?:no|')?t|am unable to|am not able to) (?:help|assist|provide|describe|identify|see|view|determine|tell)"
@@ -40,6 +40,8 @@ PATTERNS: list[tuple[str, float, str]] = [
     # keyword lists: three or more hashtags here; ``_keyword_list`` adds "a | b | c" and a
     # whole caption of six or more short comma-separated items without function words
     ("seo", 1.0, r"(?:#[^\s#]+\s*){3,}"),
+    # a caption made mostly of numbers and codes ("1920x1080 wallpaper 2707"): see ``_mostly_codes``
+    ("codes", 1.0, None),
     ("html_entity", 0.5, r"&(?:amp|nbsp|quot|lt|gt|#[0-9]+|#x[0-9a-f]+);"),
     ("commerce", 0.5,
      r"(?-u:\b)for sale(?-u:\b)|(?-u:\b)clearance(?-u:\b)|(?-u:\b)free delivery(?-u:\b)|(?-u:\b)in stock(?-u:\b)|(?-u:\b)sold out(?-u:\b)|(?-u:\b)wholesale(?-u:\b)"
@@ -89,6 +91,12 @@ def _screen(t: pl.Expr) -> pl.Expr:
     )
 
 
+def _mostly_codes(t: pl.Expr) -> pl.Expr:
+    """At least two words with digits, and they make up half of the words or more."""
+    coded = t.str.count_matches(r"\S*[0-9]\S*")
+    return (coded >= 2) & (coded * 2 >= t.str.count_matches(r"\S+"))
+
+
 def _keyword_list(t: pl.Expr) -> pl.Expr:
     """"a | b | c" (two or more pipes), or six or more comma-separated items of at most 30
     characters each with no article, preposition or "and" (a sentence has them)."""
@@ -104,7 +112,7 @@ class Junk(Filter):
     ``junk_kind`` names the first kind found in the order of ``PATTERNS`` (null when none).
     Weight 1.0 marks text that is not a description at all (file names and slugs, URLs,
     HTML tags, "stock photo", "click here", "image may contain", placeholders, SEO keyword
-    lists, model refusals and preambles); 0.5 marks commercial detail (prices, "for sale",
+    lists, captions made mostly of numbers and codes, model refusals and preambles); 0.5 marks commercial detail (prices, "for sale",
     pixel sizes), HTML entities and broken encoding, so one of those alone passes the
     default ``max = 0.5``. Long descriptions (40+ words) often quote text seen in the image
     (a website on a shirt, a price on a poster): there the weight of those kinds halves,
@@ -113,7 +121,7 @@ class Junk(Filter):
     """
 
     name = "junk"
-    version = 1
+    version = 2
     params = {}
     default_min = None
     default_max = 0.5
@@ -134,7 +142,10 @@ def evaluate(cand: pl.DataFrame, column: str) -> pl.DataFrame:
     long = t.str.count_matches(r"\S+") >= LONG_WORDS
     hits, weights = [], []
     for kind, w, pat in PATTERNS:
-        hit = (unquoted if kind in EMBEDDED else t).str.contains(f"(?s){pat}")
+        if kind == "codes":
+            hit = _mostly_codes(t)
+        else:
+            hit = (unquoted if kind in EMBEDDED else t).str.contains(f"(?s){pat}")
         if kind == "seo":
             hit = hit | _keyword_list(t)
         hits.append(hit)
