@@ -218,7 +218,8 @@ def mix_sections(mix: ex.Mix, data: dict) -> list[str]:
         "mixture": info.get("mixture"), "name": info.get("name"), "rows": (info.get("counts") or {}).get("rows"),
         "recipe_sha256": info.get("recipe_sha256"), "curate_version": info.get("curate_version"),
     }
-    return [f"<section><h2>Mixture</h2><p>{html.escape(json.dumps(facts))}</p>"
+    facts_df = pl.DataFrame({"fact": list(facts), "value": [str(v) for v in facts.values()]})
+    return [f"<section><h2>Mixture</h2>{_table(facts_df)}"
             f"<div class='plots'>{''.join(plots)}</div>{_table(comp)}</section>"]
 
 
