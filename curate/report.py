@@ -238,7 +238,8 @@ def _mix_runs(mix: ex.Mix) -> list[tuple[str, Path]]:
 
 
 def build_report(target: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Write the HTML report of a run or a mixture to ``out`` and ``report.json`` beside it."""
+    """Write the HTML report of a run or a mixture to ``out`` and its numbers beside it
+    (``report.html`` -> ``report.json``)."""
     target = Path(target)
     out = Path(out)
     data: dict = {"curate_version": __version__, "target": str(target),
@@ -267,6 +268,7 @@ def build_report(target: str | os.PathLike, out: str | os.PathLike) -> dict:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CurateError(f"cannot write to {out.parent}: {e.strerror or e}") from None
-    write_json(data, out.with_name("report.json") if out.name != "report.json" else out.with_suffix(".data.json"))
+    json_path = out.with_suffix(".json")  # report.html -> report.json
+    write_json(data, json_path)
     write_text(doc, out)
-    return {"html": str(out), "json": str(out.with_name("report.json")), "sections": len(sections), "kind": kind}
+    return {"html": str(out), "json": str(json_path), "sections": len(sections), "kind": kind}

@@ -69,12 +69,18 @@ def test_demo_is_deterministic_and_runs_the_default_chain(tmp_path):
     assert set(a["kind"]) >= {"descriptive", "generic", "junk", "near_duplicate", "model_artefact", "foreign_language"}
     res = invoke("demo", "--out", tmp_path / "demo", "--rows", "300")
     assert res.exit_code == 0, res.output
-    run = json.loads((tmp_path / "demo" / "runs" / "demo" / "run.json").read_text())
-    assert run["rows"] == 300 and run["chain"]["name"] == "default"
-    df = pl.read_parquet(tmp_path / "demo" / "runs" / "demo" / "scores" / "*.parquet")
+    demo = tmp_path / "demo"
+    runs = [json.loads(p.read_text()) for p in sorted((demo / "runs").glob("*/run.json"))]
+    assert len(runs) == 3 and all(r["chain"]["name"] == "default" for r in runs)
+    df = pl.read_parquet(demo / "runs" / "*" / "scores" / "*.parquet")
+    assert df.filter(pl.col("kind") != "long_description").height == 300
     share = dict(df.group_by("kind").agg(pl.col("keep").mean()).iter_rows())
     assert share["descriptive"] >= 0.95
     assert share["model_artefact"] <= 0.05 and share["junk"] <= 0.3 and share["generic"] <= 0.2
+    # the whole path: dedup, mix, export, report
+    assert all((demo / "runs" / r / "dedup" / "groups.parquet").is_file() for r in ("web", "captions", "long"))
+    assert (demo / "mix" / "manifest.json").is_file() and (demo / "export" / "index.json").is_file()
+    assert (demo / "report.html").is_file()
     # running it again replaces the demo run rather than refusing
     assert invoke("demo", "--out", tmp_path / "demo", "--rows", "300").exit_code == 0
 

@@ -36,9 +36,9 @@ window.addEventListener('load', () => {
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep")
     run_demo(out, rows=800)
-    res = CliRunner().invoke(cli, ["report", str(out / "runs" / "demo"), "--out", str(out / "report.html")])
+    res = CliRunner().invoke(cli, ["report", str(out / "runs" / "web"), "--out", str(out / "web" / "report.html")])
     assert res.exit_code == 0, res.output
-    return out / "report.html"
+    return out / "web" / "report.html"
 
 
 def test_report_is_self_contained(report):
@@ -52,10 +52,16 @@ def test_report_is_self_contained(report):
 def test_report_json_holds_the_numbers(report):
     data = json.loads(report.with_name("report.json").read_text())
     rows = sum(r["rows"] for r in data["reasons"])
-    run = json.loads((report.parent / "runs" / "demo" / "run.json").read_text())
+    run = json.loads((report.parent.parent / "runs" / "web" / "run.json").read_text())
     assert rows == run["rows"]
     assert {"histograms", "languages", "what_if", "rejected_examples"} <= set(data)
     assert set(data["what_if"]) == {f["id"] for f in run["chain"]["filter"]}
+    assert data["duplicate_groups"], "the demo deduplicates its runs"
+
+
+def test_mixture_report_has_composition_and_every_run(report):
+    data = json.loads((report.parent.parent / "report.json").read_text())  # the demo's mixture report
+    assert data["composition"] and set(data["runs"]) == {"web", "captions", "long"}
 
 
 def test_report_renders_in_chromium(report, tmp_path):
