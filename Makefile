@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean chromium
+.PHONY: demo test bench bench-peer clean chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP) chromium
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_score.py
+
+# the same captions through datatrove too (its own venv in bench-out/peer-venv, made once)
+bench-peer: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_score.py --peer
 
 # Headless Chromium renders the HTML report in the tests (Debian's package; needs root).
 chromium:

@@ -212,9 +212,13 @@ def _score_local(files: list[InputFile], out: Path, chain: Chain, opts: ScoreOpt
     """Score every input in this process or a pool of ``workers`` processes."""
     per_file: list[dict] = []
     pool = None
+    saved_threads = os.environ.get("POLARS_MAX_THREADS")
     if workers > 1:
         from . import _worker
 
+        # One worker per core, each on one polars thread. Set in this process's environment
+        # while the workers start: a worker may import polars before its initialiser runs.
+        os.environ["POLARS_MAX_THREADS"] = "1"
         pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=get_context("spawn"),
             initializer=_worker.init, initargs=(_chain_to_data(chain), chain.path or "chain"),
@@ -249,6 +253,10 @@ def _score_local(files: list[InputFile], out: Path, chain: Chain, opts: ScoreOpt
             per_file.append({**inp.describe(), "rows": rows})
         drain(0)
     finally:
+        if saved_threads is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = saved_threads
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return per_file, kept_parts
@@ -395,9 +403,19 @@ def run_stats(run: str | os.PathLike, chain: Chain) -> dict:
     qs = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
     quant = {}
     if cols:
-        row = lf.select([pl.col(c).quantile(q).alias(f"{c}|{q}") for c in cols for q in qs]).collect().row(0, named=True)
-        for c in cols:
-            quant[c] = {str(q): (None if row[f"{c}|{q}"] is None else round(float(row[f"{c}|{q}"]), 4)) for q in qs}
+        # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
+        # would hold every score of the run in memory)
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET threads = 1")  # one thread: the digest, and so run.json, is deterministic
+        try:
+            sel = ", ".join(f'approx_quantile("{c}", [{", ".join(map(str, qs))}])' for c in cols)
+            row = con.execute(f"SELECT {sel} FROM read_parquet(?)", [scores_glob(run)]).fetchone()
+        finally:
+            con.close()
+        for c, values in zip(cols, row):
+            quant[c] = {str(q): (None if v is None else round(float(v), 4)) for q, v in zip(qs, values or [None] * len(qs))}
     langs = lf.group_by("lang").agg(pl.len().alias("n")).sort("n", descending=True).head(20).collect()
     return {
         "rows": rows,

@@ -41,5 +41,6 @@ def score_frame(batch: pl.DataFrame, chain: Chain) -> pl.DataFrame:
     for step in chain.steps:
         if step.filter.external and step.column not in df.columns:
             df = df.with_columns(pl.lit(None, pl.Float64).alias(step.column))
-    df = df.drop(TEXT).with_columns(decision_exprs(chain))
+    # lazily, so that each filter's pass/fail test is evaluated once for reason and keep
+    df = df.drop(TEXT).lazy().with_columns(decision_exprs(chain)).collect()
     return df

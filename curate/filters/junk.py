@@ -153,6 +153,7 @@ def evaluate(cand: pl.DataFrame, column: str) -> pl.DataFrame:
     kind = pl.lit(None, pl.String)
     for h, (k, _, _) in reversed(list(zip(hits, PATTERNS))):
         kind = pl.when(h).then(pl.lit(k)).otherwise(kind)
-    return cand.select(
+    # lazily: the optimiser evaluates each pattern once for both the score and the kind
+    return cand.lazy().select(
         "i", pl.min_horizontal(pl.sum_horizontal(weights), pl.lit(1.0)).alias(column), kind.alias("junk_kind"),
-    )
+    ).collect()

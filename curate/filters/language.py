@@ -161,11 +161,33 @@ class Language(Filter):
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
         model = load_fasttext(self.model_path())
         text = batch[TEXT].fill_null("").str.slice(0, LID_CHARS)
+        # Rows whose language and score the script settles (rule 1: kana, Hangul, mostly Han;
+        # empty text) never reach the model: its answer would be thrown away.
+        need = (~_script_settled(text)).arg_true()
+        sub = text.gather(need)
         # fastText reads one line per caption: a newline inside one would end it early.
-        lines = (text.str.to_lowercase().str.replace_all("\n", " ", literal=True) + "\n").to_list()
-        lab, prob = predict_top1(model, lines)
+        lines = (sub.str.to_lowercase().str.replace_all("\n", " ", literal=True) + "\n").to_list()
+        lab_n, p_n = predict_top1(model, lines)
+        lab = pl.Series("lab", [None] * len(text), dtype=pl.String).scatter(need, lab_n)
+        prob = pl.Series("p", np.zeros(len(text))).scatter(need, p_n)
         out = _decide(pl.DataFrame({"t": text, "lab": lab, "p": prob}))
         return out.rename({"score": column})
+
+
+def _script_settled(text: pl.Series) -> pl.Series:
+    """True where rule 1 (script) or emptiness decides both the label and the score."""
+    t = pl.col("t")
+    east = pl.when(t.str.contains(_EAST_ASIAN)).then(t)
+    probe = pl.DataFrame({"t": text}).select(
+        cjk=east.str.count_matches(_CJK).fill_null(0).cast(pl.Float64) / 2,
+        hangul=east.str.count_matches(r"\p{Hangul}+").fill_null(0).cast(pl.Float64),
+        other=east.str.count_matches(_OTHER_WORD).fill_null(0).cast(pl.Float64),
+        kana=east.str.contains(_KANA).fill_null(False),
+        empty=t.str.strip_chars() == "",
+    )
+    words = pl.col("cjk") + pl.col("hangul") + pl.col("other")
+    share = pl.when(words > 0).then(pl.col("cjk") / words).otherwise(0.0)
+    return probe.select(pl.col("empty") | pl.col("kana") | (pl.col("hangul") > 0) | (share >= 0.5)).to_series()
 
 
 def predict_top1(model, lines: list[str]) -> tuple[pl.Series, pl.Series]:
