@@ -263,3 +263,19 @@ def test_default_threshold_keeps_human_captions_and_drops_more_web_text(read_dat
     redcaps = score_df(read_data("c_redcaps", ["caption", "lang"]))
     assert (redcaps < lo).mean() > 3 * (human < lo).mean()
     assert np.isfinite(human.to_numpy()).all()
+
+
+def test_word_table_disk_cache_matches_a_rebuild_and_survives_damage(tmp_path, monkeypatch):
+    from curate.filters import specificity as sp
+
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path))
+    sp._keyed.cache_clear()
+    first = sp._keyed("de")                   # built and written
+    files = list((tmp_path / "specificity").glob("keyed-*-de.arrow"))
+    assert len(files) == 1
+    sp._keyed.cache_clear()
+    assert sp._keyed("de").equals(first)      # read back
+    files[0].write_bytes(b"not an arrow file")
+    sp._keyed.cache_clear()
+    assert sp._keyed("de").equals(sp._keyed.__wrapped__("de"))  # damaged: rebuilt
+    sp._keyed.cache_clear()
