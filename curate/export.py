@@ -21,7 +21,6 @@ Tar members are built with numpy for a whole shard at once (no per-sample Python
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Iterator
@@ -33,6 +32,7 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_path, write_json
 from .errors import CurateError
+from .io import exact_tables, file_sha256
 from .mix import arrow_reader, connect, load_mixture, sql_str
 
 FORMATS = {"parquet": ("part", ".parquet"), "jsonl": ("part", ".jsonl"), "webdataset": ("shard", ".tar")}
@@ -75,7 +75,7 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
             else:
                 tmp.write_bytes(tar_bytes(table, expand_repeats))
         shards.append({"file": name, "rows": table.num_rows, "bytes": (out / name).stat().st_size,
-                       "sha256": _sha256(out / name)})
+                       "sha256": file_sha256(out / name)})
         rows += table.num_rows
     last = len(shards) - 1
     index = {
@@ -102,14 +102,6 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
     return index
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _shards(manifest: Path, shard_rows: int, expand: bool) -> Iterator[pa.Table]:
     """The manifest's rows in order, re-cut into tables of exactly ``shard_rows`` rows."""
     if expand:
@@ -122,18 +114,8 @@ def _shards(manifest: Path, shard_rows: int, expand: bool) -> Iterator[pa.Table]
         con = None
         batches = pq.ParquetFile(manifest).iter_batches(batch_size=65_536)
     try:
-        pending: list[pa.RecordBatch] = []
-        held = 0
-        for b in batches:
-            pending.append(b)
-            held += b.num_rows
-            while held >= shard_rows:
-                t = pa.Table.from_batches(pending)
-                yield _plain(t.slice(0, shard_rows))
-                rest = t.slice(shard_rows)
-                pending, held = rest.to_batches(), rest.num_rows
-        if held:
-            yield _plain(pa.Table.from_batches(pending))
+        for t in exact_tables(batches, shard_rows):
+            yield _plain(t)
     finally:
         if con is not None:
             con.close()

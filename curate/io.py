@@ -65,6 +65,32 @@ def file_fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of the file's bytes (model files, export shards), read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def exact_tables(batches, size: int, schema: pa.Schema | None = None) -> Iterator[pa.Table]:
+    """Re-cut a stream of Arrow record batches into tables of exactly ``size`` rows (the
+    last may be shorter): fixed-size shards and row groups."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for b in batches:
+        pending.append(b)
+        held += b.num_rows
+        while held >= size:
+            t = pa.Table.from_batches(pending, schema)
+            yield t.slice(0, size)
+            rest = t.slice(size)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending, schema)
+
+
 def _format_of(path: str) -> str:
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:

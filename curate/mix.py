@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_path, write_json, write_text
 from .errors import CurateError
+from .io import exact_tables
 from .mix_sql import (  # noqa: F401  (connect ... sql_str are part of this module's API)
     RunSource, _duck_error, arrow_reader, arrow_table, connect, first_row, ident, render_sql,
     sampling_u, seed_key, sql_str,
@@ -277,20 +278,9 @@ def _write_manifest(con, sql: str, path: Path) -> int:
     schema = _manifest_schema(reader.schema)
     n = 0
     with pq.ParquetWriter(path, schema, compression="zstd") as w:
-        pending: list[pa.RecordBatch] = []
-        held = 0
-        for batch in reader:
-            pending.append(batch)
-            held += batch.num_rows
-            while held >= ROW_GROUP:
-                t = pa.Table.from_batches(pending, reader.schema)
-                w.write_table(t.slice(0, ROW_GROUP).cast(schema), row_group_size=ROW_GROUP)
-                rest = t.slice(ROW_GROUP)
-                pending, held = rest.to_batches(), rest.num_rows
-                n += ROW_GROUP
-        if held:
-            w.write_table(pa.Table.from_batches(pending, reader.schema).cast(schema), row_group_size=ROW_GROUP)
-            n += held
+        for t in exact_tables(reader, ROW_GROUP, reader.schema):
+            w.write_table(t.cast(schema), row_group_size=ROW_GROUP)
+            n += t.num_rows
     return n
 
 

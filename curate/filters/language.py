@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import lru_cache
 from itertools import chain
@@ -72,12 +71,10 @@ def bundled_lid_model() -> Path:
 
 
 @lru_cache(maxsize=8)
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def model_sha256(path: str) -> str:
+    from ..io import file_sha256
+
+    return file_sha256(path)
 
 
 @lru_cache(maxsize=4)
@@ -156,7 +153,7 @@ class Language(Filter):
 
     def model_files(self) -> dict[str, str]:
         path = self.model_path()
-        return {os.path.basename(path): file_sha256(path)}
+        return {os.path.basename(path): model_sha256(path)}
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
         model = load_fasttext(self.model_path())
