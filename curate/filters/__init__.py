@@ -5,6 +5,7 @@ from .base import TEXT, Filter
 from .junk import Junk
 from .language import Language
 from .length import Length
+from .neardup import NearDup
 from .repetition import Repetition
 from .specificity import Specificity
 
@@ -14,6 +15,7 @@ FILTERS: dict[str, type[Filter]] = {
     "specificity": Specificity,
     "junk": Junk,
     "repetition": Repetition,
+    "neardup": NearDup,
 }
 
 __all__ = ["FILTERS", "TEXT", "Filter"]

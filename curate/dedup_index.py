@@ -1,0 +1,181 @@
+"""k-nearest-neighbour search over caption embeddings with FAISS, chosen by corpus size.
+
+* up to :data:`FLAT_MAX` vectors: exact search, ``IndexFlatIP`` (inner product = cosine
+  for the unit vectors the embedders return);
+* above: SemDeDup-style partitioned search (Abbas et al. 2023): spherical k-means splits
+  the vectors into ``nlist`` clusters of about :data:`CLUSTER_SIZE`; every vector is placed
+  in its ``nprobe`` nearest clusters and searched exactly, in full dimension, against the
+  members of those clusters (one BLAS product per cluster). Near-duplicates have cosine
+  close to 1, so they share a cluster; the extra assignments catch pairs that straddle a
+  border. This is IVF search turned around: each inverted list is searched once, as a
+  block, which is several times faster on a CPU than probing the lists query by query.
+  The k-means runs on a :data:`KMEANS_DIMS`-dimensional PCA projection (it only has to
+  partition; the neighbours and their cosines come from the full vectors).
+
+Every parameter is returned so that ``dedup.json`` can record it.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+FLAT_MAX = 40_000
+CLUSTER_SIZE = 400
+NPROBE = 2
+KMEANS_DIMS = 64
+TRAIN_PER_CENTROID = 64
+KMEANS_ITER = 10
+SEED = 1234
+
+Progress = Callable[[float], None]
+
+
+def plan(n: int, dim: int, k: int) -> dict:
+    """The index a corpus of ``n`` vectors gets, with its parameters."""
+    k = max(1, min(k, n - 1)) if n > 1 else 0
+    if n <= FLAT_MAX:
+        return {"type": "IndexFlatIP", "exact": True, "n": n, "dim": dim, "k": k}
+    nlist = max(2, int(round(n / CLUSTER_SIZE)))
+    return {
+        "type": "partitioned IndexFlatIP (SemDeDup-style spherical k-means)",
+        "exact": False, "n": n, "dim": dim, "k": k, "nlist": nlist, "nprobe": NPROBE,
+        "kmeans_dims": min(dim, KMEANS_DIMS), "kmeans_train": min(n, nlist * TRAIN_PER_CENTROID),
+        "kmeans_iter": KMEANS_ITER, "seed": SEED,
+    }
+
+
+def knn(vecs: np.ndarray, k: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Each vector's ``k`` nearest other vectors: (ids [n, k] int64, cosines [n, k] float32,
+    params). Missing neighbours are -1 with cosine -inf; a vector never lists itself."""
+    vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+    n, dim = vecs.shape
+    p = plan(n, dim, k)
+    k = p["k"]
+    if k == 0:
+        return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32), p
+    if p["exact"]:
+        ids, sims = _flat(vecs, np.arange(n), k, progress)
+        return ids, sims, p
+    assign = _partition(vecs, p)
+    # members of each cluster, cluster by cluster (a vector is in NPROBE clusters)
+    owner = np.repeat(np.arange(n), NPROBE)
+    order = np.argsort(assign.ravel(), kind="stable")
+    owner = owner[order]
+    bounds = np.searchsorted(assign.ravel()[order], np.arange(p["nlist"] + 1))
+    sizes = np.diff(bounds)
+    p["cluster_sizes"] = {"min": int(sizes.min()), "median": int(np.median(sizes)), "max": int(sizes.max())}
+    out_ids = np.full((n * NPROBE, k), -1, np.int64)
+    out_sims = np.full((n * NPROBE, k), -np.inf, np.float32)
+
+    def search(c: int) -> None:
+        lo, hi = bounds[c], bounds[c + 1]
+        if hi - lo >= 2:
+            out_ids[lo:hi], out_sims[lo:hi] = _flat(vecs, owner[lo:hi], k, None)
+        if progress:
+            progress((hi - lo) / NPROBE)
+
+    _threaded(search, np.argsort(-sizes, kind="stable"))
+    ids, sims = _merge(order, out_ids, out_sims, n, k)
+    return ids, sims, p
+
+
+def _partition(vecs: np.ndarray, p: dict) -> np.ndarray:
+    """Each vector's NPROBE nearest k-means centroids, [n, NPROBE]."""
+    import faiss
+
+    n, dim = vecs.shape
+    rng = np.random.default_rng(SEED)
+    train = vecs[np.sort(rng.choice(n, p["kmeans_train"], replace=False))]
+    d = p["kmeans_dims"]
+    mean = train.mean(0)
+    if d < dim:
+        cov = np.cov((train - mean).T)
+        eigval, eigvec = np.linalg.eigh(cov)
+        proj = np.ascontiguousarray(eigvec[:, ::-1][:, :d], dtype=np.float32)
+    else:
+        proj = np.eye(dim, dtype=np.float32)
+
+    def project(x: np.ndarray) -> np.ndarray:
+        y = (x - mean) @ proj
+        y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    km = faiss.Kmeans(d, p["nlist"], niter=KMEANS_ITER, seed=SEED, spherical=True,
+                      max_points_per_centroid=TRAIN_PER_CENTROID, verbose=False)
+    km.train(project(train))
+    assign = np.empty((n, NPROBE), np.int64)
+    step = 200_000
+    for s in range(0, n, step):
+        _, assign[s:s + step] = km.index.search(project(vecs[s:s + step]), NPROBE)
+    return assign
+
+
+def _threaded(fn: Callable[[int], None], items) -> None:
+    """Many small exact searches: single-threaded FAISS calls spread over a thread pool
+    (FAISS releases the GIL), which costs less than OpenMP inside each small call."""
+    import faiss
+
+    threads = max(1, min(os.cpu_count() or 1, faiss.omp_get_max_threads()))
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(fn, items))
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _flat(vecs: np.ndarray, members: np.ndarray, k: int, progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN among ``vecs[members]``; returns global ids, self excluded."""
+    import faiss
+
+    sub = vecs[members]
+    m = len(members)
+    kk = min(k + 1, m)
+    index = faiss.IndexFlatIP(sub.shape[1])
+    index.add(sub)
+    ids = np.empty((m, kk), np.int64)
+    sims = np.empty((m, kk), np.float32)
+    step = 4096 if progress else m
+    for s in range(0, m, step):
+        sims[s:s + step], ids[s:s + step] = index.search(sub[s:s + step], kk)
+        if progress:
+            progress(min(step, m - s))
+    # drop self; when identical vectors crowd self out of the list, drop the last instead
+    is_self = ids == np.arange(m)[:, None]
+    is_self[~is_self.any(1), kk - 1] = True
+    keep_ids = ids[~is_self].reshape(m, kk - 1)
+    keep_sims = sims[~is_self].reshape(m, kk - 1)
+    gids = np.where(keep_ids >= 0, members[np.maximum(keep_ids, 0)], -1)
+    if kk - 1 < k:
+        pad = k - (kk - 1)
+        gids = np.hstack([gids, np.full((m, pad), -1, np.int64)])
+        keep_sims = np.hstack([keep_sims, np.full((m, pad), -np.inf, np.float32)])
+    return gids, keep_sims
+
+
+def _merge(order: np.ndarray, ids: np.ndarray, sims: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Combine each vector's NPROBE lists: distinct neighbours, best k by cosine.
+
+    Row r of ``ids`` belongs to vector ``order[r] // NPROBE``; putting the rows back in
+    vector order makes one [n, NPROBE * k] candidate row per vector.
+    """
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    cid = ids[back].reshape(n, NPROBE * k)
+    csim = sims[back].reshape(n, NPROBE * k)
+    # a neighbour found in two clusters appears twice: keep one copy (sort by id, mark repeats)
+    o = np.argsort(cid, axis=1, kind="stable")
+    cid = np.take_along_axis(cid, o, 1)
+    csim = np.take_along_axis(csim, o, 1)
+    repeat = np.zeros_like(cid, dtype=bool)
+    repeat[:, 1:] = cid[:, 1:] == cid[:, :-1]
+    csim[repeat | (cid < 0)] = -np.inf
+    o = np.argsort(-csim, axis=1, kind="stable")[:, :k]
+    out_ids = np.take_along_axis(cid, o, 1)
+    out_sims = np.take_along_axis(csim, o, 1)
+    out_ids[~np.isfinite(out_sims)] = -1
+    return out_ids, out_sims
