@@ -219,6 +219,10 @@ def within(score: pl.Expr, lo: float | None, hi: float | None) -> pl.Expr:
 
 def passes(step: Step) -> pl.Expr:
     ok = within(pl.col(step.column), step.min, step.max)
+    if step.filter.external:
+        # computed by another command (neardup: `curate dedup`); until it has run, a row
+        # has no such score and passes, so that `curate score` with this chain keeps rows
+        ok = ok | pl.col(step.column).is_null()
     label = step.filter.label
     if step.allow is not None:
         ok = ok & pl.col(label).is_in(step.allow).fill_null(False)

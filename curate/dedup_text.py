@@ -20,6 +20,7 @@ from __future__ import annotations
 import polars as pl
 
 from .filters.junk import PATTERNS
+from .io import text_hash64
 
 #: The junk filter's stock-photo vocabulary (shutterstock, royalty free, stock photo ...).
 STOCK = next(p for kind, _, p in PATTERNS if kind == "stock")
@@ -94,3 +95,28 @@ def word_jaccard(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     inter = a.list.set_intersection(b).list.len()
     union = a.list.len() + b.list.len() - inter
     return pl.when(union > 0).then(inter / union).otherwise(0.0).cast(pl.Float32)
+
+
+def texts_of(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows + norm_hash, clean_hash, text; distinct texts in rank order).
+
+    ``text`` is the index of the row's distinct clean text, numbered by the rank of its best
+    row; null for an empty caption. The texts frame has text, clean, clean_hash, head (the
+    best row's sample_id), rows (how many rows share it).
+    """
+    rows = text_columns(rows)
+    rows = rows.with_columns(
+        text_hash64(rows["norm"]).alias("norm_hash"),
+        text_hash64(rows["clean"]).alias("clean_hash"),
+        (pl.col("clean") != "").alias("_has"),
+    )
+    texts = (
+        rows.filter("_has").group_by("clean_hash")
+        .agg(pl.col("clean").first(), pl.col("rank").min(), pl.col("sample_id").sort_by("rank").first().alias("head"),
+             pl.len().alias("rows"))
+        .sort("rank").with_row_index("text").drop("rank")
+        .with_columns(pl.col("text").cast(pl.Int64))
+    )
+    rows = rows.join(texts.select("clean_hash", "text"), on="clean_hash", how="left")
+    rows = rows.with_columns(pl.when("_has").then(pl.col("text")).alias("text")).drop("_has", "norm")
+    return rows, texts

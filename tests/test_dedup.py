@@ -545,10 +545,29 @@ def test_corrupt_embedding_cache_is_rebuilt_with_a_warning(tmp_path):
     raw = bytearray(shard.read_bytes())
     raw[-5] ^= 0xFF
     shard.write_bytes(bytes(raw))
-    (run / "dedup" / "dedup.json").unlink()  # so that the neighbour table is not reused either
+    (run / "dedup" / "neighbors" / "neighbors.json").unlink()  # so that the neighbours are not reused either
     res = invoke("dedup", run)
     assert res.exit_code == 0, res.output
     assert "corrupt" in res.output and "rebuilt" in res.output
     again = json.loads((run / "dedup" / "dedup.json").read_text())
     assert again["embedding"]["embedded"] == 3 and again["embedding"]["problem"]
     assert again["counts"] == first["counts"]
+
+
+def test_neardup_filter_contract(coco_run, tmp_path):
+    from curate.filters import FILTERS
+
+    f = FILTERS["neardup"]()
+    assert f.external and f.name == "neardup" and f.version == 1 and f.thresholds() == (None, 0.75)
+    dedup(coco_run)
+    df = f.load(coco_run, "score__dups")
+    assert df.columns == ["sample_id", "score__dups"] and df.height == 722
+    # a dedup made for an earlier scoring of the run is not used
+    run_json = coco_run / "run.json"
+    saved = run_json.read_text()
+    run_json.write_text(json.dumps({**json.loads(saved), "key": "other"}))
+    try:
+        with pytest.raises(CurateError, match="earlier scoring"):
+            f.load(coco_run, "score__neardup")
+    finally:
+        run_json.write_text(saved)

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from curate import embed
-from curate.embed import EmbeddingCache, cache_root, embed_texts, load_embedder
+from curate.embed import cache_root, load_embedder
+from curate.embed_cache import EmbeddingCache, embed_texts
 from curate.errors import CurateError
 from curate.io import text_hash64
 
