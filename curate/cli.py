@@ -219,8 +219,11 @@ def report(target, out):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the embedder runs.")
 @click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours per caption in the kNN table.")
 @click.option("--order", default=None, help='Quality order for choosing representatives (default: "keep desc, score__specificity desc"; sample_id breaks ties).')
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where embedding and neighbour search run: this process, or Ray (an actor pool embeds, tasks search the k-means partitions).")
+@click.option("--address", default=None, help="With --engine ray: a running Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray.")
 @friendly
-def dedup(run, preset, embedder, threshold, device, k, order):
+def dedup(run, preset, embedder, threshold, device, k, order, engine, address):
     """Find near-duplicate groups in a scored run and score each row against better ones.
 
     Writes RUN/dedup/groups.parquet (dup_group, group_size, is_representative, nearest_id,
@@ -232,13 +235,14 @@ def dedup(run, preset, embedder, threshold, device, k, order):
     Example:
       curate dedup runs/web
       curate dedup runs/web --preset paraphrase --device cuda
+      curate dedup /shared/runs/web --engine ray --address auto --device cuda
     """
     from .dedup import DedupOptions, RichReporter
     from .dedup import dedup as run_dedup
 
     console = _console()
     with RichReporter(console) as reporter:
-        info = run_dedup(run, DedupOptions(embedder, threshold, device, k, preset, order), reporter)
+        info = run_dedup(run, DedupOptions(embedder, threshold, device, k, preset, order, engine, address), reporter)
     c, t = info["counts"], info["timings"]
     console.print(
         f"{c['rows']:,} rows, {c['texts']:,} distinct texts: {c['duplicate_rows']:,} duplicates "

@@ -86,6 +86,8 @@ class DedupOptions:
     k: int = DEFAULT_K
     preset: str = DEFAULT_PRESET
     order: str | None = None  # "col [asc|desc], ..."; sample_id always breaks ties
+    engine: str = "local"  # local, or ray: embedding and search on Ray (curate.engines.ray_dedup)
+    address: str | None = None  # with engine ray: a running cluster; None starts a local Ray
 
 
 def resolve(opts: DedupOptions) -> dict:
@@ -98,7 +100,8 @@ def resolve(opts: DedupOptions) -> dict:
     if not 1 <= opts.k <= 1000:
         raise CurateError(f"k must be between 1 and 1000, got {opts.k}")
     return {"preset": opts.preset, "embedder": opts.embedder or p["embedder"], "threshold": t,
-            "rule": p["rule"], "k": opts.k, "device": opts.device}
+            "rule": p["rule"], "k": opts.k, "device": opts.device,
+            "engine": opts.engine, "address": opts.address}
 
 
 # -- reading the run ----------------------------------------------------------------------
@@ -196,7 +199,12 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path,
                                   "embed_s": 0.0, "problem": None},
                     "timings": {"embed_s": 0.0, "index_s": 0.0, "pairs_s": 0.0}}
     if pairs is None:
-        pairs, info = build_neighbors(texts, emb, out, cfg["k"], reporter)
+        if cfg.get("engine", "local") == "ray":
+            from .engines.ray_dedup import build_neighbors_ray
+
+            pairs, info = build_neighbors_ray(texts, emb, out, cfg["k"], reporter, cfg.get("address"))
+        else:
+            pairs, info = build_neighbors(texts, emb, out, cfg["k"], reporter)
         info["reused"] = False
         write_json({"key": key, **{x: info[x] for x in ("index", "parts", "rows", "embedding")}}, meta)
     info["key"] = key
@@ -212,8 +220,10 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path,
 def dedup(run: str | os.PathLike, opts: DedupOptions | None = None, reporter: Reporter | None = None) -> dict:
     """Find duplicate groups in a scored run; write ``RUN/dedup/``; return ``dedup.json``."""
     from .embed import check_device
+    from .engines import check_engine
 
     opts = opts or DedupOptions()
+    check_engine(opts.engine, opts.address)
     cfg = resolve(opts)
     check_device(cfg["device"])
     run = Path(run)
@@ -236,7 +246,7 @@ def dedup(run: str | os.PathLike, opts: DedupOptions | None = None, reporter: Re
         "command": "dedup",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run_key": checked["info"].get("key"),
-        **{k: cfg[k] for k in ("preset", "threshold", "rule", "k")},
+        **{k: cfg[k] for k in ("preset", "threshold", "rule", "k", "engine")},
         "floor": FLOOR,
         "decision": f"duplicate when score__neardup > {cfg['threshold']}: the highest {cfg['rule']} "
                     "to a better-ranked caption among its neighbours (SemDeDup rule); "
@@ -248,6 +258,7 @@ def dedup(run: str | os.PathLike, opts: DedupOptions | None = None, reporter: Re
         "embedding": info["embedding"],
         "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index")},
         "counts": tally,
+        **({"engine_info": info["engine_info"]} if "engine_info" in info else {}),
         "timings": {"read_s": round(t_read - t_start, 3), **info["timings"],
                     "write_s": round(time.perf_counter() - t_w, 3),
                     "total_s": round(time.perf_counter() - t_start, 3)},

@@ -47,9 +47,14 @@ def plan(n: int, dim: int, k: int) -> dict:
     }
 
 
-def knn(vecs: np.ndarray, k: int, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+def knn(vecs: np.ndarray, k: int, progress: Progress | None = None,
+        search_clusters: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Each vector's ``k`` nearest other vectors: (ids [n, k] int64, cosines [n, k] float32,
-    params). Missing neighbours are -1 with cosine -inf; a vector never lists itself."""
+    params). Missing neighbours are -1 with cosine -inf; a vector never lists itself.
+
+    ``search_clusters(vecs, owner, bounds, k, out_ids, out_sims, progress)`` replaces the
+    local thread pool that searches the partitions (the Ray engine runs them as tasks); it
+    must fill ``out_*[lo:hi]`` with :func:`search_cluster` for every cluster."""
     vecs = np.ascontiguousarray(vecs, dtype=np.float32)
     n, dim = vecs.shape
     p = plan(n, dim, k)
@@ -70,16 +75,28 @@ def knn(vecs: np.ndarray, k: int, progress: Progress | None = None) -> tuple[np.
     out_ids = np.full((n * NPROBE, k), -1, np.int64)
     out_sims = np.full((n * NPROBE, k), -np.inf, np.float32)
 
+    (search_clusters or _search_local)(vecs, owner, bounds, k, out_ids, out_sims, progress)
+    ids, sims = _merge(order, out_ids, out_sims, n, k)
+    return ids, sims, p
+
+
+def search_cluster(vecs: np.ndarray, members: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact search inside one cluster (``members``: global ids); None when it has under 2."""
+    return _flat(vecs, members, k, None) if len(members) >= 2 else None
+
+
+def _search_local(vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
+    sizes = np.diff(bounds)
+
     def search(c: int) -> None:
         lo, hi = bounds[c], bounds[c + 1]
-        if hi - lo >= 2:
-            out_ids[lo:hi], out_sims[lo:hi] = _flat(vecs, owner[lo:hi], k, None)
+        found = search_cluster(vecs, owner[lo:hi], k)
+        if found is not None:
+            out_ids[lo:hi], out_sims[lo:hi] = found
         if progress:
             progress((hi - lo) / NPROBE)
 
     _threaded(search, np.argsort(-sizes, kind="stable"))
-    ids, sims = _merge(order, out_ids, out_sims, n, k)
-    return ids, sims, p
 
 
 def _partition(vecs: np.ndarray, p: dict) -> np.ndarray:

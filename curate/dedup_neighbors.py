@@ -55,10 +55,16 @@ def pair_jaccard(words: pl.Series, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return out
 
 
-def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter) -> tuple[pl.DataFrame, dict]:
-    """Embed, search and write the neighbour table; returns (pairs, info)."""
-    from .dedup_index import knn
-    from .embed_cache import embed_texts
+def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
+                    embed_texts=None, knn=None) -> tuple[pl.DataFrame, dict]:
+    """Embed, search and write the neighbour table; returns (pairs, info).
+
+    ``embed_texts`` and ``knn`` (same signatures as :func:`curate.embed_cache.embed_texts`
+    and :func:`curate.dedup_index.knn`) let an engine run those two stages elsewhere."""
+    from . import dedup_index, embed_cache
+
+    embed_texts = embed_texts or embed_cache.embed_texts
+    knn = knn or dedup_index.knn
 
     t0 = time.perf_counter()
     ticks: dict = {}

@@ -2,7 +2,8 @@
 
 Both engines score the same few thousand real captions (Parquet with row groups that do and
 do not line up with the parts, JSON lines, CSV); every row must come out with the same
-sample_id, source, row, caption, scores, keep and reason. Runs on a local Ray with 2 CPUs
+sample_id, source, row, caption, scores, keep and reason; ``curate dedup`` on both engines
+must give the same groups. Runs on a local Ray with 2 CPUs
 started here. Without Ray installed these tests skip, except under CI (``make test``
 installs the ``ray`` extra), where they fail.
 """
@@ -161,4 +162,56 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch, tmp_path):
 
 def test_address_needs_the_ray_engine(tmp_path):
     res = CliRunner().invoke(cli, ["score", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "r"), "--address", "auto"])
+    assert res.exit_code == 1 and "--engine ray" in res.output
+
+
+# -- curate dedup --engine ray ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dedup_cache(request):
+    """The static embedder from the cache tests/test_dedup.py uses (.pytest_cache), never ~/.cache."""
+    old = os.environ.get("CURATE_CACHE")
+    os.environ["CURATE_CACHE"] = str(request.config.cache.mkdir("curate-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CURATE_CACHE", None)
+    else:
+        os.environ["CURATE_CACHE"] = old
+
+
+def test_dedup_on_ray_writes_the_same_groups(ray_local, dedup_cache, read_data, tmp_path, monkeypatch):
+    """Both engines, partitioned search forced (so the Ray tasks run), give the same groups."""
+    from curate import dedup_index
+    from curate.dedup import DedupOptions, dedup
+
+    caps = read_data("c_cc3m").select("caption").head(1700)
+    # some exact and near copies, so that there are groups to agree on
+    caps = pl.concat([caps, caps.head(200), caps.slice(300, 100).with_columns(pl.col("caption").str.to_uppercase())])
+    caps.write_parquet(tmp_path / "caps.parquet")
+    score([str(tmp_path / "caps.parquet")], tmp_path / "local", load_chain("default"), ScoreOptions(batch_rows=1000))
+    shutil.copytree(tmp_path / "local", tmp_path / "ray")
+    monkeypatch.setattr(dedup_index, "FLAT_MAX", 100)
+    monkeypatch.setattr(dedup_index, "CLUSTER_SIZE", 100)
+    a = dedup(tmp_path / "local", DedupOptions())
+    res = CliRunner().invoke(cli, ["dedup", str(tmp_path / "ray"), "--engine", "ray"])
+    assert res.exit_code == 0, res.output
+    b = json.loads((tmp_path / "ray" / "dedup" / "dedup.json").read_text())
+    assert (a["engine"], b["engine"]) == ("local", "ray") and b["engine_info"]["cluster_cpus"] == 2
+    assert not b["index"]["exact"] and b["index"]["nlist"] >= 10
+    assert b["embedding"]["ray"]["actors"] >= 1 and b["embedding"]["embedded"] == a["embedding"]["embedded"]
+    assert b["counts"] == a["counts"] and a["counts"]["duplicate_rows"] >= 300
+    ga = pl.read_parquet(tmp_path / "local" / "dedup" / "groups.parquet").sort("sample_id")
+    gb = pl.read_parquet(tmp_path / "ray" / "dedup" / "groups.parquet").sort("sample_id")
+    assert ga.height == gb.height == 2000
+    for c in ("sample_id", "dup_group", "is_representative"):
+        assert ga[c].equals(gb[c]), c
+    assert (ga["score__neardup"] - gb["score__neardup"]).abs().max() <= 1e-6
+    na = pl.read_parquet(str(tmp_path / "local" / "dedup" / "neighbors" / "*.parquet"))
+    nb = pl.read_parquet(str(tmp_path / "ray" / "dedup" / "neighbors" / "*.parquet"))
+    assert na.sort("sample_id", "neighbor_id").equals(nb.sort("sample_id", "neighbor_id"))
+
+
+def test_dedup_address_needs_the_ray_engine(tmp_path):
+    res = CliRunner().invoke(cli, ["dedup", str(tmp_path), "--address", "auto"])
     assert res.exit_code == 1 and "--engine ray" in res.output

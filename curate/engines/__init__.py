@@ -1,5 +1,6 @@
 """Engines that run ``curate score``: ``local`` (processes on this machine, in
-:mod:`curate.run`) and ``ray`` (Ray Data, in :mod:`curate.engines.ray_engine`).
+:mod:`curate.run`) and ``ray`` (Ray Data, in :mod:`curate.engines.ray_engine`); ``curate
+dedup`` runs its embedding and search stages on Ray with :mod:`curate.engines.ray_dedup`.
 
 Both write the same parts with the same rows; the engine only decides where the work runs.
 Ray is an optional extra: nothing here imports it.

@@ -181,6 +181,15 @@ def _start(ray, address: str | None) -> bool:
     return True
 
 
+def quiet_data(ray) -> None:
+    """The caller shows progress (the CLI's bar); Ray Data's own bars would draw over it."""
+    ctx = ray.data.DataContext.get_current()
+    for flag in ("enable_progress_bars", "print_on_execution_start"):
+        if hasattr(ctx, flag):
+            setattr(ctx, flag, False)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
 def score_files(files: list[InputFile], out: Path, chain: Chain, opts: ScoreOptions, carry: list[str],
                 progress: Progress | None) -> tuple[list[dict], list[Path], int, dict]:
     """Score every input on Ray; returns (per-file rows, parts kept from before, actors, info)."""
@@ -214,12 +223,7 @@ def _run_units(todo: list[Unit], files, out, chain, opts, carry, progress, rows,
         workers = max(1, min(opts.workers or cpus, len(todo)))
         info.update(ray_version=ray.__version__, cluster_cpus=cpus,
                     nodes=sum(1 for n in ray.nodes() if n.get("Alive")), actors=workers)
-        # The caller shows progress (the CLI's bar); Ray's own bars would draw over it.
-        ctx = ray.data.DataContext.get_current()
-        for flag in ("enable_progress_bars", "print_on_execution_start"):
-            if hasattr(ctx, flag):
-                setattr(ctx, flag, False)
-        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+        quiet_data(ray)
         items = [{"file": u.file, "g0": u.row_groups[0] if u.row_groups else -1,
                   "g1": u.row_groups[1] if u.row_groups else -1,
                   "start": u.start, "first_part": u.first_part} for u in todo]
