@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import polars as pl
 
 from .errors import CurateError
 from .filters import FILTERS, Filter
+from .io import read_toml
 
 EMPTY = "empty"
 ENTRY_KEYS = ("name", "id", "min", "max", "allow", "deny", "params")
@@ -128,13 +128,7 @@ def resolve_chain_path(spec: str | None) -> Path:
 
 def load_chain(spec: str | None = None, lid_model: str | None = None) -> Chain:
     path = resolve_chain_path(spec)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise CurateError(f"{path}: invalid TOML ({e})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CurateError(f"{path}: cannot read chain ({e})") from None
-    return parse_chain(data, str(path), lid_model=lid_model)
+    return parse_chain(read_toml(path, "chain"), str(path), lid_model=lid_model)
 
 
 NO_BOUND = "none"

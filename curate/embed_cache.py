@@ -1,7 +1,6 @@
 """The on-disk embedding cache: vectors keyed by (model, text hash), checked by checksums."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .errors import CurateError
+from .io import file_fingerprint
 
 if TYPE_CHECKING:
     import polars as pl
@@ -20,14 +20,6 @@ if TYPE_CHECKING:
 Progress = Callable[[float], None]
 
 MANIFEST = "manifest.json"
-
-
-def _blake(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class EmbeddingCache:
@@ -68,7 +60,7 @@ class EmbeddingCache:
                     f = self.dir / sh[kind]
                     if not f.is_file():
                         raise ValueError(f"{f.name} is missing")
-                    if _blake(f) != sh[f"{kind}_blake2b"]:
+                    if file_fingerprint(f) != sh[f"{kind}_blake2b"]:
                         raise ValueError(f"{f.name}: checksum mismatch")
                 k = np.load(self.dir / sh["keys"], allow_pickle=False)
                 v = np.load(self.dir / sh["vecs"], allow_pickle=False)
@@ -105,7 +97,7 @@ class EmbeddingCache:
             with atomic_path(self.dir / entry[kind]) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, arr, allow_pickle=False)
-            entry[f"{kind}_blake2b"] = _blake(self.dir / entry[kind])
+            entry[f"{kind}_blake2b"] = file_fingerprint(self.dir / entry[kind])
         self.shards.append(entry)
         write_json({**self.embedder.describe(), "dim": int(v16.shape[1]), "shards": self.shards}, self.dir / MANIFEST)
         self.keys = np.concatenate([self.keys, hashes.astype(np.uint64)])

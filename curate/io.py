@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CurateError
+from .errors import CurateError, first_line
 
 FORMATS = {
     ".parquet": "parquet",
@@ -63,6 +63,18 @@ def file_fingerprint(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(4 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file (a chain, a recipe) as a dict; unreadable or invalid TOML is a one-line error."""
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise CurateError(f"{path}: invalid TOML ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CurateError(f"{path}: cannot read {what} ({e})") from None
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -140,12 +152,7 @@ def _parquet_file(inp: InputFile) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(inp.path)
     except Exception as e:  # pyarrow raises several types for a damaged file
-        raise CurateError(f"{inp.path}: not a readable Parquet file ({_one_line(e)})") from None
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+        raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
 
 
 def inspect_input(inp: InputFile) -> None:
@@ -174,7 +181,7 @@ def inspect_input(inp: InputFile) -> None:
         except pl.exceptions.NoDataError:
             inp.columns, inp.empty = [], True
         except Exception as e:
-            raise CurateError(f"{inp.path}: not a readable CSV file ({_one_line(e)})") from None
+            raise CurateError(f"{inp.path}: not a readable CSV file ({first_line(e)})") from None
 
 
 def _json_error(lines: list[str], first_line: int, e: BaseException) -> str:
@@ -191,7 +198,7 @@ def _json_error(lines: list[str], first_line: int, e: BaseException) -> str:
             ok, why = False, str(err)
         if not ok:
             return f"line {first_line + i + 1} is not valid JSON ({why})"
-    return f"invalid JSON lines near line {first_line + 1} ({_one_line(e)})"
+    return f"invalid JSON lines near line {first_line + 1} ({first_line(e)})"
 
 
 def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
@@ -269,7 +276,7 @@ def _read_batches(inp, caption, id_column, carry, batch_rows, row_groups=None) -
         except CurateError:
             raise
         except Exception as e:
-            raise CurateError(f"{inp.path}: damaged Parquet data ({_one_line(e)})") from None
+            raise CurateError(f"{inp.path}: damaged Parquet data ({first_line(e)})") from None
     elif inp.format == "jsonl":
         yield from _read_jsonl(inp, cols, caption, id_column, batch_rows)
     else:
@@ -284,7 +291,7 @@ def _read_batches(inp, caption, id_column, carry, batch_rows, row_groups=None) -
             for df in lf.collect_batches(chunk_size=batch_rows):
                 yield _shape(df, caption, id_column)
         except Exception as e:
-            raise CurateError(f"{inp.path}: cannot read CSV ({_one_line(e)})") from None
+            raise CurateError(f"{inp.path}: cannot read CSV ({first_line(e)})") from None
 
 
 def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFrame]:

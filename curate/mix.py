@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_path, write_json, write_text
 from .errors import CurateError
-from .io import exact_tables
+from .io import exact_tables, file_sha256
 from .mix_sql import (  # noqa: F401  (connect ... sql_str are part of this module's API)
     RunSource, _duck_error, arrow_reader, arrow_table, connect, first_row, ident, render_sql,
     sampling_u, seed_key, sql_str,
@@ -376,7 +376,7 @@ def _describe_input(r: RunSource) -> dict:
         "name": r.name,
         "run": str(r.src.path),
         "run_key": r.info.get("key"),
-        "run_json_sha256": hashlib.sha256((r.src.path / "run.json").read_bytes()).hexdigest(),
+        "run_json_sha256": file_sha256(r.src.path / "run.json"),
         "rows": r.info.get("rows"),
         "kept": r.info.get("kept"),
         "chain": r.info.get("chain", {}).get("name"),

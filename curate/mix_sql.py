@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__
-from .errors import CurateError
+from .errors import CurateError, first_line
 from .mixture_recipe import Recipe, Source
 
 MASK64 = "18446744073709551615"
@@ -100,7 +100,7 @@ def arrow_table(con, sql: str) -> pa.Table:
 
 def _duck_error(e: Exception) -> str:
     """The first line of a DuckDB error, without its 'Binder Error:' prefix."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = first_line(e)
     for prefix in ("Binder Error: ", "Parser Error: ", "Conversion Error: ", "Catalog Error: "):
         text = text.removeprefix(prefix)
     return text.rstrip("!")

@@ -15,13 +15,13 @@ import json
 import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .errors import CurateError
+from .io import read_toml
 
 TOP_KEYS = ("name", "description", "size", "seed", "eligible", "quality", "alpha", "caps", "source")
 SOURCE_KEYS = ("name", "run", "share", "weight", "repeat", "eligible", "quality")
@@ -153,13 +153,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     if not p.is_file():
         hint = " (a mixture folder? give its recipe.toml)" if p.is_dir() else ""
         raise CurateError(f"recipe {str(path)!r} not found{hint}")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise CurateError(f"{p}: invalid TOML ({e})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CurateError(f"{p}: cannot read recipe ({e})") from None
-    return parse_recipe(data, str(p), base=p.resolve().parent)
+    return parse_recipe(read_toml(p, "recipe"), str(p), base=p.resolve().parent)
 
 
 def _int(where: str, key: str, v: Any, lo: int, hi: int = MAX_SIZE) -> int:

@@ -19,6 +19,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def curate_cache(request, tmp_path_factory):
+    """CURATE_CACHE for the whole session: a folder in .pytest_cache (kept between sessions,
+    so the static model is distilled once), or a temporary one; never ~/.cache."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("curate-cache") if cache is not None else tmp_path_factory.mktemp("curate-cache")
+    old = os.environ.get("CURATE_CACHE")
+    os.environ["CURATE_CACHE"] = str(folder)
+    yield Path(folder)
+    if old is None:
+        os.environ.pop("CURATE_CACHE", None)
+    else:
+        os.environ["CURATE_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA.is_dir():

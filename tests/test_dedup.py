@@ -8,7 +8,6 @@ folder under .pytest_cache (never the user's cache) and reused by later test ses
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -26,21 +25,6 @@ from curate.dedup_text import text_columns, word_jaccard
 from curate.errors import CurateError
 
 A_AND_C = ["a_coco", "a_flickr30k", "a_flickr8k", "c_cc3m", "c_laion", "c_redcaps"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def curate_cache(request, tmp_path_factory):
-    """CURATE_CACHE for the whole session: a folder in .pytest_cache (kept between sessions,
-    so the static model is distilled once), or a temporary one; never ~/.cache."""
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir("curate-cache") if cache is not None else tmp_path_factory.mktemp("curate-cache")
-    old = os.environ.get("CURATE_CACHE")
-    os.environ["CURATE_CACHE"] = str(folder)
-    yield Path(folder)
-    if old is None:
-        os.environ.pop("CURATE_CACHE", None)
-    else:
-        os.environ["CURATE_CACHE"] = old
 
 
 # -- the near-copy generator -------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -15,21 +14,6 @@ from curate.embed import cache_root, load_embedder
 from curate.embed_cache import EmbeddingCache, embed_texts
 from curate.errors import CurateError
 from curate.io import text_hash64
-
-
-@pytest.fixture(scope="session", autouse=True)
-def curate_cache(request, tmp_path_factory):
-    """CURATE_CACHE for the whole session: a folder in .pytest_cache (kept between sessions,
-    so the static model is distilled once), or a temporary one; never ~/.cache."""
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir("curate-cache") if cache is not None else tmp_path_factory.mktemp("curate-cache")
-    old = os.environ.get("CURATE_CACHE")
-    os.environ["CURATE_CACHE"] = str(folder)
-    yield Path(folder)
-    if old is None:
-        os.environ.pop("CURATE_CACHE", None)
-    else:
-        os.environ["CURATE_CACHE"] = old
 
 
 @pytest.fixture(scope="module")

@@ -168,19 +168,7 @@ def test_address_needs_the_ray_engine(tmp_path):
 # -- curate dedup --engine ray ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dedup_cache(request):
-    """The static embedder from the cache tests/test_dedup.py uses (.pytest_cache), never ~/.cache."""
-    old = os.environ.get("CURATE_CACHE")
-    os.environ["CURATE_CACHE"] = str(request.config.cache.mkdir("curate-cache"))
-    yield
-    if old is None:
-        os.environ.pop("CURATE_CACHE", None)
-    else:
-        os.environ["CURATE_CACHE"] = old
-
-
-def test_dedup_on_ray_writes_the_same_groups(ray_local, dedup_cache, read_data, tmp_path, monkeypatch):
+def test_dedup_on_ray_writes_the_same_groups(ray_local, read_data, tmp_path, monkeypatch):
     """Both engines, partitioned search forced (so the Ray tasks run), give the same groups."""
     from curate import dedup_index
     from curate.dedup import DedupOptions, dedup

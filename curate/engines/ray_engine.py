@@ -39,8 +39,8 @@ import numpy as np
 import polars as pl
 
 from ..chain import Chain, parse_chain
-from ..errors import CurateError
-from ..io import InputFile, read_batches
+from ..errors import CurateError, first_line
+from ..io import InputFile, exact_tables, read_batches
 from ..run import Progress, ScoreOptions, _chain_to_data, _file_parts, _score_and_write, part_path
 from . import RAY_INSTALL
 
@@ -83,18 +83,9 @@ def _unit_parts(unit: Unit, batch_rows: int) -> range:
 
 def _exact_batches(batches, size: int):
     """Re-cut a stream of frames into frames of exactly ``size`` rows (the last may be short)."""
-    buf: list[pl.DataFrame] = []
-    held = 0
-    for b in batches:
-        buf.append(b)
-        held += b.height
-        while held >= size:
-            whole = pl.concat(buf) if len(buf) > 1 else buf[0]
-            yield whole.head(size)
-            rest = whole.slice(size)
-            buf, held = ([rest] if rest.height else []), rest.height
-    if held:
-        yield pl.concat(buf) if len(buf) > 1 else buf[0]
+    arrow = (rb for frame in batches for rb in frame.to_arrow().to_batches())
+    for table in exact_tables(arrow, size):
+        yield pl.from_arrow(table)
 
 
 class _UnitScorer:
@@ -177,7 +168,7 @@ def _start(ray, address: str | None) -> bool:
             ray.init(address="local", num_cpus=local_cpus(), **common)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise CurateError(f"cannot start or reach {where}: {str(e).strip().splitlines()[0]}") from None
+        raise CurateError(f"cannot start or reach {where}: {first_line(e)}") from None
     return True
 
 
@@ -238,7 +229,7 @@ def _run_units(todo: list[Unit], files, out, chain, opts, carry, progress, rows,
             compute=ray.data.ActorPoolStrategy(size=workers),
             runtime_env={"env_vars": ACTOR_ENV},
         )
-        for r in ds.iter_rows():
+        for r in ds.iter_rows():  # one result per unit of row groups (about 10 parts), not per caption
             if r["error"]:
                 raise CurateError(str(r["error"]))
             rows[int(r["file"])] += int(r["rows"])
