@@ -145,6 +145,21 @@ def score(inputs, out, chain, caption_column, id_column, carry, lid_model, worke
         f"{result['rows']:,} rows in {result['timings']['score_s']:.1f} s "
         f"({result['timings']['rows_per_s']:,.0f} rows/s); wrote {Path(out) / 'scores'} and {Path(out) / 'run.json'}"
     )
+    _warn_duplicate_ids(console, result.get("duplicate_sample_ids", 0), id_column)
+
+
+def _warn_duplicate_ids(console, n: int, id_column: str | None) -> None:
+    """One warning line when rows share a sample_id (the run is kept)."""
+    if not n:
+        return
+    from rich.markup import escape
+
+    cause = f"duplicate values in --id-column {id_column!r}" if id_column else "the same rows read twice?"
+    console.print(
+        f"[yellow]warning:[/yellow] {n:,} row{'s repeat' if n != 1 else ' repeats'} another row's sample_id "
+        f"({escape(cause)}); `curate explain` shows only one row per sample_id",
+        highlight=False, soft_wrap=True,
+    )
 
 
 @cli.command()
@@ -485,11 +500,39 @@ def diff(mix_a, mix_b, limit, as_json):
         console.print(f"  e.g. added {ex['example_sample_id']} ({ex['run']}: {ex['why']})", markup=False, highlight=False)
 
 
+def _one_line(text: str) -> str:
+    """A message folded onto one line: its lines, stripped, joined by a space."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _usage_hint(e: click.UsageError) -> str:
+    ctx = e.ctx
+    if ctx is None or ctx.command.get_help_option(ctx) is None:
+        return ""
+    names = ctx.command.get_help_option_names(ctx)
+    return f" (see '{ctx.command_path} {max(names, key=len)}')"
+
+
 def main() -> None:
+    """The console script: click's errors as one line on stderr (usage errors exit 2, other
+    errors 1), instead of click's usage block; --help and --version exit 0."""
     try:
-        cli(standalone_mode=True)
+        rv = cli(standalone_mode=False)  # click raises instead of printing; returns ctx.exit's code
     except BrokenPipeError:  # e.g. `curate ... | head`
         sys.exit(0)
+    except click.exceptions.NoArgsIsHelpError as e:  # bare `curate`: the help, as click prints it
+        e.show()
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        click.echo(f"Error: {_one_line(e.format_message())}{_usage_hint(e)}", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"Error: {_one_line(e.format_message())}", err=True)
+        sys.exit(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):  # Ctrl-C at a prompt or while parsing
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

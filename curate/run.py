@@ -313,7 +313,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
         _redecide_if_stale(part, chain)
     t_done = time.perf_counter()
 
-    stats = run_stats(out, chain)
+    stats = run_stats(out, chain, ids_given=opts.id_column is not None)
     run = {
         "curate_version": __version__,
         "command": "score",
@@ -390,8 +390,31 @@ def scores_glob(run: str | os.PathLike) -> str:
     return str(Path(run) / "scores" / "part-*.parquet")
 
 
-def run_stats(run: str | os.PathLike, chain: Chain) -> dict:
-    """Counts per reason and score quantiles, computed from the tables (convention 9)."""
+def _repeated_ids(con, run: str | os.PathLike) -> int:
+    """Rows that repeat another row's sample_id (duplicate --id-column values). A query of
+    its own that reads only sample_id (inside the quantiles' query the distinct set took
+    2.5 times the memory), as a GROUP BY that DuckDB spills to a folder in the run beyond
+    512 MB, so memory stays bounded at any run size."""
+    import shutil
+    import tempfile
+
+    spill = tempfile.mkdtemp(prefix=".spill-", dir=run)
+    try:
+        con.execute(f"SET memory_limit = '512MB'; SET temp_directory = '{spill}'")
+        n = con.execute(
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM read_parquet(?) "
+            "GROUP BY sample_id HAVING count(*) > 1)", [scores_glob(run)]
+        ).fetchone()[0]
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return int(n)
+
+
+def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False) -> dict:
+    """Counts per reason and score quantiles, computed from the tables (convention 9).
+
+    ``ids_given``: the ids come from an input column, so rows may repeat one; derived ids
+    (source and row) are unique by construction and are not counted again."""
     lf = pl.scan_parquet(scores_glob(run))
     counts = lf.group_by("reason").agg(pl.len().alias("n")).collect()
     by_reason = {r: int(n) for r, n in counts.iter_rows() if r is not None}
@@ -402,20 +425,22 @@ def run_stats(run: str | os.PathLike, chain: Chain) -> dict:
     cols = [c for c in chain.score_columns if c in lf.collect_schema().names()]
     qs = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
     quant = {}
-    if cols:
-        # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
-        # would hold every score of the run in memory)
-        import duckdb
+    import duckdb
 
-        con = duckdb.connect()
-        con.execute("SET threads = 1")  # one thread: the digest, and so run.json, is deterministic
-        try:
+    con = duckdb.connect()
+    con.execute("SET threads = 1")  # one thread: the digest, and so run.json, is deterministic
+    try:
+        duplicates = _repeated_ids(con, run) if ids_given else 0
+        if cols:
+            # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
+            # would hold every score of the run in memory)
             sel = ", ".join(f'approx_quantile("{c}", [{", ".join(map(str, qs))}])' for c in cols)
             row = con.execute(f"SELECT {sel} FROM read_parquet(?)", [scores_glob(run)]).fetchone()
-        finally:
-            con.close()
-        for c, values in zip(cols, row):
-            quant[c] = {str(q): (None if v is None else round(float(v), 4)) for q, v in zip(qs, values or [None] * len(qs))}
+            for c, values in zip(cols, row):
+                quant[c] = {str(q): (None if v is None else round(float(v), 4))
+                            for q, v in zip(qs, values or [None] * len(qs))}
+    finally:
+        con.close()
     langs = lf.group_by("lang").agg(pl.len().alias("n")).sort("n", descending=True).head(20).collect()
     return {
         "rows": rows,
@@ -423,6 +448,7 @@ def run_stats(run: str | os.PathLike, chain: Chain) -> dict:
         "dropped": ordered,
         "quantiles": quant,
         "languages": {str(k): int(v) for k, v in langs.iter_rows()},
+        "duplicate_sample_ids": int(duplicates),
     }
 
 
@@ -465,7 +491,7 @@ def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
             cols = [c for c in extra.columns if c != "sample_id"]
             df = df.drop(cols, strict=False).join(extra, on="sample_id", how="left", maintain_order="left")
         write_parquet(decide(df, chain).to_arrow(), part)
-    stats = run_stats(run, chain)
+    stats = run_stats(run, chain, ids_given=info.get("id_column") is not None)
     info.update(stats)
     info["chain"] = _merge_chain(info["chain"], chain)
     info.setdefault("decisions", []).append(
