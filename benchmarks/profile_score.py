@@ -61,7 +61,7 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
     from curate.filters import TEXT
     from curate.io import read_batches, resolve_inputs, inspect_input
     from curate.run import ScoreOptions, _with_provenance
-    from curate.scoring import FIRST, normalise_text
+    from curate.scoring import FIRST, normalised
 
     chain = load_chain(None)
     opts = ScoreOptions()
@@ -87,7 +87,7 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
                 frame = _with_provenance(batch, inp, start, opts, [])
             start += batch.height
             with timer("normalise"):
-                df = frame.with_columns(normalise_text())
+                df = frame.with_columns(normalised(frame["caption"]))
             order = sorted((s for s in chain.steps if not s.filter.external),
                            key=lambda s: 0 if s.filter.name in FIRST else 1)
             for step in order:

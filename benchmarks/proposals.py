@@ -9,75 +9,7 @@ Each patch is checked (``profile_score.py``) to leave the scored output unchange
 """
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
-
-
-def lid_skip_script() -> None:
-    """language: ask fastText only about the rows whose label or score the model decides.
-
-    Where the script rules settle both ``lang`` and ``score`` (kana, Hangul, mostly-Han
-    text, empty text), the model's answer is discarded; skipping those rows saves their share
-    of the fastText call, the largest single cost of the chain."""
-    from curate.filters import language as LG
-
-    def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        model = LG.load_fasttext(self.model_path())
-        text = batch[LG.TEXT].fill_null("").str.slice(0, LG.LID_CHARS)
-        t = pl.col("t")
-        east = pl.when(t.str.contains(LG._EAST_ASIAN)).then(t)
-        probe = pl.DataFrame({"t": text}).select(
-            cjk=east.str.count_matches(LG._CJK).fill_null(0).cast(pl.Float64) / 2,
-            hangul=east.str.count_matches(r"\p{Hangul}+").fill_null(0).cast(pl.Float64),
-            other=east.str.count_matches(LG._OTHER_WORD).fill_null(0).cast(pl.Float64),
-            kana=east.str.contains(LG._KANA).fill_null(False),
-            empty=t.str.strip_chars() == "",
-        )
-        words = pl.col("cjk") + pl.col("hangul") + pl.col("other")
-        share = pl.when(words > 0).then(pl.col("cjk") / words).otherwise(0.0)
-        settled = probe.select(
-            pl.col("empty") | pl.col("kana") | (pl.col("hangul") > 0) | (share >= 0.5)
-        ).to_series()
-        need = (~settled).arg_true()
-        sub = text.gather(need)
-        lines = (sub.str.to_lowercase().str.replace_all("\n", " ", literal=True) + "\n").to_list()
-        lab_n, p_n = LG.predict_top1(model, lines)
-        lab = pl.Series("lab", [None] * len(text), dtype=pl.String).scatter(need, lab_n)
-        p = pl.Series("p", np.zeros(len(text))).scatter(need, p_n)
-        out = LG._decide(pl.DataFrame({"t": text, "lab": lab, "p": p}))
-        return out.rename({"score": column})
-
-    LG.Language.score = score
-
-
-def specificity_table_cache() -> None:
-    """specificity: keep each language's keyed word table in an Arrow IPC file (here under
-    bench-out/, in the package a user cache folder named by the wordfreq version), so that a
-    worker reads it in milliseconds instead of rebuilding it from wordfreq (about 4.5 CPU-s
-    per worker for the ~40 lists a web batch touches, in every worker of every run)."""
-    import os
-    from pathlib import Path
-
-    from curate.filters import specificity as SP
-
-    folder = Path(__file__).resolve().parent.parent / "bench-out" / "spec-cache"
-    for name in ("_keyed", "_han_keyed"):
-        build = getattr(SP, name).__wrapped__
-
-        def cached(lang: str, _build=build, _name=name) -> pl.DataFrame:
-            path = folder / f"{_name}-{SP.Specificity.version}-{lang}.arrow"
-            if path.exists():
-                return pl.read_ipc(path)
-            table = _build(lang)
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            table.write_ipc(tmp)
-            os.replace(tmp, path)
-            return table
-
-        from functools import lru_cache
-
-        setattr(SP, name, lru_cache(maxsize=None)(cached))
 
 
 def dedup_batch() -> None:
@@ -93,7 +25,7 @@ def dedup_batch() -> None:
     original = S.score_frame
 
     def score_frame(batch: pl.DataFrame, chain) -> pl.DataFrame:
-        norm = batch.with_columns(S.normalise_text())
+        norm = batch.with_columns(S.normalised(batch["caption"]))
         uniq = norm.select(TEXT).unique(maintain_order=True)
         if uniq.height > 0.9 * norm.height:
             return original(batch, chain)
@@ -136,8 +68,6 @@ def lazy_cse() -> None:
 
 PATCHES = {
     "lazy-cse": lazy_cse,
-    "lid-skip": lid_skip_script,
-    "spec-cache": specificity_table_cache,
     "dedup": dedup_batch,
 }
 

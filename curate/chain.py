@@ -226,7 +226,9 @@ def passes(step: Step) -> pl.Expr:
 
 
 def is_empty_caption() -> pl.Expr:
-    return pl.col("caption").is_null() | (pl.col("caption").str.replace_all(r"[\s\p{Cc}\p{Cf}]", "") == "")
+    """Null, or nothing but white space and control/format characters (what normalisation
+    turns into ""). A search for one other character stops at the first one."""
+    return pl.col("caption").is_null() | ~pl.col("caption").str.contains(r"[^\s\p{Cc}\p{Cf}]")
 
 
 def decision_exprs(chain: Chain) -> list[pl.Expr]:

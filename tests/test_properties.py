@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from curate.chain import Chain, decide, load_chain
+from curate.chain import Chain, decide, is_empty_caption, load_chain
 from curate.cli import cli
-from curate.scoring import score_frame
+from curate.scoring import normalise_text, normalised, score_frame
 
 CAPTIONS = [
     "A brown dog runs across a green field with a red ball in its mouth.",
@@ -137,6 +137,22 @@ def test_scores_do_not_depend_on_order_or_company(caps, seed):
     assert back.select(cols).equals(base.select(cols))
     alone = score_frame(frame[order[:1]], DEFAULT)
     assert alone.select(cols).equals(base[order[:1]].select(cols))
+
+
+ws_st = st.lists(
+    st.one_of(st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2028", "\u200b", "\x00", "\x7f", "\ufeff"]),
+              st.text(max_size=8)),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(caps=st.lists(st.one_of(st.none(), st.text(max_size=40), ws_st), min_size=1, max_size=30))
+def test_fast_normalisation_and_emptiness_match_their_reference(caps):
+    frame = pl.DataFrame({"caption": caps}, schema={"caption": pl.String})
+    reference = frame.select(normalise_text()).to_series()
+    assert normalised(frame["caption"]).to_list() == reference.to_list()
+    assert frame.select(is_empty_caption()).to_series().to_list() == (reference == "").to_list()
 
 
 # -- a stricter threshold never keeps more ---------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from curate.chain import load_chain
+from curate.filters import specificity as sp
 from curate.filters.base import word_count
 from curate.filters.specificity import Specificity, reference_table, table_language
 from curate.scoring import normalise_text
@@ -196,6 +197,21 @@ def test_a_caption_scores_the_same_alone_and_in_any_batch(read_data):
     assert again.to_numpy().tolist() == together.gather(shuffled["i"]).to_list()
 
 
+def test_binary_search_and_join_lookups_agree(read_data, monkeypatch):
+    # small token sets are looked up by binary search, large ones by a join: same scores
+    mixed = pl.concat([
+        read_data(prefix, ["caption", "lang"]).head(300)
+        for prefix in ["a_coco", "b_multi30k_task1", "b_flickr8k_cn", "b_multiscript30k", "c_laion", "d_"]
+    ])
+    batch = frame(mixed["caption"].to_list(), mixed["lang"].to_list())
+    monkeypatch.setattr(sp, "SEARCH_MAX_TOKENS", 0)
+    joined = Specificity().score(batch, "s")["s"]
+    monkeypatch.setattr(sp, "SEARCH_MAX_TOKENS", 10**9)
+    searched = Specificity().score(batch, "s")["s"]
+    assert (joined > 0).mean() > 0.9
+    assert searched.to_list() == joined.to_list()
+
+
 # -- accuracy on real data -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -266,7 +282,6 @@ def test_default_threshold_keeps_human_captions_and_drops_more_web_text(read_dat
 
 
 def test_word_table_disk_cache_matches_a_rebuild_and_survives_damage(tmp_path, monkeypatch):
-    from curate.filters import specificity as sp
 
     monkeypatch.setenv("CURATE_CACHE", str(tmp_path))
     sp._keyed.cache_clear()

@@ -158,33 +158,44 @@ class Language(Filter):
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
         model = load_fasttext(self.model_path())
         text = batch[TEXT].fill_null("").str.slice(0, LID_CHARS)
+        scripts = _scripts(text)
         # Rows whose language and score the script settles (rule 1: kana, Hangul, mostly Han;
         # empty text) never reach the model: its answer would be thrown away.
-        need = (~_script_settled(text)).arg_true()
+        need = scripts.select(~_SETTLED).to_series().arg_true()
         sub = text.gather(need)
         # fastText reads one line per caption: a newline inside one would end it early.
         lines = (sub.str.to_lowercase().str.replace_all("\n", " ", literal=True) + "\n").to_list()
         lab_n, p_n = predict_top1(model, lines)
         lab = pl.Series("lab", [None] * len(text), dtype=pl.String).scatter(need, lab_n)
         prob = pl.Series("p", np.zeros(len(text))).scatter(need, p_n)
-        out = _decide(pl.DataFrame({"t": text, "lab": lab, "p": prob}))
+        out = _decide(scripts.with_columns(t=text, lab=lab, p=prob))
         return out.rename({"score": column})
 
 
-def _script_settled(text: pl.Series) -> pl.Series:
-    """True where rule 1 (script) or emptiness decides both the label and the score."""
+def _scripts(text: pl.Series) -> pl.DataFrame:
+    """Script counts per row, in words as ``word_count`` counts them: ``cjk`` (Han and kana
+    characters / 2), ``hangul`` (runs), ``other`` (words in other scripts), ``kana`` (any),
+    and ``empty``. They are counted only where there is Han, kana or Hangul; elsewhere they
+    are 0 (a null string costs nothing to scan, so other rows are scanned once, not four
+    times)."""
     t = pl.col("t")
     east = pl.when(t.str.contains(_EAST_ASIAN)).then(t)
-    probe = pl.DataFrame({"t": text}).select(
+    return pl.DataFrame({"t": text}).select(
         cjk=east.str.count_matches(_CJK).fill_null(0).cast(pl.Float64) / 2,
         hangul=east.str.count_matches(r"\p{Hangul}+").fill_null(0).cast(pl.Float64),
         other=east.str.count_matches(_OTHER_WORD).fill_null(0).cast(pl.Float64),
         kana=east.str.contains(_KANA).fill_null(False),
         empty=t.str.strip_chars() == "",
     )
-    words = pl.col("cjk") + pl.col("hangul") + pl.col("other")
-    share = pl.when(words > 0).then(pl.col("cjk") / words).otherwise(0.0)
-    return probe.select(pl.col("empty") | pl.col("kana") | (pl.col("hangul") > 0) | (share >= 0.5)).to_series()
+
+
+_WORDS = pl.col("cjk") + pl.col("hangul") + pl.col("other")
+_CJK_SHARE = pl.when(_WORDS > 0).then(pl.col("cjk") / _WORDS).otherwise(0.0)
+_HANGUL_SHARE = pl.when(_WORDS > 0).then(pl.col("hangul") / _WORDS).otherwise(0.0)
+#: mostly Han, no kana, no Hangul (rule 1: Chinese)
+_HAN_TEXT = ~pl.col("kana") & (pl.col("hangul") == 0) & (_CJK_SHARE >= 0.5)
+#: rows whose label and score rule 1 (script) or emptiness decides, from ``_scripts``
+_SETTLED = pl.col("empty") | pl.col("kana") | (pl.col("hangul") > 0) | _HAN_TEXT
 
 
 def predict_top1(model, lines: list[str]) -> tuple[pl.Series, pl.Series]:
@@ -207,25 +218,10 @@ def predict_top1(model, lines: list[str]) -> tuple[pl.Series, pl.Series]:
 
 
 def _decide(df: pl.DataFrame) -> pl.DataFrame:
-    """``lang`` and ``score`` from the text ``t``, the model's label ``lab`` and probability
-    ``p`` (rules 1-5 of :class:`Language`)."""
+    """``lang`` and ``score`` from the text ``t``, its script counts (``_scripts``), the
+    model's label ``lab`` and probability ``p`` (rules 1-5 of :class:`Language`)."""
     t = pl.col("t")
-    # Script counts only where there is Han, kana or Hangul; elsewhere they are 0 (a null
-    # string costs nothing to scan, so rows in other scripts are scanned once, not four times).
-    df = df.with_columns(east=pl.when(t.str.contains(_EAST_ASIAN)).then(t))
-    east = pl.col("east")
-    df = df.with_columns(
-        cjk=east.str.count_matches(_CJK).fill_null(0).cast(pl.Float64) / 2,
-        hangul=east.str.count_matches(r"\p{Hangul}+").fill_null(0).cast(pl.Float64),
-        other=east.str.count_matches(_OTHER_WORD).fill_null(0).cast(pl.Float64),
-        kana=east.str.contains(_KANA).fill_null(False),
-    )
-    words = pl.col("cjk") + pl.col("hangul") + pl.col("other")
-    cjk_share = pl.when(words > 0).then(pl.col("cjk") / words).otherwise(0.0)
-    hangul_share = pl.when(words > 0).then(pl.col("hangul") / words).otherwise(0.0)
-    kana, hangul = pl.col("kana"), pl.col("hangul") > 0
-    han_text = ~kana & ~hangul & (cjk_share >= 0.5)
-    empty = t.str.strip_chars() == ""
+    kana, hangul, han_text, empty = pl.col("kana"), pl.col("hangul") > 0, _HAN_TEXT, pl.col("empty")
     label = pl.col("lab").replace(MACRO).replace({c: "zh" for c in CHINESE})
     # Letters are looked at only where the model's label is one that a letter rule can correct.
     df = df.with_columns(
@@ -248,6 +244,6 @@ def _decide(df: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("ar"))
         .otherwise(label)
     )
-    script = pl.when(kana | han_text).then(cjk_share).when(hangul).then(hangul_share)
+    script = pl.when(kana | han_text).then(_CJK_SHARE).when(hangul).then(_HANGUL_SHARE)
     score = pl.when(empty).then(0.0).otherwise(pl.coalesce(script, pl.col("p")).clip(0.0, 1.0))
     return df.select(lang.alias("lang"), score.alias("score"))

@@ -41,10 +41,7 @@ class Repetition(Filter):
             .explode("w")
             .select("i", pl.col("w").hash(seed=1).alias("h"), (pl.col("w").str.len_chars() >= self.p["min_word_chars"]).alias("long"))
         )
-        top = (
-            ex.filter("long").group_by("i", "h").len()
-            .group_by("i").agg((pl.col("len").max() - 1).alias("extra"))
-        )
+        top = ex.filter("long").group_by("i").agg((pl.col("h").unique_counts().max() - 1).alias("extra"))
         key = pl.col("h")
         shares = []
         rows = ex
