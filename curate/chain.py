@@ -159,7 +159,7 @@ def parse_chain(data: dict, where: str = "chain", lid_model: str | None = None) 
             if key not in ENTRY_KEYS:
                 raise CurateError(f"{at}: unknown key {key!r}; valid keys: {', '.join(ENTRY_KEYS)}")
         name = entry.get("name")
-        if name not in FILTERS:
+        if not isinstance(name, str) or name not in FILTERS:
             raise CurateError(f"{at}: unknown filter {name!r}; valid filters: {', '.join(FILTERS)}")
         params = entry.get("params", {})
         if not isinstance(params, dict):
@@ -189,6 +189,9 @@ def parse_chain(data: dict, where: str = "chain", lid_model: str | None = None) 
                                       f"filters with one: {', '.join(n for n, f in FILTERS.items() if f.label)}")
                 if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                     raise CurateError(f"{at} ({name}): {key} must be a list of strings")
+                why = filt.label_error(v)
+                if why:
+                    raise CurateError(f"{at} ({name}): {key}: {why}")
             lists[key] = v
         steps.append(Step(ident, filt, lo, hi, lists["allow"], lists["deny"]))
     labels = [s.filter.label for s in steps if s.filter.label]

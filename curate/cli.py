@@ -517,7 +517,7 @@ def main() -> None:
     """The console script: click's errors as one line on stderr (usage errors exit 2, other
     errors 1), instead of click's usage block; --help and --version exit 0."""
     try:
-        rv = cli(standalone_mode=False)  # click raises instead of printing; returns ctx.exit's code
+        rv = cli(standalone_mode=False, prog_name="curate")  # click raises instead of printing; returns ctx.exit's code
     except BrokenPipeError:  # e.g. `curate ... | head`
         sys.exit(0)
     except click.exceptions.NoArgsIsHelpError as e:  # bare `curate`: the help, as click prints it

@@ -138,11 +138,11 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
             paths.append(spec)
         else:
             raise CurateError(f"input {spec!r} does not exist")
-    seen: dict[str, None] = {}
+    seen: dict[str, str] = {}  # one file named two ways (relative and absolute) is read once
     for p in paths:
-        seen.setdefault(os.path.normpath(p), None)
+        seen.setdefault(os.path.realpath(p), os.path.normpath(p))
     out = []
-    for p in seen:
+    for p in seen.values():
         st = os.stat(p)
         out.append(InputFile(p, _format_of(p), st.st_size, st.st_mtime_ns))
     return out
@@ -213,8 +213,8 @@ def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
             )
 
 
-def _to_text(s: pl.Series) -> pl.Series:
-    """Any caption column type as UTF-8 text; invalid bytes become U+FFFD."""
+def _to_text(s: pl.Series, what: str = "caption") -> pl.Series:
+    """Any caption (or id) column type as UTF-8 text; invalid bytes become U+FFFD."""
     if s.dtype == pl.String:
         return s
     if s.dtype == pl.Binary:
@@ -222,8 +222,22 @@ def _to_text(s: pl.Series) -> pl.Series:
         # codec, one call for the whole column's buffer.
         return _decode_binary_lossy(s)
     if s.dtype.is_nested():
-        raise CurateError(f"caption column {s.name!r} holds {s.dtype} values, not text")
+        raise CurateError(f"{what} column {s.name!r} holds {s.dtype} values, not text")
     return s.cast(pl.String)
+
+
+def _carried(s: pl.Series) -> pl.Series:
+    """A carried column that the outputs can hold as text (they cast it): bytes are decoded
+    like a caption's, lists and structs become JSON text; other types are left as they are."""
+    if s.dtype == pl.Binary:
+        return _decode_binary_lossy(s)
+    if not s.dtype.is_nested():
+        return s
+    if "Binary" in str(s.dtype):  # polars cannot write bytes inside a list or struct as JSON
+        raise CurateError(f"carried column {s.name!r} holds {s.dtype} values, which have no text form")
+    wrapped = pl.select(pl.struct(s.alias("v")).struct.json_encode()).to_series()  # {"v":...}
+    text = wrapped.str.strip_prefix('{"v":').str.strip_suffix("}")
+    return pl.select(pl.when(s.is_not_null()).then(text)).to_series().alias(s.name)
 
 
 def _decode_binary_lossy(s: pl.Series) -> pl.Series:
@@ -350,10 +364,10 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
 def _shape(df: pl.DataFrame, caption: str, id_column: str | None) -> pl.DataFrame:
     out = {"caption": _to_text(df[caption])}
     if id_column:
-        out["id"] = df[id_column].cast(pl.String)
+        out["id"] = _to_text(df[id_column], "id")
     for c in df.columns:
         if c not in (caption, id_column):
-            out[c] = df[c]
+            out[c] = _carried(df[c])
     return pl.DataFrame(out)
 
 

@@ -267,8 +267,9 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     """Score ``inputs`` with ``chain`` into the run folder ``out``; return ``run.json``'s content."""
     opts = opts or ScoreOptions()
     check_engine(opts.engine, opts.address)
+    _check_carry(chain, opts)
     t_start = time.perf_counter()
-    files = resolve_inputs(inputs)
+    files = _outside(resolve_inputs(inputs), Path(out))
     for f in files:
         inspect_input(f)
         check_columns(f, opts.caption_column, opts.id_column)
@@ -283,11 +284,11 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     total = _total_rows(files)
     if total == 0:
         raise CurateError(f"the inputs hold no rows: {_names(files)}")
+    for f in files:
+        f.fingerprint = file_fingerprint(f.path)
     out = Path(out)
     created = not out.exists()
     _prepare_out(out)
-    for f in files:
-        f.fingerprint = file_fingerprint(f.path)
     key = _state_key(chain, files, opts, carry)
     _check_resume(out, key, opts.overwrite)
     write_json({"key": key, "started": time.time()}, out / STATE)
@@ -300,15 +301,19 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
 
     t_score = time.perf_counter()
     engine_info: dict | None = None
-    if opts.engine == "ray":
-        from .engines.ray_engine import score_files
+    try:
+        if opts.engine == "ray":
+            from .engines.ray_engine import score_files
 
-        per_file, kept_parts, workers, engine_info = score_files(files, out, chain, opts, carry, progress)
-    else:
-        per_file, kept_parts = _score_local(files, out, chain, opts, carry, workers, progress)
-    if sum(f["rows"] for f in per_file) == 0:
-        _discard(out, created)
-        raise CurateError(f"the inputs hold no rows: {_names(files)}")
+            per_file, kept_parts, workers, engine_info = score_files(files, out, chain, opts, carry, progress)
+        else:
+            per_file, kept_parts = _score_local(files, out, chain, opts, carry, workers, progress)
+        if sum(f["rows"] for f in per_file) == 0:
+            raise CurateError(f"the inputs hold no rows: {_names(files)}")
+    except BaseException:
+        if not any((out / "scores").glob("part-*.parquet")):
+            _discard(out, created)  # nothing to resume: leave the folder as it was
+        raise
     for part in kept_parts:
         _redecide_if_stale(part, chain)
     t_done = time.perf_counter()
@@ -345,6 +350,27 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     return run
 
 
+def _outside(files: list[InputFile], out: Path) -> list[InputFile]:
+    """The inputs that are not this run's own parts (a folder or glob that holds --out)."""
+    inside = os.path.join(os.path.realpath(out / "scores"), "")
+    kept = [f for f in files if not os.path.realpath(f.path).startswith(inside)]
+    if not kept:
+        raise CurateError(f"every input is a part of the run in {out}; score other files")
+    return kept
+
+
+def _check_carry(chain: Chain, opts: ScoreOptions) -> None:
+    """A carried column must not take the name of a column that scoring writes."""
+    taken = ["sample_id", "source", "row", "caption", *(["id"] if opts.id_column else []), "lang",
+             *chain.score_columns, *(s.filter.label for s in chain.steps if s.filter.label), "keep", "reason"]
+    for c in opts.carry:
+        if c in taken and c not in (opts.caption_column, opts.id_column):
+            raise CurateError(
+                f"cannot carry column {c!r}: the outputs have a column of that name; "
+                f"names taken: {', '.join(dict.fromkeys(taken))}"
+            )
+
+
 def _names(files: list[InputFile], most: int = 3) -> str:
     names = ", ".join(f.path for f in files[:most])
     return names + (f" and {len(files) - most} more" if len(files) > most else "")
@@ -371,7 +397,8 @@ def _check_resume(out: Path, key: str, overwrite: bool) -> None:
                 prior = None
             break
     has_parts = any((out / "scores").glob("part-*.parquet"))
-    if overwrite or (prior is None and not has_parts):
+    # no parts and no finished run: an attempt that wrote nothing (a stale state file) is no run
+    if overwrite or (not has_parts and (prior is None or not (out / "run.json").exists())):
         if overwrite:
             shutil.rmtree(out / "scores", ignore_errors=True)
             (out / "scores").mkdir()
@@ -482,15 +509,28 @@ def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
                 f"filter {step.id!r} differs from the one scored in {run} "
                 f"({prev['name']}@{prev['version']} {prev['params']}); re-score to change parameters"
             )
+    import pyarrow.parquet as pq
+
     t0 = time.perf_counter()
     parts = sorted((Path(run) / "scores").glob("part-*.parquet"))
     extra = external_scores(run, chain)
-    for part in parts:
-        df = pl.read_parquet(part).drop(["keep", "reason"], strict=False)
-        if extra is not None:
-            cols = [c for c in extra.columns if c != "sample_id"]
-            df = df.drop(cols, strict=False).join(extra, on="sample_id", how="left", maintain_order="left")
-        write_parquet(decide(df, chain).to_arrow(), part)
+    # Every part is decided into a temporary file first and only then are they all renamed:
+    # an interrupted decide leaves the run as it was, not half of its parts decided anew.
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for part in parts:
+            df = pl.read_parquet(part).drop(["keep", "reason"], strict=False)
+            if extra is not None:
+                cols = [c for c in extra.columns if c != "sample_id"]
+                df = df.drop(cols, strict=False).join(extra, on="sample_id", how="left", maintain_order="left")
+            staged.append((part.with_name(f".tmp-decide-{part.name}"), part))
+            pq.write_table(decide(df, chain).to_arrow(), staged[-1][0], compression="zstd")
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, part in staged:
+        os.replace(tmp, part)
     stats = run_stats(run, chain, ids_given=info.get("id_column") is not None)
     info.update(stats)
     info["chain"] = _merge_chain(info["chain"], chain)

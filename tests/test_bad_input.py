@@ -89,6 +89,18 @@ def test_caption_column_of_lists_is_an_error(tmp_path):
     assert str(inp) in msg and "not text" in msg
 
 
+@pytest.mark.parametrize("column, extra", [
+    ("source", []), ("row", []), ("sample_id", []), ("keep", []), ("lang", []), ("junk_kind", []),
+    ("score__length", []), ("caption", ["--caption-column", "text"]),
+])
+def test_carrying_a_column_named_like_an_output_column_is_an_error(tmp_path, column, extra):
+    inp = tmp_path / "in.parquet"
+    pl.DataFrame({"caption" if column != "caption" else "text": [GOOD], column: ["x"]}).write_parquet(inp)
+    msg = fails("score", inp, "--out", tmp_path / "run", "--carry", column, *extra)
+    assert f"cannot carry column {column!r}" in msg and "sample_id, source, row" in msg
+    assert not (tmp_path / "run").exists()
+
+
 # -- row-level problems: a documented outcome, every row kept in the table -------------------
 
 
@@ -333,6 +345,37 @@ def test_bad_chain_is_one_line_before_any_data_is_read(tmp_path, body, expect):
         assert part in msg
     assert "bad.toml" in msg
     assert not (tmp_path / "run").exists()
+
+
+def test_chain_filter_name_that_is_not_a_string(tmp_path):
+    chain = tmp_path / "bad.toml"
+    chain.write_text('[[filter]]\nname = ["length"]\n')
+    msg = fails("score", tmp_path / "missing.parquet", "--chain", chain, "--out", tmp_path / "run")
+    assert "unknown filter ['length']" in msg and "valid filters: length" in msg
+
+
+def test_missing_lid_model_is_named(tmp_path):
+    inp = tmp_path / "in.parquet"
+    pl.DataFrame({"caption": [GOOD]}).write_parquet(inp)
+    msg = fails("score", inp, "--lid-model", tmp_path / "lid.bin", "--out", tmp_path / "run")
+    assert "language model" in msg and "lid.bin" in msg and "does not exist" in msg
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_run_that_wrote_nothing_leaves_nothing_and_blocks_nothing(tmp_path):
+    inp = tmp_path / "in.parquet"
+    pl.DataFrame({"caption": [GOOD]}).write_parquet(inp)
+    bad_model = tmp_path / "lid.bin"
+    bad_model.write_text("not a fastText model")
+    out = tmp_path / "run"
+    msg = fails("score", inp, "--lid-model", bad_model, "--out", out)
+    assert "cannot load fastText model" in msg
+    assert not out.exists()
+    # a state file left by an older attempt that wrote no part does not block another run
+    out.mkdir()
+    (out / "scores").mkdir()
+    (out / ".curate-state.json").write_text('{"key": "another-run"}')
+    assert score_ok(inp, out)["caption"].to_list() == [GOOD]
 
 
 # -- decide on what is not a finished run ----------------------------------------------------

@@ -150,6 +150,22 @@ def test_allow_must_be_strings():
     assert "allow must be a list of strings" in msg
 
 
+@pytest.mark.parametrize("values", [["EN"], ["en", "english"], ["en-US"]])
+def test_allow_values_that_are_not_language_codes(values):
+    msg = parse_error(chain_of({"name": "language", "allow": values}))
+    assert "are not language codes" in msg and "en, de, zh" in msg
+
+
+def test_deny_of_an_unknown_junk_kind_lists_the_kinds():
+    msg = parse_error(chain_of({"name": "junk", "deny": ["filname"]}))
+    assert "unknown junk kinds ['filname']" in msg and "filename, url, html" in msg
+
+
+def test_language_codes_of_other_lid_models_and_junk_kinds_are_accepted():
+    parse_chain(chain_of({"name": "language", "allow": ["en", "als", "eng_Latn"]},
+                         {"name": "junk", "deny": ["url", "price"]}))
+
+
 def test_duplicate_id_and_reserved_id():
     msg = parse_error(chain_of({"name": "length"}, {"name": "length", "params": {"unit": "chars"}}))
     assert "id 'length' is used twice" in msg

@@ -122,6 +122,32 @@ def test_caption_column_of_structs_is_an_error():
         cio._to_text(pl.Series("caption", [{"en": "x"}]))
 
 
+def test_carried_bytes_lists_and_structs_become_text(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "a.parquet"
+    pq.write_table(pa.table({
+        "caption": ["one", "two"],
+        "url": pa.array([b"http://x/\xff", None], pa.binary()),
+        "tags": [["a", "b"], None],
+        "size": [{"w": 1, "h": None}, {"w": 2, "h": 3}],
+    }), p)
+    df = read_all(p, carry=["url", "tags", "size"])
+    assert df["url"].to_list() == ["http://x/\ufffd", None]
+    assert df["tags"].to_list() == ['["a","b"]', None]
+    assert df["size"].to_list() == ['{"w":1,"h":null}', '{"w":2,"h":3}']
+
+
+def test_binary_id_column_with_invalid_utf8_is_decoded_like_a_caption(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"caption": ["one", "two"], "key": pa.array([b"k\xff", b"k2"], pa.binary())}), p)
+    assert read_all(p, id_column="key")["id"].to_list() == ["k\ufffd", "k2"]
+
+
 # -- resolving inputs ------------------------------------------------------------------------
 
 
@@ -132,7 +158,8 @@ def test_folder_glob_and_duplicates_resolve_to_sorted_unique_files(tmp_path):
         (d / name).write_text("x")
     got = [f.path for f in cio.resolve_inputs([str(d)])]
     assert got == [str(d / "a.jsonl"), str(d / "b.parquet"), str(d / "sub" / "c.csv")]
-    got = [f.path for f in cio.resolve_inputs([str(d / "*.parquet"), str(d / "b.parquet"), str(d) + "/./b.parquet"])]
+    got = [f.path for f in cio.resolve_inputs([str(d / "*.parquet"), str(d / "b.parquet"), str(d) + "/./b.parquet",
+                                                os.path.relpath(d / "b.parquet")])]
     assert got == [str(d / "b.parquet")]
     assert [f.format for f in cio.resolve_inputs([str(d)])] == ["jsonl", "parquet", "csv"]
 

@@ -121,8 +121,8 @@ def test_run_json_records_inputs_chain_versions_models_and_counts(three_formats,
         assert f["rows"] == df.filter(pl.col("source") == str(p)).height
     assert info["chain"] == chain.to_dict()
     assert info["filters"] == {s.id: f"{s.filter.name}@{s.filter.version}" for s in chain.steps}
-    [(model, digest)] = info["model_files"].items()
-    assert model.endswith(".ftz") and len(digest) == 64
+    assert sorted(info["model_files"]) == ["lid.176.ftz", "wordfreq-small-lists"]
+    assert all(len(digest) == 64 for digest in info["model_files"].values())
     assert set(info["timings"]) >= {"total_s", "score_s", "rows_per_s"}
     assert info["rows"] == df.height
     assert info["kept"] == df["keep"].sum()
@@ -322,6 +322,19 @@ def test_rerunning_a_finished_run_rewrites_no_part(many, light, tmp_path):
     assert run_json(out)["rows"] == N_MANY
 
 
+def test_a_run_inside_its_input_folder_does_not_read_its_own_parts(many, light, tmp_path):
+    out = many.parent / "run"  # --out inside the folder that is the input
+    ok("score", many.parent, "--out", out, "--batch-rows", "1000", "--chain", light)
+    times = part_times(out)
+    ok("score", many.parent, "--out", out, "--batch-rows", "1000", "--chain", light)
+    assert part_times(out) == times
+    assert [f["source"] for f in run_json(out)["inputs"]] == [str(many)]
+    res = invoke("score", out, "--out", out, "--chain", light)
+    assert res.exit_code == 1 and "every input is a part of the run" in res.output
+    ok("score", many, "--out", many.parent, "--chain", light)  # --out is the input's folder
+    assert run_json(many.parent)["rows"] == N_MANY
+
+
 def test_resuming_with_other_thresholds_decides_every_part_with_them(many, light, tmp_path):
     out = tmp_path / "run"
     ok("score", many, "--out", out, "--batch-rows", "1000", "--chain", light)
@@ -367,6 +380,33 @@ def test_decide_equals_scoring_with_the_other_chain(three_formats, tmp_path):
     # deciding with the first chain again gives back the first decisions
     ok("decide", out, "--chain", "default")
     assert scores(out).select(first.columns).equals(first)
+
+
+def test_an_interrupted_decide_leaves_the_run_as_it_was(many, light, tmp_path, monkeypatch):
+    import curate.run
+
+    out = tmp_path / "run"
+    ok("score", many, "--out", out, "--batch-rows", "1000", "--chain", light)
+    before, info, times = scores(out), run_json(out), part_times(out)
+    real, calls = curate.run.decide, []
+
+    def interrupted(frame, chain):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(frame, chain)
+
+    monkeypatch.setattr(curate.run, "decide", interrupted)
+    strict = tmp_path / "strict.toml"
+    strict.write_text(LIGHT.replace('name = "junk"', 'name = "junk"\nmax = 0.0').replace(
+        'name = "length"\n', 'name = "length"\nmin = 12\n', 1))
+    res = invoke("decide", out, "--chain", strict)
+    assert res.exit_code == 1 and "interrupted" in res.output
+    assert part_times(out) == times and scores(out).equals(before) and run_json(out) == info
+    assert sorted(p.name for p in (out / "scores").iterdir()) == sorted(times)
+    monkeypatch.setattr(curate.run, "decide", real)
+    ok("decide", out, "--chain", strict)
+    assert run_json(out)["kept"] == scores(out)["keep"].sum() < before["keep"].sum()
 
 
 def test_decide_can_reorder_and_drop_filters(three_formats, tmp_path):

@@ -44,6 +44,10 @@ class Filter:
         """The (min, max) a chain gets when it names none."""
         return self.default_min, self.default_max
 
+    def label_error(self, values: list[str]) -> str | None:
+        """Why some ``allow``/``deny`` values can never be in the label column (None: they can)."""
+        return None
+
     @property
     def ident(self) -> str:
         return f"{self.name}@{self.version}"

@@ -127,6 +127,10 @@ class Junk(Filter):
     default_max = 0.5
     label = "junk_kind"
 
+    def label_error(self, values: list[str]) -> str | None:
+        unknown = [v for v in values if v not in KINDS]
+        return f"unknown junk kinds {unknown}; valid kinds: {', '.join(KINDS)}" if unknown else None
+
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
         frame = batch.select(pl.col(TEXT).str.to_lowercase().alias("t")).with_row_index("i")
         found = evaluate(frame.filter(_screen(pl.col("t"))), column)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
@@ -148,11 +149,19 @@ class Language(Filter):
     default_min = 0.4
     label = "lang"
 
+    def label_error(self, values: list[str]) -> str | None:
+        # lid.176's labels are lower-case ISO 639 codes; other LID models add a script (eng_Latn)
+        bad = [v for v in values if not re.fullmatch(r"[a-z]{2,3}(?:_[A-Z][a-z]{3})?", v)]
+        return (f"{bad} are not language codes; `lang` holds lower-case ISO 639 codes "
+                f"such as en, de, zh") if bad else None
+
     def model_path(self) -> str:
         return self.p["model"] or str(bundled_lid_model())
 
     def model_files(self) -> dict[str, str]:
         path = self.model_path()
+        if not os.path.isfile(path):
+            raise CurateError(f"language model {path!r} does not exist")
         return {os.path.basename(path): model_sha256(path)}
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:

@@ -224,6 +224,22 @@ def _hashed(words: pl.DataFrame) -> pl.DataFrame:
 
 
 @lru_cache(maxsize=1)
+def _wordfreq_digest() -> str:
+    import hashlib
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    from ..io import file_sha256
+
+    spec = find_spec("wordfreq")  # its data folder, without importing it (0.2 s)
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    h = hashlib.sha256()
+    for f in sorted(data.glob("small_*")) + [data / "_chinese_mapping.msgpack.gz"]:
+        h.update(f"{f.name} {file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
 def _traditional_to_simplified() -> dict[str, str]:
     """wordfreq's own character map (its Chinese list is in Simplified characters)."""
     try:
@@ -307,6 +323,10 @@ class Specificity(Filter):
     name = "specificity"
     version = 2
     default_min = 4.0
+
+    def model_files(self) -> dict[str, str]:
+        """The frozen word tables: one sha256 over wordfreq's "small" lists and its Chinese map."""
+        return {"wordfreq-small-lists": _wordfreq_digest()}
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
         n = batch.height
