@@ -176,6 +176,13 @@ def test_row_order_does_not_change_results():
         ("Muž řídí auto", "sk", "cs"),  # ř is not Slovak
         ("Dívka běží", "sl", "cs"),
         ("Muž v parku", "sk", "sk"),  # no Czech-only letter: keep the model
+        ("Dívka se směje", "sk", "cs"),  # ě
+        ("Pes se koupe ve vodě", "sk", "cs"),
+        ("Žena se dívá z okna", "sk", "cs"),  # se is Czech; Slovak writes sa
+        ("Dom ze dreva", "sk", "cs"),  # ze: Slovak writes zo
+        ("Žena sa pozerá z okna", "sk", "sk"),  # sa is Slovak
+        ("Kôň sa pasie, se", "sk", "sk"),  # ô is not Czech
+        ("Pes sedí vedle auta", "sk", "sk"),  # ve inside a word does not count
         ("Kôň v lese", "cs", "sk"),  # ô is not Czech
         ("Dvořák", "de", "de"),  # letters only decide between close relatives
         ("رجل في الشارع", "fa", "ar"),  # ي without any Persian letter

@@ -43,6 +43,9 @@ _UK_BE = "[іїєґўІЇЄҐЎ]"
 _CS_ONLY = "[ěřůĚŘŮ]"
 #: Slovak letters that Czech has not: ľ ĺ ŕ ô.
 _SK_ONLY = "[ľĺŕôĽĹŔÔ]"
+#: Czech forms of three short words that Slovak writes differently: se (reflexive, and
+#: "with"; Slovak sa, so), ze ("from"; Slovak zo), ve ("in"; Slovak vo).
+_CS_WORDS = r"(?i)(?:^|[^\p{L}])(?:se|ze|ve)(?:$|[^\p{L}])"
 #: Latin-script languages the model confuses with Czech, none of which writes ě, ř or ů.
 _CS_NEIGHBOURS = ("sk", "pl", "sl", "hr", "bs", "sh", "sr", "hu")
 #: Arabic-script languages the model confuses with Arabic. Their alphabets add letters (and
@@ -133,7 +136,9 @@ class Language(Filter):
        is ``ru``.
     4. Czech letters: ě ř ů are written in Czech and not in the Latin alphabets of its
        neighbours that the model confuses with it (sk pl sl hr bs sh sr hu): such a caption is
-       ``cs``. ``cs`` with Slovak ľ ĺ ŕ ô and none of ě ř ů is ``sk``.
+       ``cs``. ``sk`` with the word se, ze or ve (Czech forms; Slovak writes sa, so, zo,
+       vo) and none of Slovak's ľ ĺ ŕ ô is ``cs``. ``cs`` with Slovak ľ ĺ ŕ ô and none of
+       ě ř ů is ``sk``.
     5. Arabic letters: a caption given to another Arabic-script language (fa ur ps ...) that
        has none of the letters those alphabets add to Arabic's (پ چ ژ گ ک ی ...) and has an
        Arabic-only form (ة, or ي ى ك where Persian and Urdu write ی and ک) is ``ar``.
@@ -248,6 +253,7 @@ def _decide(df: pl.DataFrame) -> pl.DataFrame:
         .when((label == "be") & has(_UK_ONLY)).then(pl.lit("uk"))
         .when((label == "uk") & has(_RU_ONLY) & ~has(_UK_BE)).then(pl.lit("ru"))
         .when(label.is_in(_CS_NEIGHBOURS) & has(_CS_ONLY)).then(pl.lit("cs"))
+        .when((label == "sk") & has(_CS_WORDS) & ~has(_SK_ONLY)).then(pl.lit("cs"))
         .when((label == "cs") & has(_SK_ONLY) & ~has(_CS_ONLY)).then(pl.lit("sk"))
         .when(label.is_in(_ARABIC_SCRIPT_NEIGHBOURS) & has(_ARABIC_ONLY) & ~has(_NOT_ARABIC))
         .then(pl.lit("ar"))
