@@ -149,7 +149,7 @@ class Language(Filter):
     """
 
     name = "language"
-    version = 2
+    version = 3
     params = {"model": ""}
     default_min = 0.4
     label = "lang"
