@@ -113,6 +113,11 @@ def _format_of(path: str) -> str:
     return FORMATS[ext]
 
 
+def _is_input(path: Path) -> bool:
+    """A file that a folder or glob contributes: a supported type, not hidden."""
+    return path.suffix.lower() in FORMATS and not path.name.startswith(".")
+
+
 def resolve_inputs(specs: list[str]) -> list[InputFile]:
     """Expand files, folders and globs into a sorted, de-duplicated list of input files."""
     if not specs:
@@ -123,12 +128,16 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
             matched = sorted(p for p in globmod.glob(spec, recursive=True) if os.path.isfile(p))
             if not matched:
                 raise CurateError(f"no files match {spec!r}")
-            paths += matched
+            # like a folder, a glob reads the input files it matches (`data/*` skips a README)
+            found = [p for p in matched if _is_input(Path(p))]
+            if not found:
+                raise CurateError(
+                    f"{spec!r} matches no input files ({', '.join(sorted(FORMATS))}), "
+                    f"only e.g. {matched[0]!r}"
+                )
+            paths += found
         elif os.path.isdir(spec):
-            found = sorted(
-                str(p) for p in Path(spec).rglob("*")
-                if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith(".")
-            )
+            found = sorted(str(p) for p in Path(spec).rglob("*") if p.is_file() and _is_input(p))
             if not found:
                 raise CurateError(
                     f"folder {spec!r} holds no input files ({', '.join(sorted(FORMATS))})"

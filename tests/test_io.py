@@ -164,6 +164,17 @@ def test_folder_glob_and_duplicates_resolve_to_sorted_unique_files(tmp_path):
     assert [f.format for f in cio.resolve_inputs([str(d)])] == ["jsonl", "parquet", "csv"]
 
 
+def test_a_glob_reads_the_input_files_it_matches_like_a_folder(tmp_path):
+    for name in ("b.parquet", "a.jsonl", "README.md", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    got = [f.path for f in cio.resolve_inputs([str(tmp_path / "*")])]
+    assert got == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.parquet")]
+    with pytest.raises(CurateError, match=r"matches no input files .*README.md"):
+        cio.resolve_inputs([str(tmp_path / "*.md")])
+    with pytest.raises(CurateError, match="unsupported input type '.txt'"):
+        cio.resolve_inputs([str(tmp_path / "notes.txt")])  # named on its own: an error
+
+
 def test_no_inputs():
     with pytest.raises(CurateError, match="no inputs"):
         cio.resolve_inputs([])
