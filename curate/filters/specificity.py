@@ -157,8 +157,8 @@ def _disk_cached(build):
     reads it in milliseconds instead of rebuilding it from wordfreq (about 0.1 to 0.5 CPU-s
     per language in every worker of every run). The file name carries every version the
     table depends on: this filter's, wordfreq's and polars' (whose hash keys the table), and
-    its layout (sorted by key). A
-    file that cannot be read is rebuilt; a cache folder that cannot be written is skipped."""
+    its layout (sorted by key). A file that cannot be read is rebuilt; a cache folder that
+    cannot be written is skipped."""
 
     @lru_cache(maxsize=None)
     def cached(lang: str) -> pl.DataFrame:
