@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, make_input  # noqa: E402
+from common import OUT, loadavg, make_input  # noqa: E402
 from proposals import PATCHES, apply  # noqa: E402
 
 
@@ -113,7 +113,7 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
             n_batch += 1
     total = time.perf_counter() - t_all
     print(f"POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', '(unset)')}; patches: {patches or 'none'}; "
-          f"{n_batch} batches of {batch_rows:,}; total {total:.1f} s wall; load average {_load()}")
+          f"{n_batch} batches of {batch_rows:,}; total {total:.1f} s wall; load average {loadavg()}")
     print("  batch 1 includes one-off loads; 'later' = batches 2.. per 100k rows; cpu = this process's "
           "CPU time (all threads), robust to other load on the machine")
     print(f"{'stage':34} {'b1 wall':>8} {'b1 cpu':>8} {'wall/100k':>10} {'cpu/100k':>9} {'cpu share':>9} {'rows/cpu-s':>11}")
@@ -150,13 +150,6 @@ class Timer:
                 timer.t[name] = (time.perf_counter() - self.w, time.process_time() - self.c)
 
         return _Ctx()
-
-
-def _load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def _maxrss_mib() -> float:

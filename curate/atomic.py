@@ -40,9 +40,15 @@ def _umask() -> int:
     return mask
 
 
+def write_parquet_file(table: pa.Table, path: str | os.PathLike) -> None:
+    """A Parquet file as every table of a run is written (zstd), under ``path`` as given;
+    for a caller that renames it itself."""
+    pq.write_table(table, path, compression="zstd")
+
+
 def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        write_parquet_file(table, tmp)
 
 
 def write_json(obj, path: str | os.PathLike) -> None:

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import polars as pl
 
 from . import __version__
-from .atomic import write_json, write_parquet, write_text
+from .atomic import write_json, write_parquet, write_parquet_file, write_text
 from .chain import Chain, decide, parse_chain
 from .engines import check_engine
 from .errors import CurateError
@@ -444,7 +444,7 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False) -> 
     (source and row) are unique by construction and are not counted again."""
     lf = pl.scan_parquet(scores_glob(run))
     counts = lf.group_by("reason").agg(pl.len().alias("n")).collect()
-    by_reason = {r: int(n) for r, n in counts.iter_rows() if r is not None}
+    by_reason = {r: int(n) for r, n in counts.iter_rows() if r is not None}  # one row per reason
     rows = int(counts["n"].sum())
     kept = rows - sum(by_reason.values())
     ordered = {s: by_reason[s] for s in ["empty"] + [st.id for st in chain.steps] if s in by_reason}
@@ -474,7 +474,7 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False) -> 
         "kept": kept,
         "dropped": ordered,
         "quantiles": quant,
-        "languages": {str(k): int(v) for k, v in langs.iter_rows()},
+        "languages": {str(k): int(v) for k, v in langs.iter_rows()},  # the 20 largest
         "duplicate_sample_ids": int(duplicates),
     }
 
@@ -509,8 +509,6 @@ def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
                 f"filter {step.id!r} differs from the one scored in {run} "
                 f"({prev['name']}@{prev['version']} {prev['params']}); re-score to change parameters"
             )
-    import pyarrow.parquet as pq
-
     t0 = time.perf_counter()
     parts = sorted((Path(run) / "scores").glob("part-*.parquet"))
     extra = external_scores(run, chain)
@@ -524,7 +522,7 @@ def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
                 cols = [c for c in extra.columns if c != "sample_id"]
                 df = df.drop(cols, strict=False).join(extra, on="sample_id", how="left", maintain_order="left")
             staged.append((part.with_name(f".tmp-decide-{part.name}"), part))
-            pq.write_table(decide(df, chain).to_arrow(), staged[-1][0], compression="zstd")
+            write_parquet_file(decide(df, chain).to_arrow(), staged[-1][0])
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

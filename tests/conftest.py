@@ -53,3 +53,26 @@ def read_data(data_dir):
         return pl.concat([pl.read_parquet(f, columns=columns) for f in files], how="diagonal_relaxed")
 
     return read
+
+
+@pytest.fixture
+def interrupt_scoring(monkeypatch):
+    """``interrupt_scoring(n)``: the n-th part a local run scores raises KeyboardInterrupt
+    (as Ctrl-C would); returns a function that restores normal scoring."""
+    import curate.run
+
+    real = curate.run._score_and_write
+
+    def install(n: int):
+        calls = []
+
+        def interrupted(frame, chain, part):
+            calls.append(part)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(frame, chain, part)
+
+        monkeypatch.setattr(curate.run, "_score_and_write", interrupted)
+        return lambda: monkeypatch.setattr(curate.run, "_score_and_write", real)
+
+    return install

@@ -387,21 +387,10 @@ def test_decide_on_a_folder_that_is_not_a_run(tmp_path):
     assert "not a curate run" in msg
 
 
-def test_decide_on_an_unfinished_run(tmp_path, monkeypatch):
-    import curate.run
-
+def test_decide_on_an_unfinished_run(tmp_path, interrupt_scoring):
     inp = tmp_path / "in.parquet"
     pl.DataFrame({"caption": [GOOD] * 2500}).write_parquet(inp)
-    calls = []
-    real = curate.run._score_and_write
-
-    def flaky(frame, chain, part):
-        calls.append(part)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(frame, chain, part)
-
-    monkeypatch.setattr(curate.run, "_score_and_write", flaky)
+    interrupt_scoring(2)
     msg = fails("score", inp, "--out", tmp_path / "run", "--batch-rows", "1000")
     assert "interrupted" in msg
     assert not (tmp_path / "run" / "run.json").exists()
@@ -410,22 +399,23 @@ def test_decide_on_an_unfinished_run(tmp_path, monkeypatch):
     assert "did not finish" in msg
 
 
-def test_decide_with_a_filter_that_was_not_scored(tmp_path):
+def run_scored_by_length_alone(tmp_path) -> None:
+    """tmp_path/run: one caption scored by a chain of the length filter only."""
     inp = tmp_path / "in.parquet"
     pl.DataFrame({"caption": [GOOD]}).write_parquet(inp)
     chain = tmp_path / "short.toml"
     chain.write_text('[[filter]]\nname = "length"\nmin = 3\n')
     score_ok(inp, tmp_path / "run", "--chain", chain)
+
+
+def test_decide_with_a_filter_that_was_not_scored(tmp_path):
+    run_scored_by_length_alone(tmp_path)
     msg = fails("decide", tmp_path / "run", "--chain", "default")
     assert "'chars' was not scored" in msg and "scored filters: length" in msg
 
 
 def test_decide_with_other_params(tmp_path):
-    inp = tmp_path / "in.parquet"
-    pl.DataFrame({"caption": [GOOD]}).write_parquet(inp)
-    chain = tmp_path / "short.toml"
-    chain.write_text('[[filter]]\nname = "length"\nmin = 3\n')
-    score_ok(inp, tmp_path / "run", "--chain", chain)
+    run_scored_by_length_alone(tmp_path)
     before = scores(tmp_path / "run")
     other = tmp_path / "chars.toml"
     other.write_text('[[filter]]\nname = "length"\nmin = 3\nparams = { unit = "chars" }\n')

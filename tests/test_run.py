@@ -268,26 +268,15 @@ def test_resume_rewrites_only_the_missing_part(many, light, tmp_path):
     assert run_json(out)["rows"] == N_MANY
 
 
-def test_an_interrupted_run_completes_on_rerun(many, light, tmp_path, monkeypatch):
-    import curate.run
-
+def test_an_interrupted_run_completes_on_rerun(many, light, tmp_path, interrupt_scoring):
     out = tmp_path / "run"
-    real = curate.run._score_and_write
-    calls = []
-
-    def interrupted(frame, chain, part):
-        calls.append(part)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(frame, chain, part)
-
-    monkeypatch.setattr(curate.run, "_score_and_write", interrupted)
+    restore = interrupt_scoring(3)
     res = invoke("score", many, "--out", out, "--batch-rows", "1000", "--chain", light)
     assert res.exit_code == 1 and "interrupted" in res.output
     assert not (out / "run.json").exists()
     assert len(part_times(out)) == 2
     assert not list((out / "scores").glob(".tmp-*"))
-    monkeypatch.setattr(curate.run, "_score_and_write", real)
+    restore()
     times = part_times(out)
     ok("score", many, "--out", out, "--batch-rows", "1000", "--chain", light)
     after = part_times(out)
