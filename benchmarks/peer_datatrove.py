@@ -40,7 +40,10 @@ from pathlib import Path
 
 def build_pipeline(input_dir: str, model: str, out: str, variant: str = "lean"):
     from datatrove.pipeline.filters import (
-        GopherQualityFilter, GopherRepetitionFilter, LambdaFilter, LanguageFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LambdaFilter,
+        LanguageFilter,
     )
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter

@@ -1,6 +1,6 @@
 """Where the time of `curate score` goes: wall-clock timers per stage and per filter.
 
-Runs the stages of ``curate.run.score`` by hand, in this one process (one worker), on the
+Runs the stages of ``curate.scoring.runner.score`` by hand, in this one process (one worker), on the
 benchmark input: read a batch, add provenance, normalise the text, each filter of the chain,
 the decision, Arrow conversion and the Parquet write. The first batch also pays the one-off
 loads (fastText model, word-frequency tables), so it is reported apart from the rest.
@@ -31,15 +31,15 @@ def _check_patches(folder: Path, patches: list[str], rows: int = 20_000) -> None
     """Score the first rows with and without the patches; stop unless the output is identical."""
     import polars as pl
 
-    from curate.chain import load_chain
-    from curate.scoring import score_frame
+    from curate.scoring.chain import load_chain
+    from curate.scoring.frame import score_frame
 
     chain = load_chain(None)
     first = sorted(folder.glob("*.parquet"))[0]
     frame = pl.read_parquet(first, n_rows=rows).select("caption")
     before = score_frame(frame, chain)
     apply(patches)
-    from curate import scoring
+    from curate.scoring import frame as scoring
 
     after = scoring.score_frame(frame, chain)
     if not after.equals(before):
@@ -57,14 +57,16 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
         _check_patches(folder, patches)
 
     from curate.atomic import write_parquet
-    from curate.chain import decision_exprs, load_chain
-    from curate.filters import TEXT
-    from curate.io import read_batches, resolve_inputs, inspect_input
-    from curate.run import ScoreOptions, _with_provenance
-    from curate.scoring import FIRST, normalised
+    from curate.ingest.inputs import inspect_input, resolve_inputs
+    from curate.ingest.provenance import with_provenance
+    from curate.ingest.readers import read_batches
+    from curate.scoring.chain import load_chain
+    from curate.scoring.decision import decision_exprs
+    from curate.scoring.filters import TEXT
+    from curate.scoring.frame import FIRST, normalised
 
     chain = load_chain(None)
-    opts = ScoreOptions()
+
     files = resolve_inputs([str(folder)])
     out = OUT / "profile-out"
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,7 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
             if batch is None:
                 break
             with timer("provenance"):
-                frame = _with_provenance(batch, inp, start, opts, [])
+                frame = with_provenance(batch, inp, start, None, [])
             start += batch.height
             with timer("normalise"):
                 df = frame.with_columns(normalised(frame["caption"]))
@@ -163,14 +165,14 @@ def pool_start() -> None:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from curate import _worker
-    from curate.chain import load_chain
-    from curate.run import _chain_to_data
+    from curate.scoring import workers
+    from curate.scoring.chain import load_chain
+    from curate.scoring.workers import chain_to_data
 
     chain = load_chain(None)
     t = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"), initializer=_worker.init,
-                             initargs=(_chain_to_data(chain), "chain")) as pool:
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn"), initializer=workers.init,
+                             initargs=(chain_to_data(chain), "chain")) as pool:
         list(pool.map(int, [0, 1]))
         started = time.perf_counter() - t
     print(f"worker pool: 2 spawn workers started and initialised in {started:.2f} s "

@@ -18,9 +18,9 @@ def dedup_batch() -> None:
     The gain is the batch's duplicate rate: web alt-text repeats a lot; the benchmark input
     (N draws from ~35k real captions) repeats far more than real data, so do not read its
     gain as typical."""
-    from curate import scoring as S
-    from curate.chain import decision_exprs
-    from curate.filters import TEXT
+    from curate.scoring import frame as S
+    from curate.scoring.decision import decision_exprs
+    from curate.scoring.filters import TEXT
 
     original = S.score_frame
 

@@ -16,27 +16,34 @@ sentence-transformers, faiss) load only where they are used.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from curate.version import __version__
 
 _API = {
     "CurateError": "errors",
-    "load_chain": "chain",
-    "decide": "chain",
-    "open_run": "explore",
-    "open_mix": "explore",
-    "score": "explore",
-    "redecide": "explore",
-    "reason_counts": "explore",
-    "histograms": "explore",
-    "languages": "explore",
-    "what_if": "explore",
-    "rejected_examples": "explore",
-    "duplicate_groups": "explore",
-    "mix_composition": "explore",
-    "score_files": ("run", "score"),
-    "decide_run": "run",
-    "ScoreOptions": "run",
-    "build_report": "report",
+    "load_chain": "scoring.chain",
+    "decide": "scoring.decision",
+    "open_run": "report.explore",
+    "open_mix": "report.explore",
+    "score": "report.explore",
+    "redecide": "report.explore",
+    "reason_counts": "report.explore",
+    "histograms": "report.explore",
+    "languages": "report.explore",
+    "what_if": "report.explore",
+    "rejected_examples": "report.explore",
+    "duplicate_groups": "report.explore",
+    "mix_composition": "report.explore",
+    "score_files": ("engines", "score"),
+    "decide_run": "scoring.decide",
+    "ScoreOptions": "scoring.runner",
+    "dedup": ("engines", "dedup"),
+    "DedupOptions": "dedup.run",
+    "build_mixture": "mix.build",
+    "export": "export.shards",
+    "explain": "audit.explain",
+    "verify": "audit.verify",
+    "diff": "audit.diff",
+    "build_report": "report.html",
 }
 
 __all__ = sorted(_API) + ["__version__"]

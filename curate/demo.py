@@ -157,13 +157,13 @@ def run_demo(out: str | Path, rows: int = 2000, console=None) -> dict:
     """The whole path on the built-in sample: score -> dedup -> mix -> export -> report."""
     import time
 
-    from .atomic import write_parquet, write_text
-    from .chain import load_chain
-    from .dedup import DedupOptions, dedup
-    from .export import export
-    from .mix import build_mixture
-    from .report import build_report
-    from .run import ScoreOptions, score
+    from curate.atomic import write_parquet, write_text
+    from curate.dedup.run import DedupOptions, dedup
+    from curate.export.shards import export
+    from curate.mix.build import build_mixture
+    from curate.report.html import build_report
+    from curate.scoring.chain import load_chain
+    from curate.scoring.runner import ScoreOptions, score
 
     say = console.print if console is not None else (lambda *a, **k: None)
     out = Path(out)
@@ -198,10 +198,10 @@ def run_demo(out: str | Path, rows: int = 2000, console=None) -> dict:
     rep = build_report(out / "mix", out / "report.html")
     say(f"report -> {rep['html']} (numbers in {rep['json']})")
     if console is not None:
-        from .cli import _summary_table
+        from curate.report.terminal import summary_table
 
         for name, r in runs.items():
-            _summary_table(console, r, f"run {name}: default chain")
+            summary_table(console, r, f"run {name}: default chain")
         by_kind = pl.read_parquet(out / "runs" / "*" / "scores" / "*.parquet").group_by("kind").agg(
             pl.len().alias("rows"), pl.col("keep").mean().round(3).alias("kept_share"),
             pl.col("reason").drop_nulls().mode().first().alias("main_reason"),
@@ -212,6 +212,6 @@ def run_demo(out: str | Path, rows: int = 2000, console=None) -> dict:
 
 
 def _dup_summary(info: dict) -> str:
-    counts = info.get("counts", {})
-    keys = [k for k in ("groups", "duplicates", "rows") if k in counts]
-    return ", ".join(f"{k} {counts[k]:,}" for k in keys) or "done"
+    c = info["counts"]
+    return (f"{c['duplicate_rows']:,} duplicates of {c['rows']:,} rows "
+            f"in {c['groups_with_duplicates']:,} groups")

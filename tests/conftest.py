@@ -59,9 +59,9 @@ def read_data(data_dir):
 def interrupt_scoring(monkeypatch):
     """``interrupt_scoring(n)``: the n-th part a local run scores raises KeyboardInterrupt
     (as Ctrl-C would); returns a function that restores normal scoring."""
-    import curate.run
+    import curate.scoring.workers as workers
 
-    real = curate.run._score_and_write
+    real = workers.score_and_write
 
     def install(n: int):
         calls = []
@@ -72,7 +72,7 @@ def interrupt_scoring(monkeypatch):
                 raise KeyboardInterrupt
             return real(frame, chain, part)
 
-        monkeypatch.setattr(curate.run, "_score_and_write", interrupted)
-        return lambda: monkeypatch.setattr(curate.run, "_score_and_write", real)
+        monkeypatch.setattr(workers, "score_and_write", interrupted)
+        return lambda: monkeypatch.setattr(workers, "score_and_write", real)
 
     return install

@@ -11,13 +11,23 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_mix import QUALITY, invoke, make_runs, manifest, quality_expr, scores_of, write_recipe
+from test_mix import (
+    QUALITY,
+    invoke,
+    make_runs,
+    manifest,
+    quality_expr,
+    scores_of,
+    write_recipe,
+)
 
-from curate.audit import diff, explain, verify
-from curate.chain import load_chain
+from curate.audit.diff import diff
+from curate.audit.explain import explain
+from curate.audit.verify import verify
 from curate.errors import CurateError
-from curate.mix import build_mixture
-from curate.run import ScoreOptions, score
+from curate.mix.build import build_mixture
+from curate.scoring.chain import load_chain
+from curate.scoring.runner import ScoreOptions, score
 
 
 @pytest.fixture(scope="module")

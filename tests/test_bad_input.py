@@ -305,9 +305,9 @@ def test_malformed_json_line_is_named(tmp_path, lines, bad_line):
 
 def test_malformed_json_beyond_the_first_chunk(tmp_path, monkeypatch):
     """A bad line past the part that inspection reads is found while reading, by line."""
-    import curate.io
+    import curate.ingest.readers
 
-    monkeypatch.setattr(curate.io, "JSONL_CHUNK_BYTES", 256)
+    monkeypatch.setattr(curate.ingest.readers, "JSONL_CHUNK_BYTES", 256)
     lines = [json.dumps({"caption": f"{GOOD} {i}"}).encode() for i in range(20)] + [b"{nope"]
     inp = tmp_path / "in.jsonl"
     # pad so the bad line falls outside the first MiB that inspect_input reads
@@ -394,7 +394,7 @@ def test_decide_on_an_unfinished_run(tmp_path, interrupt_scoring):
     msg = fails("score", inp, "--out", tmp_path / "run", "--batch-rows", "1000")
     assert "interrupted" in msg
     assert not (tmp_path / "run" / "run.json").exists()
-    assert len(list((tmp_path / "run" / "scores").glob("part-*.parquet"))) == 1
+    assert len(list((tmp_path / "run").glob(".v/*/scores/part-*.parquet"))) == 1  # kept for a rerun
     msg = fails("decide", tmp_path / "run")
     assert "did not finish" in msg
 
@@ -427,14 +427,28 @@ def test_decide_with_other_params(tmp_path):
 def test_a_dead_worker_is_one_line(tmp_path, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    import curate.run
+    import curate.scoring.workers
 
     def dies(frame, chain, part):
         raise BrokenProcessPool("A process in the process pool was terminated abruptly")
 
-    monkeypatch.setattr(curate.run, "_score_and_write", dies)
+    monkeypatch.setattr(curate.scoring.workers, "score_and_write", dies)
     inp = tmp_path / "in.parquet"
     pl.DataFrame({"caption": [GOOD]}).write_parquet(inp)
     msg = fails("score", inp, "--out", tmp_path / "run")
     assert "worker process died" in msg and "rerun" in msg
     assert_nothing_complete(tmp_path / "run")
+
+
+def test_jsonl_lone_surrogates_become_replacement_characters(tmp_path):
+    """A lone surrogate escape is no character: it becomes U+FFFD, flagged as junk kind
+    `encoding`; a proper pair stays the character it encodes."""
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'{"caption": "a red bus \\udc80 on a wet street"}\n'
+                    b'{"caption": "a black dog on a sofa \\ud800"}\n'
+                    b'{"caption": "a smiling child \\ud83d\\ude00 in a garden"}\n')
+    df = score_ok(inp, tmp_path / "run").sort("row")
+    assert df["caption"].to_list() == ["a red bus \ufffd on a wet street", "a black dog on a sofa \ufffd",
+                                       "a smiling child \U0001F600 in a garden"]
+    assert df["junk_kind"].to_list()[:2] == ["encoding", "encoding"]
+    assert "\x00" not in "".join(df["caption"].to_list())

@@ -3,17 +3,23 @@ chains (including the default chain's keep rate on real human captions)."""
 from __future__ import annotations
 
 import math
-import tomllib
+from pathlib import Path
 
 import polars as pl
 import pytest
+import tomllib
 
-from curate.chain import (
-    EMPTY, FILTERS_DIR, decide, load_chain, parse_chain, resolve_chain_path, within,
-)
 from curate.errors import CurateError
-from curate.filters import FILTERS
+from curate.scoring.chain import (
+    EMPTY,
+    load_chain,
+    parse_chain,
+    resolve_chain_path,
+)
+from curate.scoring.decision import decide, within
+from curate.scoring.filters import FILTERS
 
+FILTERS_DIR = Path(__file__).resolve().parent.parent / "filters"  # the chains a person edits
 SHIPPED = sorted(p.stem for p in FILTERS_DIR.glob("*.toml"))
 
 
@@ -263,7 +269,7 @@ def test_decide_needs_every_score_column():
 
 def test_default_chain_keeps_at_least_95_percent_of_human_captions(read_data, tmp_path):
     """The a_* files are human captions of COCO, Flickr30k and Flickr8k: good captions."""
-    from curate.run import ScoreOptions, score
+    from curate.scoring.runner import ScoreOptions, score
 
     src = tmp_path / "a.parquet"
     read_data("a_", columns=["caption"]).write_parquet(src)
@@ -279,7 +285,7 @@ def test_default_chain_keeps_at_least_95_percent_of_human_captions(read_data, tm
 
 
 def test_none_switches_a_default_bound_off_and_survives_a_round_trip(tmp_path):
-    from curate.chain import load_chain
+    from curate.scoring.chain import load_chain
 
     p = tmp_path / "c.toml"
     p.write_text('[[filter]]\nname = "specificity"\nmin = "none"\n\n[[filter]]\nname = "length"\nmax = "none"\n')

@@ -18,10 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from curate.cli import cli
-from curate.dedup import (
-    FLOOR, DedupOptions, best_better, dedup, find_duplicates, parse_order, resolve, roots,
-)
-from curate.dedup_text import text_columns, word_jaccard
+from curate.dedup.groups import FLOOR, best_better, roots
+from curate.dedup.run import DedupOptions, dedup, find_duplicates, parse_order, resolve
+from curate.dedup.text import text_columns, word_jaccard
 from curate.errors import CurateError
 
 A_AND_C = ["a_coco", "a_flickr30k", "a_flickr8k", "c_cc3m", "c_laion", "c_redcaps"]
@@ -272,7 +271,7 @@ def test_representative_is_the_best_ranked_member(tmp_path):
 
 
 def test_partitioned_search_agrees_with_exact(monkeypatch):
-    from curate import dedup_index
+    from curate.dedup import index as dedup_index
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(300, 64)).astype(np.float32)
@@ -339,8 +338,8 @@ def test_paraphrase_preset_merges_more_paraphrases(read_data, tmp_path):
 
 
 def make_run(tmp_path: Path, captions: list[str], chain: str | None = None, name: str = "run") -> Path:
-    from curate.chain import load_chain
-    from curate.run import ScoreOptions, score
+    from curate.scoring.chain import load_chain
+    from curate.scoring.runner import ScoreOptions, score
 
     inp = tmp_path / f"{name}.parquet"
     pl.DataFrame({"caption": captions, "id": [f"c{i}" for i in range(len(captions))]}).write_parquet(inp)
@@ -405,8 +404,8 @@ def test_rerun_with_new_threshold_reuses_embeddings_and_neighbours(coco_run):
 
 
 def test_decide_with_neardup_is_the_dedup_decision_at_any_threshold(coco_run, tmp_path):
-    from curate.chain import load_chain
-    from curate.run import decide_run
+    from curate.scoring.chain import load_chain
+    from curate.scoring.decide import decide_run
 
     dedup(coco_run)
     g75 = pl.read_parquet(coco_run / "dedup" / "groups.parquet")
@@ -435,8 +434,8 @@ def test_groups_are_deterministic_and_independent_of_row_order(tmp_path, read_da
     rng.shuffle(shuffled)
     inp = tmp_path / "r2.parquet"
     pl.DataFrame({"caption": [c for _, c in shuffled], "id": [f"c{i}" for i, _ in shuffled]}).write_parquet(inp)
-    from curate.chain import load_chain
-    from curate.run import ScoreOptions, score
+    from curate.scoring.chain import load_chain
+    from curate.scoring.runner import ScoreOptions, score
 
     score([str(inp)], tmp_path / "r2", load_chain("default"), ScoreOptions(id_column="id"))
     dedup(r1)
@@ -539,7 +538,7 @@ def test_corrupt_embedding_cache_is_rebuilt_with_a_warning(tmp_path):
 
 
 def test_neardup_filter_contract(coco_run, tmp_path):
-    from curate.filters import FILTERS
+    from curate.scoring.filters import FILTERS
 
     f = FILTERS["neardup"]()
     assert f.external and f.name == "neardup" and f.version == 1 and f.thresholds() == (None, 0.75)

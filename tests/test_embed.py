@@ -9,11 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate import embed
-from curate.embed import cache_root, load_embedder
-from curate.embed_cache import EmbeddingCache, embed_texts
+from curate.dedup import embed
+from curate.dedup.cache import EmbeddingCache, embed_texts
+from curate.dedup.embed import load_embedder
 from curate.errors import CurateError
-from curate.io import text_hash64
+from curate.hashing import text_hash64
+from curate.layout import cache_root
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def pair_auc(e, d: pl.DataFrame, seed: int = 0) -> float:
-    from curate.dedup_text import text_columns
+    from curate.dedup.text import text_columns
 
     d = text_columns(d).with_row_index("i")
     v = e.encode(d["clean"])

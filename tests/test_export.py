@@ -9,8 +9,8 @@ import pytest
 from test_mix import QUALITY, invoke, make_runs, manifest, write_recipe
 
 from curate.errors import CurateError
-from curate.export import export, tar_bytes
-from curate.mix import build_mixture
+from curate.export.shards import export, tar_bytes
+from curate.mix.build import build_mixture
 
 
 @pytest.fixture(scope="module")

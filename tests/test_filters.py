@@ -4,11 +4,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from curate.filters import FILTERS
-from curate.filters.junk import KINDS, Junk
-from curate.filters.length import Length
-from curate.filters.repetition import Repetition
-from curate.scoring import normalise_text
+from curate.scoring.filters import FILTERS
+from curate.scoring.filters.junk import KINDS, Junk
+from curate.scoring.filters.length import Length
+from curate.scoring.filters.repetition import Repetition
+from curate.scoring.frame import normalise_text
 
 
 def frame(texts: list[str]) -> pl.DataFrame:
@@ -173,7 +173,7 @@ def test_long_model_captions_keep_their_quoted_text(read_data):
 
 
 def test_junk_screen_loses_nothing_on_real_data(read_data):
-    from curate.filters.junk import evaluate
+    from curate.scoring.filters.junk import evaluate
 
     df = pl.concat([read_data(p, ["caption"]) for p in ("a_", "c_", "d_", "b_")])
     f = frame(df["caption"].to_list())
@@ -185,7 +185,7 @@ def test_junk_screen_loses_nothing_on_real_data(read_data):
 
 @pytest.mark.parametrize("kind", list(JUNK_EXAMPLES))
 def test_junk_screen_lets_every_kind_through(kind):
-    from curate.filters.junk import _screen
+    from curate.scoring.filters.junk import screen
 
     text = JUNK_EXAMPLES[kind].lower()
-    assert pl.select(_screen(pl.lit(text))).item()
+    assert pl.select(screen(pl.lit(text))).item()

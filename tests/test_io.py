@@ -9,16 +9,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate import io as cio
+from curate import hashing
 from curate.errors import CurateError
+from curate.ingest import inputs, readers
 
 
 def read_all(path, caption="caption", id_column=None, carry=(), batch_rows=1000) -> pl.DataFrame:
     """Read one input the way `curate score` does, with the row index it assigns."""
-    [inp] = cio.resolve_inputs([str(path)])
-    cio.inspect_input(inp)
-    cio.check_columns(inp, caption, id_column)
-    frames = list(cio.read_batches(inp, caption, id_column, list(carry), batch_rows))
+    [inp] = inputs.resolve_inputs([str(path)])
+    inputs.inspect_input(inp)
+    inputs.check_columns(inp, caption, id_column)
+    frames = list(readers.read_batches(inp, caption, id_column, list(carry), batch_rows))
     if not frames:
         return pl.DataFrame({"caption": [], "row": []}, schema={"caption": pl.String, "row": pl.Int64})
     df = pl.concat(frames)
@@ -31,9 +32,9 @@ def read_all(path, caption="caption", id_column=None, carry=(), batch_rows=1000)
 def test_parquet_rows_in_batches(tmp_path):
     p = tmp_path / "a.parquet"
     pl.DataFrame({"caption": [f"c{i}" for i in range(2500)], "n": range(2500)}).write_parquet(p, row_group_size=700)
-    [inp] = cio.resolve_inputs([str(p)])
-    cio.inspect_input(inp)
-    batches = list(cio.read_batches(inp, "caption", None, ["n"], 1000))
+    [inp] = inputs.resolve_inputs([str(p)])
+    inputs.inspect_input(inp)
+    batches = list(readers.read_batches(inp, "caption", None, ["n"], 1000))
     assert [b.height for b in batches] == [1000, 1000, 500]
     df = pl.concat(batches)
     assert df["caption"].to_list() == [f"c{i}" for i in range(2500)]
@@ -62,7 +63,7 @@ def test_jsonl_byte_order_mark(tmp_path):
 @pytest.mark.parametrize("chunk", [7, 64, 1000])
 def test_jsonl_row_numbers_survive_chunk_boundaries(tmp_path, monkeypatch, chunk):
     """Chunks that split lines, and chunks made only of blank lines, keep row == line."""
-    monkeypatch.setattr(cio, "JSONL_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(readers, "JSONL_CHUNK_BYTES", chunk)
     lines = []
     for i in range(300):
         lines.append(json.dumps({"caption": f"caption number {i}", "k": i}) if i % 50 else "")
@@ -113,13 +114,13 @@ def test_numeric_parquet_caption_becomes_text(tmp_path):
 
 def test_lossy_binary_decoding_keeps_one_value_per_row():
     s = pl.Series("caption", [b"ok", b"\xff", None, b"caf\xe9\x00x", b"", b"\xe2\x82"], dtype=pl.Binary)
-    out = cio._to_text(s)
+    out = readers.to_text(s)
     assert out.to_list() == ["ok", "\ufffd", None, "caf\ufffd\x00x", "", "\ufffd"]
 
 
 def test_caption_column_of_structs_is_an_error():
     with pytest.raises(CurateError, match="not text"):
-        cio._to_text(pl.Series("caption", [{"en": "x"}]))
+        readers.to_text(pl.Series("caption", [{"en": "x"}]))
 
 
 def test_carried_bytes_lists_and_structs_become_text(tmp_path):
@@ -156,36 +157,36 @@ def test_folder_glob_and_duplicates_resolve_to_sorted_unique_files(tmp_path):
     (d / "sub").mkdir(parents=True)
     for name in ("b.parquet", "a.jsonl", "sub/c.csv", ".hidden.parquet", "notes.txt"):
         (d / name).write_text("x")
-    got = [f.path for f in cio.resolve_inputs([str(d)])]
+    got = [f.path for f in inputs.resolve_inputs([str(d)])]
     assert got == [str(d / "a.jsonl"), str(d / "b.parquet"), str(d / "sub" / "c.csv")]
-    got = [f.path for f in cio.resolve_inputs([str(d / "*.parquet"), str(d / "b.parquet"), str(d) + "/./b.parquet",
+    got = [f.path for f in inputs.resolve_inputs([str(d / "*.parquet"), str(d / "b.parquet"), str(d) + "/./b.parquet",
                                                 os.path.relpath(d / "b.parquet")])]
     assert got == [str(d / "b.parquet")]
-    assert [f.format for f in cio.resolve_inputs([str(d)])] == ["jsonl", "parquet", "csv"]
+    assert [f.format for f in inputs.resolve_inputs([str(d)])] == ["jsonl", "parquet", "csv"]
 
 
 def test_a_glob_reads_the_input_files_it_matches_like_a_folder(tmp_path):
     for name in ("b.parquet", "a.jsonl", "README.md", "notes.txt"):
         (tmp_path / name).write_text("x")
-    got = [f.path for f in cio.resolve_inputs([str(tmp_path / "*")])]
+    got = [f.path for f in inputs.resolve_inputs([str(tmp_path / "*")])]
     assert got == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.parquet")]
     with pytest.raises(CurateError, match=r"matches no input files .*README.md"):
-        cio.resolve_inputs([str(tmp_path / "*.md")])
+        inputs.resolve_inputs([str(tmp_path / "*.md")])
     with pytest.raises(CurateError, match="unsupported input type '.txt'"):
-        cio.resolve_inputs([str(tmp_path / "notes.txt")])  # named on its own: an error
+        inputs.resolve_inputs([str(tmp_path / "notes.txt")])  # named on its own: an error
 
 
 def test_no_inputs():
     with pytest.raises(CurateError, match="no inputs"):
-        cio.resolve_inputs([])
+        inputs.resolve_inputs([])
 
 
 def test_fingerprint_changes_with_content(tmp_path):
     p = tmp_path / "a.jsonl"
     p.write_text('{"caption": "a"}\n')
-    f1 = cio.file_fingerprint(p)
+    f1 = hashing.file_fingerprint(p)
     p.write_text('{"caption": "b"}\n')
-    assert cio.file_fingerprint(p) != f1
+    assert hashing.file_fingerprint(p) != f1
     assert f1 == hashlib.blake2b(b'{"caption": "a"}\n', digest_size=16).hexdigest()
 
 
@@ -193,36 +194,36 @@ def test_fingerprint_changes_with_content(tmp_path):
 
 
 def test_derived_ids_are_stable_unique_and_batch_independent():
-    whole = cio.derived_ids("data/a.parquet", 0, 10_000)
-    pieces = np.concatenate([cio.derived_ids("data/a.parquet", s, 1000) for s in range(0, 10_000, 1000)])
+    whole = hashing.derived_ids("data/a.parquet", 0, 10_000)
+    pieces = np.concatenate([hashing.derived_ids("data/a.parquet", s, 1000) for s in range(0, 10_000, 1000)])
     assert (whole == pieces).all()
     assert len(np.unique(whole)) == 10_000
-    other = cio.derived_ids("data/b.parquet", 0, 10_000)
+    other = hashing.derived_ids("data/b.parquet", 0, 10_000)
     assert not np.isin(whole, other).any()
     # a fixed value: the id of row 0 must not change between releases
-    assert int(cio.derived_ids("data/a.parquet", 0, 1)[0]) == int(
-        cio.splitmix64(np.array([cio.key64("data/a.parquet")], dtype=np.uint64))[0]
+    assert int(hashing.derived_ids("data/a.parquet", 0, 1)[0]) == int(
+        hashing.splitmix64(np.array([hashing.key64("data/a.parquet")], dtype=np.uint64))[0]
     )
 
 
 def test_splitmix64_reference_value():
     # SplitMix64 finaliser of 0 (first output of the generator seeded with 0)
-    assert int(cio.splitmix64(np.array([0], dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF
+    assert int(hashing.splitmix64(np.array([0], dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF
 
 
 def test_text_hash64_is_the_lower_half_of_md5():
     s = pl.Series("id", ["abc", "x", "0012"])
-    got = cio.text_hash64(s).to_list()
+    got = hashing.text_hash64(s).to_list()
     want = [int.from_bytes(hashlib.md5(v.encode()).digest()[8:], "little") for v in s]
     assert got == want
-    assert cio.text_hash64(s).name == "id"
+    assert hashing.text_hash64(s).name == "id"
 
 
 def test_inputs_are_read_in_bounded_batches(tmp_path):
     p = tmp_path / "a.jsonl"
     p.write_text("".join(json.dumps({"caption": f"c{i}"}) + "\n" for i in range(5000)))
-    [inp] = cio.resolve_inputs([str(p)])
-    cio.inspect_input(inp)
-    sizes = [b.height for b in cio.read_batches(inp, "caption", None, [], 1000)]
+    [inp] = inputs.resolve_inputs([str(p)])
+    inputs.inspect_input(inp)
+    sizes = [b.height for b in readers.read_batches(inp, "caption", None, [], 1000)]
     assert sizes == [1000] * 5
     assert os.path.getsize(p) > 0

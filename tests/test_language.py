@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate.filters import language as language_module
-from curate.filters.language import Language, bundled_lid_model, load_fasttext
-from curate.scoring import normalise_text
+from curate.scoring.filters import language as language_module
+from curate.scoring.filters.language import Language, bundled_lid_model, load_fasttext
+from curate.scoring.frame import normalise_text
 
 TARGET = ("en", "de", "fr", "cs", "es", "ar", "uk", "zh")
 COL = "score__language"

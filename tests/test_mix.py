@@ -17,12 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from curate.chain import load_chain
 from curate.cli import cli
 from curate.errors import CurateError
-from curate.mix import build_mixture, content_hash, sampling_u
-from curate.mixture_recipe import load_recipe, parse_recipe
-from curate.run import ScoreOptions, score
+from curate.mix.build import build_mixture
+from curate.mix.manifest import content_hash
+from curate.mix.recipe import load_recipe, parse_recipe
+from curate.mix.sql import sampling_u
+from curate.scoring.chain import load_chain
+from curate.scoring.runner import ScoreOptions, score
 
 SOURCES = {"web": "c_", "human": "a_", "long": "d_"}
 

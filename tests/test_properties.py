@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from curate.chain import Chain, decide, is_empty_caption, load_chain
 from curate.cli import cli
-from curate.scoring import normalise_text, normalised, score_frame
+from curate.scoring.chain import Chain, load_chain
+from curate.scoring.decision import decide, is_empty_caption
+from curate.scoring.frame import normalise_text, normalised, score_frame
 
 CAPTIONS = [
     "A brown dog runs across a green field with a red ball in its mouth.",

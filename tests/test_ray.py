@@ -18,10 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from curate import engines
-from curate.chain import load_chain
 from curate.cli import cli
+from curate.engines import score
 from curate.errors import CurateError
-from curate.run import ScoreOptions, score
+from curate.scoring.chain import load_chain
+from curate.scoring.runner import ScoreOptions
 
 BATCH = 500
 
@@ -170,8 +171,8 @@ def test_address_needs_the_ray_engine(tmp_path):
 
 def test_dedup_on_ray_writes_the_same_groups(ray_local, read_data, tmp_path, monkeypatch):
     """Both engines, partitioned search forced (so the Ray tasks run), give the same groups."""
-    from curate import dedup_index
-    from curate.dedup import DedupOptions, dedup
+    from curate.dedup import index as dedup_index
+    from curate.dedup.run import DedupOptions, dedup
 
     caps = read_data("c_cc3m").select("caption").head(1700)
     # some exact and near copies, so that there are groups to agree on

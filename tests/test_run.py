@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 import curate
-from curate.chain import EMPTY, decide, load_chain
 from curate.cli import cli
-from curate.io import file_fingerprint, text_hash64
+from curate.hashing import file_fingerprint, text_hash64
+from curate.scoring.chain import EMPTY, load_chain
+from curate.scoring.decision import decide
 
 CAPTIONS = [
     "A brown dog runs across a green field with a red ball in its mouth.",
@@ -273,11 +274,13 @@ def test_an_interrupted_run_completes_on_rerun(many, light, tmp_path, interrupt_
     restore = interrupt_scoring(3)
     res = invoke("score", many, "--out", out, "--batch-rows", "1000", "--chain", light)
     assert res.exit_code == 1 and "interrupted" in res.output
-    assert not (out / "run.json").exists()
-    assert len(part_times(out)) == 2
-    assert not list((out / "scores").glob(".tmp-*"))
+    # nothing appears under the documented names until the run is complete
+    assert not (out / "run.json").exists() and not (out / "scores").exists()
+    [staged] = list((out / ".v").iterdir())  # the two finished parts wait in a version folder
+    assert len(part_times(staged)) == 2
+    assert not list(out.rglob(".tmp-*"))
     restore()
-    times = part_times(out)
+    times = part_times(staged)
     ok("score", many, "--out", out, "--batch-rows", "1000", "--chain", light)
     after = part_times(out)
     assert {k: after[k] for k in times} == times  # finished parts not rewritten
@@ -372,12 +375,12 @@ def test_decide_equals_scoring_with_the_other_chain(three_formats, tmp_path):
 
 
 def test_an_interrupted_decide_leaves_the_run_as_it_was(many, light, tmp_path, monkeypatch):
-    import curate.run
+    import curate.scoring.decide
 
     out = tmp_path / "run"
     ok("score", many, "--out", out, "--batch-rows", "1000", "--chain", light)
     before, info, times = scores(out), run_json(out), part_times(out)
-    real, calls = curate.run.decide, []
+    real, calls = curate.scoring.decide.decide, []
 
     def interrupted(frame, chain):
         calls.append(1)
@@ -385,7 +388,7 @@ def test_an_interrupted_decide_leaves_the_run_as_it_was(many, light, tmp_path, m
             raise KeyboardInterrupt
         return real(frame, chain)
 
-    monkeypatch.setattr(curate.run, "decide", interrupted)
+    monkeypatch.setattr(curate.scoring.decide, "decide", interrupted)
     strict = tmp_path / "strict.toml"
     strict.write_text(LIGHT.replace('name = "junk"', 'name = "junk"\nmax = 0.0').replace(
         'name = "length"\n', 'name = "length"\nmin = 12\n', 1))
@@ -393,7 +396,7 @@ def test_an_interrupted_decide_leaves_the_run_as_it_was(many, light, tmp_path, m
     assert res.exit_code == 1 and "interrupted" in res.output
     assert part_times(out) == times and scores(out).equals(before) and run_json(out) == info
     assert sorted(p.name for p in (out / "scores").iterdir()) == sorted(times)
-    monkeypatch.setattr(curate.run, "decide", real)
+    monkeypatch.setattr(curate.scoring.decide, "decide", real)
     ok("decide", out, "--chain", strict)
     assert run_json(out)["kept"] == scores(out)["keep"].sum() < before["keep"].sum()
 
@@ -444,7 +447,7 @@ def test_small_text_inputs_are_scored_without_a_worker_pool(three_formats, tmp_p
 
 def test_decide_on_a_run_scored_with_another_lid_model(tmp_path):
     """`--lid-model` is chosen when scoring; a decision chain that names none uses the run's."""
-    from curate.filters.language import bundled_lid_model
+    from curate.scoring.filters.language import bundled_lid_model
 
     model = tmp_path / "my-lid.ftz"
     model.write_bytes(bundled_lid_model().read_bytes())

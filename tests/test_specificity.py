@@ -13,11 +13,15 @@ import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
-from curate.chain import load_chain
-from curate.filters import specificity as sp
-from curate.filters.base import word_count
-from curate.filters.specificity import Specificity, reference_table, table_language
-from curate.scoring import normalise_text
+from curate.scoring.chain import load_chain
+from curate.scoring.filters import specificity as sp
+from curate.scoring.filters.base import word_count
+from curate.scoring.filters.specificity import (
+    Specificity,
+    reference_table,
+    table_language,
+)
+from curate.scoring.frame import normalise_text
 
 
 def frame(texts: list[str | None], langs: list[str | None] | None = None) -> pl.DataFrame:

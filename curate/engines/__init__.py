@@ -1,18 +1,21 @@
-"""Engines that run ``curate score``: ``local`` (processes on this machine, in
-:mod:`curate.run`) and ``ray`` (Ray Data, in :mod:`curate.engines.ray_engine`); ``curate
-dedup`` runs its embedding and search stages on Ray with :mod:`curate.engines.ray_dedup`.
+"""Engines: where ``curate score`` and ``curate dedup`` run.
 
-Both write the same parts with the same rows; the engine only decides where the work runs.
-Ray is an optional extra: nothing here imports it.
+``local`` runs on this machine (the stages' own code: :func:`curate.scoring.runner.score_local`
+and :func:`curate.dedup.neighbors.build_neighbors`); ``ray`` runs the same steps on Ray
+(:mod:`.ray_score`, :mod:`.ray_dedup`). Both write the same tables; the engine only decides
+where the work runs. The stages know nothing of engines: :func:`score` and :func:`dedup`
+here choose a backend and hand it to them. Ray is an optional extra: nothing here imports it
+until it is asked for.
 """
 from __future__ import annotations
 
+import os
 from importlib.util import find_spec
 
-from ..errors import CurateError
+from curate.engines.ray_runtime import RAY_INSTALL
+from curate.errors import CurateError
 
 ENGINES = ("local", "ray")
-RAY_INSTALL = "pip install 'curate[ray]'"
 
 
 def check_engine(engine: str, address: str | None = None) -> None:
@@ -23,3 +26,35 @@ def check_engine(engine: str, address: str | None = None) -> None:
         raise CurateError("an address is for the ray engine; add --engine ray")
     if engine == "ray" and find_spec("ray") is None:
         raise CurateError(f"the ray engine needs Ray, which is not installed: {RAY_INSTALL}")
+
+
+def score(inputs: list[str], out: str | os.PathLike, chain, opts=None, progress=None, total_cb=None) -> dict:
+    """``curate score`` on the engine ``opts.engine`` names (see :func:`curate.scoring.runner.score`)."""
+    from curate.scoring.runner import ScoreOptions
+    from curate.scoring.runner import score as run_score
+
+    opts = opts or ScoreOptions()
+    check_engine(opts.engine, opts.address)
+    backend = None
+    if opts.engine == "ray":
+        from curate.engines.ray_score import score_files
+
+        backend = score_files
+    return run_score(inputs, out, chain, opts, progress, total_cb, backend=backend)
+
+
+def dedup(runs, opts=None, reporter=None) -> dict:
+    """``curate dedup`` on the engine ``opts.engine`` names (see :func:`curate.dedup.run.dedup`)."""
+    from curate.dedup.run import DedupOptions
+    from curate.dedup.run import dedup as run_dedup
+
+    opts = opts or DedupOptions()
+    check_engine(opts.engine, opts.address)
+    neighbors = None
+    if opts.engine == "ray":
+        from functools import partial
+
+        from curate.engines.ray_dedup import build_neighbors_ray
+
+        neighbors = partial(build_neighbors_ray, address=opts.address)
+    return run_dedup(runs, opts, reporter, neighbors=neighbors)

@@ -27,15 +27,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..errors import CurateError
-from .ray_engine import ACTOR_ENV, _import_ray, _start, quiet_data
+from curate.engines.ray_runtime import ACTOR_ENV, import_ray, quiet_data
+from curate.engines.ray_runtime import start as start_ray
+from curate.errors import CurateError
 
 
 class _Encoder:
     """A Ray actor: loads the embedder once, then encodes batches of texts."""
 
     def __init__(self, fields: tuple) -> None:
-        from ..embed import Embedder
+        from curate.dedup.embed import Embedder
 
         self.emb = Embedder(*fields)
         self.emb.model  # noqa: B018 - load once, here
@@ -50,7 +51,7 @@ def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embed
     """:func:`curate.embed_cache.embed_texts`, with the model calls on a Ray actor pool."""
     import pyarrow as pa
 
-    from ..embed_cache import EmbeddingCache
+    from curate.dedup.cache import EmbeddingCache
 
     cache = EmbeddingCache(cache_dir, embedder)
     need = np.flatnonzero(cache.missing(hashes))
@@ -98,7 +99,7 @@ def _search_task(vecs: np.ndarray, items: list[tuple[int, np.ndarray]], k: int) 
     """One Ray task: exact search inside each of its clusters (``items``: (first row, members))."""
     import faiss
 
-    from ..dedup_index import search_cluster
+    from curate.dedup.index import search_cluster
 
     faiss.omp_set_num_threads(1)  # one CPU per task, as each cluster's search locally
     found = []
@@ -111,7 +112,7 @@ def _search_task(vecs: np.ndarray, items: list[tuple[int, np.ndarray]], k: int) 
 
 def _search_clusters(ray, cluster: dict, vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
     """The ``search_clusters`` hook of :func:`curate.dedup_index.knn`, as Ray tasks."""
-    from ..dedup_index import NPROBE
+    from curate.dedup.index import NPROBE
 
     sizes = np.diff(bounds)
     order = np.argsort(-sizes, kind="stable")
@@ -137,12 +138,12 @@ def _search_clusters(ray, cluster: dict, vecs, owner, bounds, k, out_ids, out_si
 def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
                         address: str | None) -> tuple[pl.DataFrame, dict]:
     """:func:`curate.dedup_neighbors.build_neighbors` with embedding and search on Ray."""
-    from ..dedup_index import knn
-    from ..dedup_neighbors import build_neighbors
+    from curate.dedup.index import knn
+    from curate.dedup.neighbors import build_neighbors
 
-    ray = _import_ray()
+    ray = import_ray()
     t0 = time.perf_counter()
-    started = _start(ray, address)
+    started = start_ray(ray, address)
     try:
         quiet_data(ray)
         res = ray.cluster_resources()

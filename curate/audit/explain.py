@@ -1,0 +1,236 @@
+"""``curate explain``: everything recorded about one sample.
+
+Where it came from (file and row), its caption, every score against the threshold the
+run's chain applied (by the one decision rule), the decision and reason, its
+near-duplicate group, and, for a mixture, its quality, sampling weight and key, and
+whether it was selected (with its repeat count) or why not (not eligible, capped, or not
+drawn).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.audit.lookup import (
+    lookup,
+    mixture_recipe,
+    parse_sample_id,
+    query_rows,
+    sandboxed,
+)
+from curate.db import duck_error, first_row, ident, sql_str
+from curate.errors import CurateError
+from curate.layout import RUN_JSON, groups_path, load_run, scores_glob
+from curate.mix.manifest import load_mixture, resolve_source_file
+from curate.mix.recipe import Recipe
+from curate.mix.sql import RunSource, render_sql, sampling_u
+from curate.scoring.chain import chain_of_record
+from curate.scoring.decision import step_outcomes
+
+
+def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dict[str, RunSource],
+          picked: list[dict]) -> tuple[str | None, Path, dict] | None:
+    """The sample's row in the first candidate run that has it, with ``__eligible`` and
+    ``__quality`` (the recipe's expressions) when the run is a mixture source."""
+    parts = []
+    for i, (name, path) in enumerate(candidates):
+        src = sources[name].src if name in sources else None
+        extra = (f", ({src.eligible}) AS __eligible, CAST(({src.quality}) AS DOUBLE) AS __quality" if src else "")
+        parts.append(f"SELECT {i} AS __candidate, *{extra} FROM read_parquet({sql_str(scores_glob(path))}) "
+                     f"WHERE sample_id = {sid}::UBIGINT")
+    try:
+        rows = query_rows(con, "\nUNION ALL BY NAME\n".join(parts) + "\nORDER BY __candidate, source, \"row\"")
+    except Exception as e:
+        raise CurateError(f"looking up sample {sid} failed: {duck_error(e)}") from None
+    if not rows:
+        return None
+    best = rows[0]
+    for r in rows:  # a repeated id: prefer the row the mixture selected
+        if any(p["run"] == candidates[r["__candidate"]][0] and p["row"] == r["row"] and p["source"] == r["source"]
+               for p in picked):
+            best = r
+            break
+    name, path = candidates[best.pop("__candidate")]
+    return name, path, best
+
+
+
+# -- explain -------------------------------------------------------------------------------
+
+
+def explain(sample_id: str | int, mix: str | os.PathLike | None = None,
+            run: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Everything recorded about one sample, as a dict (the CLI prints it)."""
+    if mix is None and run is None:
+        raise CurateError("give --mix MIX or --run RUN (or both)")
+    sid = parse_sample_id(sample_id)
+    con = sandboxed([Path(mix)] if mix else [], [Path(run)] if run else [])
+    try:
+        return _explain(con, sid, Path(mix) if mix else None, Path(run) if run else None)
+    finally:
+        con.close()
+
+
+def _explain(con, sid: int, mix: Path | None, run: Path | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"sample_id": sid}
+    recipe = runs = None
+    picked: list[dict] = []
+    if mix is not None:
+        m = load_mixture(mix)
+        recipe, runs = mixture_recipe(mix, con)
+        picked = lookup(con, str(mix / "manifest.parquet"), sid)
+        out["mixture"] = {"folder": str(mix), "id": m["mixture"], "name": m["name"]}
+    # Which run holds the sample: the one given, else the mixture source that selected it,
+    # else any of the mixture's sources. One query looks in all of them (and evaluates the
+    # recipe's eligible and quality expressions on the row at the same time).
+    candidates: list[tuple[str | None, Path]] = []
+    if run is not None:
+        load_run(run)
+        candidates = [(None, run)]
+        for r in runs or []:
+            if r.src.path.resolve() == run.resolve():
+                candidates = [(r.name, run)]
+    elif runs:
+        names = [p["run"] for p in picked]
+        candidates = [(r.name, r.src.path) for r in runs if not names or r.name in names]
+    found = _find(con, sid, candidates, {r.name: r for r in runs or []}, picked)
+    if found is None:
+        where = ", ".join(str(p) for _, p in candidates)
+        raise CurateError(f"sample {sid} is not in {where}")
+    name, path, row = found
+    evaluated = {k: row.pop(k) for k in ("__eligible", "__quality") if k in row}
+    info = load_run(path)
+    out["run"] = {"folder": str(path), "source_name": name}
+    src_file = resolve_source_file(row["source"], path)
+    out["origin"] = {"source": row["source"], "row": row["row"], "file": str(src_file) if src_file else None}
+    out["caption"] = row["caption"]
+    out["carried"] = {c: row.get(c) for c in info.get("carried_columns", []) if c in row}
+    out["lang"] = row.get("lang")
+    out["scores"] = _scores(info, row, path)
+    out["decision"] = {"keep": row.get("keep"), "reason": row.get("reason")}
+    out["dedup"] = _dedup(con, path, sid)
+    if recipe is not None:
+        out["mix"] = _mix_status(con, sid, recipe, runs, name, {**row, **evaluated}, picked, load_mixture(mix))
+    return out
+
+
+def _scores(info: dict, row: dict, run_dir: Path) -> list[dict]:
+    """Each filter of the run's (decision) chain: score, thresholds, pass or fail, in order.
+
+    Pass and fail come from :func:`curate.scoring.decision.step_outcomes`, the rule that
+    decided the row, so what is shown here is what ``decide`` did."""
+    chain_d = info.get("decision_chain") or info.get("chain") or {}
+    merged = {f["id"]: f for f in (info.get("chain") or {}).get("filter", [])}
+    entries = [{**merged.get(f["id"], {}), **f} for f in chain_d.get("filter", [])]
+    chain = chain_of_record({"name": chain_d.get("name", "chain"), "filter": entries}, str(Path(run_dir) / RUN_JSON))
+    cols = {"caption": pl.String}
+    for st in chain.steps:
+        cols[st.column] = pl.Float64
+        if st.filter.label:
+            cols[st.filter.label] = pl.String
+    one = pl.DataFrame({c: pl.Series(c, [row.get(c)], dtype=t, strict=False) for c, t in cols.items()})
+    outcome = step_outcomes(one, chain).row(0, named=True)
+    out = []
+    for st, f in zip(chain.steps, entries):
+        v = row.get(st.column)
+        entry = {"filter": st.id, "name": f"{f['name']}@{f.get('version')}", "column": st.column,
+                 "score": v, "min": st.min, "max": st.max, "pass": bool(outcome[f"pass__{st.id}"])}
+        if st.filter.external and v is None:
+            entry["note"] = "not computed yet (passes until `curate dedup` has run)"
+        label = st.filter.label
+        if label and (st.allow is not None or st.deny is not None):
+            entry["label"] = {label: row.get(label), "allow": st.allow, "deny": st.deny}
+        if f["name"] == "junk" and "junk_kind" in row:
+            entry["junk_kind"] = row["junk_kind"]
+        out.append(entry)
+    return out
+
+
+def _dedup(con, run: Path, sid: int) -> dict | None:
+    g = groups_path(run)
+    if not g.is_file():
+        return None
+    rows = lookup(con, str(g), sid)
+    if not rows:
+        return {"in_groups_file": False}
+    r = rows[0]
+    out = {k: r[k] for k in r if k != "sample_id"}
+    if r.get("dup_group") is not None and "is_representative" in r:
+        rep = first_row(
+            con, f"SELECT sample_id FROM read_parquet({sql_str(str(g))}) WHERE dup_group = ? AND is_representative "
+            "ORDER BY sample_id LIMIT 1", [r["dup_group"]]
+        )
+        out["representative"] = rep[0] if rep else None
+    return out
+
+
+def _mix_status(con, sid: int, recipe: Recipe, runs: list[RunSource], name: str | None,
+                row: dict, picked: list[dict], m: dict) -> dict:
+    if name is None:
+        return {"selected": False, "why": "its run is not a source of this mixture"}
+    r = next(x for x in runs if x.name == name)
+    eligible, quality = bool(row.get("__eligible") or False), row.get("__quality")
+    u = float(sampling_u(np.array([sid], dtype=np.uint64), recipe.seed)[0])
+    if quality is not None and math.isnan(quality):
+        quality = None
+    weight = None if quality is None else (1.0 if recipe.alpha == 0 else max(quality, 0.0) ** recipe.alpha)
+    key = None if weight is None else (-math.log(u) / weight if weight > 0 else math.inf)
+    per = m["counts"]["per_source"].get(name, {})
+    out: dict[str, Any] = {
+        "source": name, "eligible_condition": r.src.eligible, "eligible": eligible,
+        "quality_expression": r.src.quality, "quality": quality, "alpha": recipe.alpha,
+        "u": u, "sampling_weight": weight, "sample_key": key,
+        "quota": recipe.quotas[name], "key_cutoff": per.get("key_cutoff"),
+    }
+    mine = [p for p in picked if p["run"] == name and p["row"] == row["row"]]
+    if mine:
+        p = mine[0]
+        out.update(selected=True, repeat=p["repeat"], manifest={
+            "quality": p["quality"], "sampling_weight": p["sampling_weight"],
+            "sample_key": p["sample_key"], "caption_hash": p["caption_hash"]})
+        return out
+    out["selected"] = False
+    if not eligible:
+        out["why"] = f"not eligible: ({r.src.eligible}) is false for it"
+    elif quality is None or math.isnan(quality):
+        out["why"] = f"not eligible: its quality ({r.src.quality}) is null or NaN"
+    else:
+        out["why"] = _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per)
+    return out
+
+
+def _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per) -> str:
+    caps = recipe.caps
+    better = '(quality > ? OR (quality = ? AND (u < ? OR (u = ? AND sample_id < ?::UBIGINT))))'
+    args = [quality, quality, u, u, sid]
+    if caps.group_by and row.get(caps.group_by) is not None:
+        v = str(row[caps.group_by])
+        same = f"CAST(s.{ident(caps.group_by)} AS VARCHAR) = {sql_str(v)}"
+        sql = render_sql(recipe, runs, restrict=same, upto="hashed")
+        scope = "" if caps.scope == "mixture" else f" AND run = {sql_str(r.name)}"
+        n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE {better}{scope}", args)[0]
+        if n >= caps.per_group:
+            return (f"capped: {n} eligible row(s) with {caps.group_by} = {v!r} have a higher quality "
+                    f"(cap: {caps.per_group} per value)")
+    if caps.per_dup_group is not None and r.groups is not None:
+        g = first_row(con, f"SELECT dup_group FROM read_parquet({sql_str(str(r.groups))}) WHERE sample_id = ?::UBIGINT",
+                      [sid])
+        if g and g[0] is not None:
+            restrict = (f"s.sample_id IN (SELECT sample_id FROM read_parquet({sql_str(str(r.groups))}) "
+                        f"WHERE dup_group = {int(g[0])})")
+            sql = render_sql(recipe, runs, restrict=restrict, upto="hashed")
+            n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE run = {sql_str(r.name)} AND {better}", args)[0]
+            if n >= caps.per_dup_group:
+                return (f"capped: {n} eligible row(s) of its near-duplicate group {g[0]} have a higher quality "
+                        f"(cap: {caps.per_dup_group} per group)")
+    cutoff = per.get("key_cutoff")
+    if cutoff is not None and key is not None and key > cutoff:
+        return (f"not drawn: its sampling key {key:.6g} is above the cutoff {cutoff:.6g} of source "
+                f"{r.name!r} (the largest key among the {per.get('samples', 0):,} rows it took)")
+    return "capped: rows that rank above it in its groups took the places (the caps apply one after the other)"
+

@@ -1,0 +1,58 @@
+"""Lookups shared by explain, verify and diff: rows by sample id, a mixture's recipe, and
+the sandboxed connection that recipe SQL runs on.
+
+Lookups push ``sample_id = X`` down into the Parquet scans; nothing is loaded whole.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from curate.db import connect_sandboxed, sql_str
+from curate.errors import CurateError
+from curate.layout import MANIFEST, RECIPE, groups_path, scores_glob
+from curate.mix.build import inspect_sources
+from curate.mix.recipe import Recipe, load_recipe
+from curate.mix.sql import RunSource
+
+#: How many changed rows ``verify`` and ``diff`` list in full.
+LIST_LIMIT = 1000
+
+
+def parse_sample_id(text: str | int) -> int:
+    try:
+        v = int(str(text).strip(), 0)
+    except ValueError:
+        raise CurateError(f"sample id must be a whole number (as in the sample_id column), got {text!r}") from None
+    if not 0 <= v < 2**64:
+        raise CurateError(f"sample id {text!r} is out of range (0 to 2^64-1)")
+    return v
+
+
+def query_rows(con, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def lookup(con, glob: str, sid: int) -> list[dict]:
+    return query_rows(con, f"SELECT * FROM read_parquet({sql_str(glob)}) WHERE sample_id = ?::UBIGINT", [sid])
+
+
+
+def mixture_recipe(mix: Path, con) -> tuple[Recipe, list[RunSource]]:
+    recipe = load_recipe(mix / RECIPE)
+    return recipe, inspect_sources(recipe, con)
+
+
+
+def sandboxed(mixes: list[Path] = (), runs: list[Path] = ()):
+    """A connection that may read these mixtures' manifests and the scores and groups of
+    their sources and of ``runs``, and nothing else (recipe SQL runs on it)."""
+    allowed = []
+    for mix in mixes:
+        allowed.append(mix / MANIFEST)
+        if (mix / RECIPE).is_file():
+            runs = [*runs, *(s.path for s in load_recipe(mix / RECIPE).sources)]
+    for run in runs:
+        allowed += [scores_glob(run), groups_path(run)]
+    return connect_sandboxed(allowed)

@@ -1,0 +1,132 @@
+"""``curate verify``: re-read every input file a mixture took rows from and compare each
+selected caption's content hash with the one stored in the manifest."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curate.audit.lookup import LIST_LIMIT
+from curate.db import arrow_table, connect, first_row, sql_str
+from curate.mix.manifest import load_mixture, resolve_source_file
+from curate.mix.recipe import load_recipe
+
+# -- verify --------------------------------------------------------------------------------
+
+
+def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
+    """Re-read the sources of a mixture and compare every selected caption's content hash.
+
+    A file whose blake2b fingerprint still equals the one recorded when it was scored is
+    intact as a whole; ``full`` re-reads and compares its rows anyway. At most LIST_LIMIT
+    changes are listed; ``changed`` counts them all.
+    """
+    from curate.hashing import file_fingerprint
+
+    mix = Path(mix)
+    m = load_mixture(mix)
+    manifest = str(mix / "manifest.parquet")
+    run_dirs = mixture_run_dirs(mix, m)
+    con = connect()
+    changes: list[dict] = []
+    changed = 0
+    files_out: list[dict] = []
+    checked = 0
+    try:
+        per_file = con.execute(
+            f"SELECT run, source, count(*) FROM read_parquet({sql_str(manifest)}) GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        inputs = {i["name"]: i for i in m["inputs"]}
+        for run_name, source, n in per_file:
+            inp = inputs.get(run_name, {})
+            rec = next((f for f in inp.get("files", []) if f["source"] == source), {})
+            path = Path(rec["path"]) if rec.get("path") and Path(rec["path"]).is_file() else \
+                resolve_source_file(source, run_dirs.get(run_name, Path(".")), rec.get("bytes"))
+            entry = {"run": run_name, "source": source, "path": str(path) if path else None, "rows": n}
+            files_out.append(entry)
+            if path is None:
+                entry["status"] = "missing"
+                changed += 1
+                changes.append({"run": run_name, "source": source, "problem": f"file not found ({n:,} selected rows)"})
+                continue
+            same = rec.get("blake2b") and file_fingerprint(path) == rec["blake2b"]
+            entry["fingerprint_matches"] = bool(same)
+            checked += n
+            if same and not full:
+                entry["status"] = "intact (fingerprint)"
+                continue
+            found, examples = _check_rows(con, manifest, run_name, source, path, inp, LIST_LIMIT - len(changes))
+            changed += found
+            changes += examples
+            entry["status"] = "intact (rows)" if not found else f"{found:,} row(s) changed"
+    finally:
+        con.close()
+    return {"mixture": m["mixture"], "ok": changed == 0, "checked_rows": checked,
+            "files": files_out, "changes": changes, "changed": changed}
+
+
+def mixture_run_dirs(mix: Path, m: dict) -> dict[str, Path]:
+    """Each source's run folder: as recorded, or (when the folders moved together) as the
+    resolved recipe beside the manifest names it, relative to the mixture folder."""
+    out = {i["name"]: Path(i["run"]) for i in m["inputs"]}
+    if all(p.is_dir() for p in out.values()) or not (mix / "recipe.toml").is_file():
+        return out
+    recipe = load_recipe(mix / "recipe.toml")
+    return {name: p if p.is_dir() else recipe.source(name).path for name, p in out.items()}
+
+
+def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp: dict,
+                room: int) -> tuple[int, list[dict]]:
+    """Stream one input file and compare the selected rows' caption hashes.
+
+    Returns how many rows differ and at most ``room`` of them, described."""
+    from curate.ingest.inputs import inspect_input, resolve_inputs
+    from curate.ingest.readers import read_batches
+
+    want = arrow_table(con,
+        f"SELECT \"row\", sample_id, caption_hash FROM read_parquet({sql_str(manifest)}) "
+        f"WHERE run = {sql_str(run_name)} AND source = {sql_str(source)} ORDER BY \"row\""
+    )
+    f = resolve_inputs([str(path)])[0]
+    inspect_input(f)
+    caption, id_col = inp.get("caption_column") or "caption", inp.get("id_column")
+    if caption not in f.columns and not getattr(f, "empty", False):
+        return want.num_rows, [{"run": run_name, "source": source,
+                                "problem": f"caption column {caption!r} is gone (columns: {', '.join(f.columns)})"}]
+    found, examples, start = 0, [], 0
+    con.register("want", want)
+    try:
+        for batch in read_batches(f, caption, id_col, [], 100_000):
+            n = batch.height
+            got = pa.table({"row": pa.array(np.arange(start, start + n, dtype=np.int64)),
+                            "caption": batch["caption"].to_arrow()})
+            con.register("got", got)
+            bad = ("FROM want AS w JOIN got AS g USING (\"row\") "
+                   "WHERE CAST('0x' || left(md5(g.caption), 16) AS UBIGINT) IS DISTINCT FROM w.caption_hash")
+            k = first_row(con, f"SELECT count(*) {bad}")[0]
+            if k:
+                found += k
+                examples += _described(con, f"SELECT w.\"row\", w.sample_id {bad} ORDER BY w.\"row\"",
+                                       room - len(examples), run_name, source, "caption changed")
+            con.unregister("got")
+            start += n
+        gone = f"FROM want WHERE \"row\" >= {start}"
+        k = first_row(con, f"SELECT count(*) {gone}")[0]
+        if k:
+            found += k
+            examples += _described(con, f"SELECT \"row\", sample_id {gone} ORDER BY \"row\"", room - len(examples),
+                                   run_name, source, f"row missing (the file now has {start:,} rows)")
+    finally:
+        con.unregister("want")
+    return found, examples
+
+
+def _described(con, sql: str, room: int, run_name: str, source: str, problem: str) -> list[dict]:
+    if room <= 0:
+        return []
+    rows = con.execute(f"{sql} LIMIT {int(room)}").fetchall()
+    return [{"run": run_name, "source": source, "row": r, "sample_id": s, "problem": problem} for r, s in rows]
+

@@ -1,0 +1,194 @@
+"""The commands that make and change runs: score, decide, dedup, demo, report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from curate.cli.common import friendly, make_console, progress
+from curate.report.terminal import summary_table
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
+@click.option("--chain", "-c", default=None, help="Chain file, or the name of a packaged chain (default, default-dedup, english-strict, multilingual; default: default).")
+@click.option("--caption-column", default="caption", show_default=True, help="Column that holds the caption.")
+@click.option("--id-column", default=None, help="Column with a unique id per row (else ids derive from file and row).")
+@click.option("--carry", multiple=True, help="Extra input column to keep in the outputs (repeatable).")
+@click.option("--lid-model", default=None, type=click.Path(dir_okay=False), help="fastText LID model (default: bundled lid.176.ftz).")
+@click.option("--workers", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: one per core for large inputs).")
+@click.option("--batch-rows", type=click.IntRange(1000, 10_000_000), default=100_000, show_default=True, help="Rows per batch and per output part.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where to score: processes on this machine, or Ray Data (pip install 'curate[ray]').")
+@click.option("--address", default=None, help="With --engine ray: a running Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray.")
+@friendly
+def score(inputs, out, chain, caption_column, id_column, carry, lid_model, workers, batch_rows, overwrite, engine, address):
+    """Score captions with a filter chain: every row gets scores, keep and reason.
+
+    INPUTS are Parquet, JSONL or CSV/TSV files, folders or globs. Writes
+    OUT/scores/*.parquet and, last, OUT/run.json.
+
+    \b
+    Example:
+      curate score data/*.parquet --chain filters/english-strict.toml --out runs/en
+      curate score /shared/captions/ --out /shared/runs/web --engine ray --address auto
+    """
+    from curate.engines import score as run_score
+    from curate.scoring.chain import load_chain
+    from curate.scoring.runner import ScoreOptions
+
+    ch = load_chain(chain, lid_model=lid_model)
+    opts = ScoreOptions(caption_column, id_column, tuple(carry), workers, batch_rows, overwrite,
+                        engine=engine, address=address)
+    console = make_console()
+    bar = progress(console, "scoring")
+    if bar is None:
+        result = run_score(list(inputs), out, ch, opts)
+    else:
+        import time
+
+        with bar:
+            task = bar.add_task("scoring", total=None, rate="")
+            t0 = time.perf_counter()
+            done = [0]
+
+            def advance(n: int) -> None:
+                done[0] += n
+                rate = done[0] / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, advance=n, rate=f"{rate:,.0f} rows/s")
+
+            result = run_score(list(inputs), out, ch, opts, progress=advance,
+                               total_cb=lambda t: bar.update(task, total=t))
+    summary_table(console, result, f"curate score: chain {ch.name}")
+    console.print(
+        f"{result['rows']:,} rows in {result['timings']['score_s']:.1f} s "
+        f"({result['timings']['rows_per_s']:,.0f} rows/s); wrote {Path(out) / 'scores'} and {Path(out) / 'run.json'}"
+    )
+    _warn_duplicate_ids(console, result.get("duplicate_sample_ids", 0), id_column)
+
+
+def _warn_duplicate_ids(console, n: int, id_column: str | None) -> None:
+    """One warning line when rows share a sample_id (the run is kept)."""
+    if not n:
+        return
+    from rich.markup import escape
+
+    cause = f"duplicate values in --id-column {id_column!r}" if id_column else "the same rows read twice?"
+    console.print(
+        f"[yellow]warning:[/yellow] {n:,} row{'s repeat' if n != 1 else ' repeats'} another row's sample_id "
+        f"({escape(cause)}); `curate explain` shows only one row per sample_id",
+        highlight=False, soft_wrap=True,
+    )
+
+
+@click.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--chain", "-c", default=None, help="Chain whose thresholds to apply (default: default).")
+@friendly
+def decide(run, chain):
+    """Re-apply a chain's thresholds to a run's stored scores, without re-scoring.
+
+    Rewrites keep and reason in RUN/scores and records the decision in RUN/run.json.
+    The chain may change min, max, allow, deny and the order of filters; changing a
+    filter's params needs a new `curate score`.
+
+    \b
+    Example:
+      curate decide runs/web --chain filters/english-strict.toml
+    """
+    from curate.scoring.chain import load_chain
+    from curate.scoring.decide import decide_run
+
+    result = decide_run(run, load_chain(chain))
+    console = make_console()
+    summary_table(console, result, f"curate decide: chain {result['decisions'][-1]['chain']}")
+    console.print(f"decided {result['rows']:,} rows in {result['decisions'][-1]['seconds']:.2f} s")
+
+
+@click.command()
+@click.option("--out", "-o", default="demo-out", show_default=True, type=click.Path(file_okay=False), help="Folder for the demo's outputs.")
+@click.option("--rows", default=2000, show_default=True, type=click.IntRange(100, 1_000_000), help="Captions in the built-in sample.")
+@friendly
+def demo(out, rows):
+    """Generate the built-in sample and run the default chain on it.
+
+    \b
+    Example:
+      curate demo --out demo-out
+    """
+    from curate.demo import run_demo
+
+    run_demo(out, rows, console=make_console())
+
+
+@click.command()
+@click.argument("target", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write; its numbers go to the same name with .json.")
+@friendly
+def report(target, out):
+    """Write a self-contained HTML report of a run or a mixture (plots embedded).
+
+    Shows the run's facts (inputs, chain, versions, rows per reason), score histograms per
+    source, the language mix, what-if curves for every threshold, rejected examples per
+    reason, the largest duplicate groups and, for a mixture, its composition by source and
+    quality bucket. The numbers behind the plots go to report.json beside report.html.
+
+    \b
+    Example:
+      curate report runs/web --out runs/web/report.html
+    """
+    from curate.report.html import build_report
+
+    result = build_report(target, out)
+    make_console().print(f"wrote {result['html']} ({result['sections']} sections) and {result['json']}")
+
+
+@click.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--preset", type=click.Choice(["copies", "paraphrase"]), default="copies", show_default=True,
+              help="copies: near-verbatim and templated copies (static embedder, min(cosine, word Jaccard) > 0.75); "
+                   "paraphrase: same meaning in other words (minilm, cosine > 0.8).")
+@click.option("--embedder", "-e", default=None, help="static, minilm or a sentence-transformers model folder (default: the preset's).")
+@click.option("--threshold", "-t", type=click.FloatRange(0.5, 1.0, max_open=True), default=None, help="Duplicate when similarity to a better-ranked caption is above this (default: the preset's).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the embedder runs.")
+@click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours per caption in the kNN table.")
+@click.option("--order", default=None, help='Quality order for choosing representatives (default: "keep desc, score__specificity desc"; sample_id breaks ties).')
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where embedding and neighbour search run: this process, or Ray (an actor pool embeds, tasks search the k-means partitions).")
+@click.option("--address", default=None, help="With --engine ray: a running Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray.")
+@friendly
+def dedup(run, preset, embedder, threshold, device, k, order, engine, address):
+    """Find near-duplicate groups in a scored run and score each row against better ones.
+
+    Writes RUN/dedup/groups.parquet (dup_group, group_size, is_representative, nearest_id,
+    nearest_cosine, score__neardup), the kNN table RUN/dedup/neighbors/ and, last,
+    RUN/dedup/dedup.json. Embeddings are cached in RUN/dedup/embeddings, so a new
+    threshold re-decides without re-embedding. A chain with a neardup filter applies it.
+
+    \b
+    Example:
+      curate dedup runs/web
+      curate dedup runs/web --preset paraphrase --device cuda
+      curate dedup /shared/runs/web --engine ray --address auto --device cuda
+    """
+    from curate.dedup.run import DedupOptions, RichReporter
+    from curate.engines import dedup as run_dedup
+
+    console = make_console()
+    with RichReporter(console) as reporter:
+        info = run_dedup(run, DedupOptions(embedder, threshold, device, k, preset, order, engine, address), reporter)
+    c, t = info["counts"], info["timings"]
+    console.print(
+        f"{c['rows']:,} rows, {c['texts']:,} distinct texts: {c['duplicate_rows']:,} duplicates "
+        f"({c['exact']:,} exact, {c['near']:,} near) in {c['groups_with_duplicates']:,} groups "
+        f"(largest {c['largest_group']:,}); {c['kept']:,} representatives and singletons"
+    )
+    nb = "reused" if info["neighbors"]["reused"] else f"{info['index']['type'].split(' (')[0]}, k={info['k']}"
+    console.print(
+        f"{info['preset']}: {info['rule']} > {info['threshold']}, {info['embedder']['embedder']}, "
+        f"neighbours {nb}; {t['total_s']:.1f} s; wrote {Path(run) / 'dedup'}\n"
+        f"apply with `curate decide` and a chain whose last filter is: "
+        f"[[filter]] name = \"neardup\" max = {info['threshold']}", markup=False, highlight=False,
+    )

@@ -1,0 +1,150 @@
+"""The on-disk embedding cache: vectors keyed by (model, text hash), checked by checksums."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from curate.errors import CurateError
+from curate.hashing import file_fingerprint
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from curate.dedup.embed import Embedder
+
+Progress = Callable[[float], None]
+
+MANIFEST = "manifest.json"
+
+
+class EmbeddingCache:
+    """Vectors on disk keyed by (model, text hash): a rerun or a new threshold never re-embeds.
+
+    Layout: ``DIR/<model_sha256[:16]>/manifest.json`` (written last) and shards
+    ``keys-NNNNN.npy`` (uint64 text hashes) + ``vecs-NNNNN.npy`` (float16 vectors). The
+    manifest stores each file's blake2b checksum and shape; a mismatch of any kind means the
+    cache is corrupt: it is deleted and rebuilt (never silently reused), and
+    :attr:`problem` says why. Vectors are stored as float16 and every caller gets them back
+    through float16, so a fresh run and a cached run see bit-identical vectors.
+    """
+
+    def __init__(self, folder: Path, embedder: Embedder) -> None:
+        self.dir = Path(folder) / embedder.model_hash[:16]
+        self.embedder = embedder
+        self.problem: str | None = None
+        self.keys = np.zeros(0, np.uint64)
+        self.vecs: np.ndarray | None = None
+        self.shards: list[dict] = []
+        self._load()
+
+    def _load(self) -> None:
+        m = self.dir / MANIFEST
+        if not self.dir.exists():
+            return
+        if not m.is_file():
+            # shards without a manifest: an interrupted first write; nothing to trust
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        try:
+            meta = json.loads(m.read_text())
+            if meta.get("model_sha256") != self.embedder.model_hash:
+                raise ValueError("written for another model")
+            keys, vecs = [], []
+            for sh in meta["shards"]:
+                for kind in ("keys", "vecs"):
+                    f = self.dir / sh[kind]
+                    if not f.is_file():
+                        raise ValueError(f"{f.name} is missing")
+                    if file_fingerprint(f) != sh[f"{kind}_blake2b"]:
+                        raise ValueError(f"{f.name}: checksum mismatch")
+                k = np.load(self.dir / sh["keys"], allow_pickle=False)
+                v = np.load(self.dir / sh["vecs"], allow_pickle=False)
+                if k.dtype != np.uint64 or v.dtype != np.float16 or v.ndim != 2 or v.shape[0] != len(k) or len(k) != sh["rows"]:
+                    raise ValueError(f"{sh['vecs']}: unexpected shape or type")
+                keys.append(k)
+                vecs.append(v)
+            self.shards = meta["shards"]
+            if keys:
+                self.keys = np.concatenate(keys)
+                self.vecs = np.concatenate(vecs)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self.problem = f"embedding cache {self.dir} is corrupt ({e}); rebuilt it"
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.keys = np.zeros(0, np.uint64)
+            self.vecs = None
+            self.shards = []
+
+    def missing(self, hashes: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``hashes`` are not cached."""
+        return ~np.isin(hashes, self.keys)
+
+    def add(self, hashes: np.ndarray, vecs: np.ndarray) -> None:
+        """Append a shard (atomically) and rewrite the manifest last."""
+        if len(hashes) == 0:
+            return
+        from curate.atomic import atomic_path, write_json
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        i = len(self.shards)
+        v16 = vecs.astype(np.float16)
+        entry = {"keys": f"keys-{i:05d}.npy", "vecs": f"vecs-{i:05d}.npy", "rows": int(len(hashes))}
+        for kind, arr in (("keys", hashes.astype(np.uint64)), ("vecs", v16)):
+            with atomic_path(self.dir / entry[kind]) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, arr, allow_pickle=False)
+            entry[f"{kind}_blake2b"] = file_fingerprint(self.dir / entry[kind])
+        self.shards.append(entry)
+        write_json({**self.embedder.describe(), "dim": int(v16.shape[1]), "shards": self.shards}, self.dir / MANIFEST)
+        self.keys = np.concatenate([self.keys, hashes.astype(np.uint64)])
+        self.vecs = v16 if self.vecs is None else np.concatenate([self.vecs, v16])
+
+    def lookup(self, hashes: np.ndarray) -> np.ndarray:
+        """float32 vectors for ``hashes`` (all must be cached), in the order given."""
+        if len(hashes) == 0 or self.vecs is None:
+            return np.zeros((0, 0 if self.vecs is None else self.vecs.shape[1]), np.float32)
+        order = np.argsort(self.keys, kind="stable")
+        pos = np.searchsorted(self.keys, hashes, sorter=order)
+        idx = order[np.minimum(pos, len(order) - 1)]
+        if len(hashes) and not np.array_equal(self.keys[idx], hashes):
+            raise CurateError("internal error: embedding cache lookup missed a text")
+        return self.vecs[idx].astype(np.float32)
+
+
+def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cache_dir: Path,
+                progress: Progress | None = None, chunk: int = 200_000,
+                loading: Callable[[], None] | None = None) -> tuple[np.ndarray, dict]:
+    """Vectors for ``texts`` (a String Series; ``hashes``: their uint64 content hashes),
+    embedding only the ones not cached yet.
+
+    Returns (float32 vectors, info) where info has ``embedded``, ``cached`` and ``problem``
+    (the corrupt-cache message, or None). ``loading`` is called before the model is loaded
+    (only when something needs embedding).
+    """
+    cache = EmbeddingCache(cache_dir, embedder)
+    need = np.flatnonzero(cache.missing(hashes))
+    if progress and len(hashes) - len(need):
+        progress(len(hashes) - len(need))
+    t0 = time.perf_counter()
+    if len(need):
+        if loading:
+            loading()
+        embedder.model  # noqa: B018 - load now, so that progress shows embedding only
+    for s in range(0, len(need), chunk):
+        idx = need[s:s + chunk]
+        parts = []
+        step = max(embedder.batch_size, 1024)
+        for b in range(0, len(idx), step):
+            sub = idx[b:b + step]
+            parts.append(embedder.encode(texts.gather(sub)))
+            if progress:
+                progress(len(sub))
+        cache.add(hashes[idx], np.concatenate(parts))
+    seconds = time.perf_counter() - t0
+    vecs = cache.lookup(hashes)
+    return vecs, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
+                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": cache.problem}

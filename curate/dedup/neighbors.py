@@ -1,0 +1,140 @@
+"""The neighbour table: embed each distinct text once, search FAISS, add word Jaccard.
+
+Written to ``RUN/dedup/neighbors/part-*.parquet`` (``sample_id``, ``neighbor_id``,
+``cosine``, ``jaccard``, plus the two texts' hashes) and described by
+``neighbors/neighbors.json``, written last; a later run with the same texts, embedder and
+``k`` reads it instead of searching again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from curate.atomic import write_parquet
+from curate.dedup.groups import FLOOR
+from curate.dedup.text import word_jaccard
+
+NEIGHBOR_PART_ROWS = 1_000_000
+PAIR_CHUNK = 1_000_000
+NEIGHBORS_META = "neighbors.json"
+
+
+def _texts_digest(texts: pl.DataFrame) -> str:
+    h = np.sort(texts["clean_hash"].to_numpy())
+    return hashlib.sha256(h.tobytes()).hexdigest()[:16]
+
+
+def neighbor_key(embedder_hash: str, texts: pl.DataFrame, k: int) -> str:
+    from curate.dedup.index import plan
+
+    desc = {"embedder": embedder_hash, "texts": _texts_digest(texts), "k": k,
+            "index": {x: y for x, y in plan(texts.height, 0, k).items() if x != "dim"}, "floor": FLOOR, "v": 1}
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def word_sets(texts: pl.DataFrame) -> pl.Series:
+    """Each text's distinct words as hashed ids (in-process only; never stored)."""
+    return texts.select(
+        pl.col("clean").str.split(" ").list.eval(pl.element().hash()).list.unique().alias("w")
+    )["w"]
+
+
+def pair_jaccard(words: pl.Series, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(i), np.float32)
+    for s in range(0, len(i), PAIR_CHUNK):  # chunks bound the memory of the list columns
+        a = words.gather(i[s:s + PAIR_CHUNK])
+        b = words.gather(j[s:s + PAIR_CHUNK])
+        out[s:s + PAIR_CHUNK] = pl.DataFrame({"a": a, "b": b}).select(
+            word_jaccard(pl.col("a"), pl.col("b")))[:, 0].to_numpy()
+    return out
+
+
+def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
+                    embed_texts=None, knn=None) -> tuple[pl.DataFrame, dict]:
+    """Embed, search and write the neighbour table; returns (pairs, info).
+
+    ``embed_texts`` and ``knn`` (same signatures as :func:`curate.embed_cache.embed_texts`
+    and :func:`curate.dedup_index.knn`) let an engine run those two stages elsewhere."""
+    from curate.dedup import cache as embed_cache
+    from curate.dedup import index as dedup_index
+
+    embed_texts = embed_texts or embed_cache.embed_texts
+    knn = knn or dedup_index.knn
+
+    t0 = time.perf_counter()
+    ticks: dict = {}
+
+    def loading() -> None:
+        ticks["load"] = reporter.stage(f"loading {emb.id}", 1)
+
+    def tick(n: float) -> None:
+        if "embed" not in ticks:
+            ticks.get("load", lambda _: None)(1)
+            ticks["embed"] = reporter.stage("embedding", texts.height)
+        ticks["embed"](n)
+
+    vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / "embeddings", tick,
+                              loading=loading)
+    if einfo["problem"]:
+        reporter.note(einfo["problem"])
+    t1 = time.perf_counter()
+    tick = reporter.stage("searching", texts.height)
+    ids, sims, params = knn(vecs, k, tick)
+    vecs_dim = vecs.shape[1]
+    del vecs
+    t2 = time.perf_counter()
+    n, kk = ids.shape
+    i = np.repeat(np.arange(n, dtype=np.int64), kk)
+    j = ids.ravel()
+    cos = np.clip(sims.ravel(), -1.0, 1.0).astype(np.float32)
+    ok = j >= 0
+    i, j, cos = i[ok], j[ok], cos[ok]
+    jaccard = np.zeros(len(i), np.float32)
+    near = np.flatnonzero(cos >= FLOOR)
+    jaccard[near] = pair_jaccard(word_sets(texts), i[near], j[near])
+    heads = texts["head"].to_numpy()
+    hashes = texts["clean_hash"].to_numpy()
+    pairs = pl.DataFrame({
+        "sample_id": pl.Series(heads[i], dtype=pl.UInt64),
+        "neighbor_id": pl.Series(heads[j], dtype=pl.UInt64),
+        "cosine": cos, "jaccard": jaccard,
+        "text_hash": pl.Series(hashes[i], dtype=pl.UInt64),
+        "neighbor_hash": pl.Series(hashes[j], dtype=pl.UInt64),
+    })
+    folder = out / "neighbors"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    nparts = max(1, -(-pairs.height // NEIGHBOR_PART_ROWS))
+    for p in range(nparts):
+        write_parquet(pairs.slice(p * NEIGHBOR_PART_ROWS, NEIGHBOR_PART_ROWS).to_arrow(),
+                      folder / f"part-{p:05d}.parquet")
+    t3 = time.perf_counter()
+    info = {"index": {**params, "dim": int(vecs_dim)}, "embedding": einfo,
+            "timings": {"embed_s": round(t1 - t0, 3), "index_s": round(t2 - t1, 3), "pairs_s": round(t3 - t2, 3)},
+            "parts": nparts, "rows": pairs.height}
+    return pairs.with_columns(pl.Series("i", i), pl.Series("j", j)), info
+
+
+
+def load_neighbors(out: Path, texts: pl.DataFrame, nparts: int) -> pl.DataFrame | None:
+    folder = out / "neighbors"
+    files = [folder / f"part-{p:05d}.parquet" for p in range(nparts)]
+    if not all(f.is_file() for f in files):
+        return None
+    try:
+        pairs = pl.read_parquet([str(f) for f in files])
+    except Exception:  # a damaged part: recompute
+        return None
+    idx = texts.select(pl.col("clean_hash"), pl.col("text"), pl.col("head"))
+    pairs = (
+        pairs.join(idx.rename({"clean_hash": "text_hash", "text": "i", "head": "_h1"}), on="text_hash", how="inner")
+        .join(idx.rename({"clean_hash": "neighbor_hash", "text": "j", "head": "_h2"}), on="neighbor_hash", how="inner")
+        .with_columns(pl.col("_h1").alias("sample_id"), pl.col("_h2").alias("neighbor_id")).drop("_h1", "_h2")
+    )
+    return pairs

@@ -1,0 +1,337 @@
+"""Near-duplicate detection: ``curate dedup RUN`` writes ``RUN/dedup/``.
+
+Steps, all vectorised (Polars, NumPy, FAISS; one model call per batch):
+
+1. **Texts.** Every caption gets ``norm`` (NFKC, lower case, no punctuation, collapsed
+   white space) and ``clean`` (``norm`` without stock-photo boilerplate affixes such as
+   "Stock Photo -" or "- royalty free image"; see :mod:`curate.dedup_text`). Captions with
+   the same ``clean`` text are duplicates of each other with similarity 1 (``exact`` when
+   their ``norm`` texts are equal too). Empty captions take no part.
+2. **Ranking.** Rows are ranked by a quality order, by default ``keep`` (rows the last
+   decision keeps first; a ``neardup`` rejection does not count), then
+   ``score__specificity`` descending, then ``sample_id``. The best row of each distinct
+   ``clean`` text stands for it; distinct texts are numbered in rank order.
+3. **Neighbours.** Each distinct text is embedded once (:mod:`curate.dedup.embed`; cached on
+   disk by model and text hash, :mod:`curate.dedup.cache`); FAISS finds its ``k`` nearest
+   texts (:mod:`curate.dedup.index`). The table (``sample_id``, ``neighbor_id``, ``cosine``,
+   ``jaccard``) is written once to ``RUN/dedup/neighbors/`` and reused by any later run with
+   the same texts and embedder (:mod:`curate.dedup.neighbors`).
+4. **Similarity.** Per preset rule: ``copies`` (default) uses ``min(cosine, jaccard)``,
+   where ``jaccard`` is the Jaccard index of the two ``clean`` texts' sets of distinct
+   words; ``paraphrase`` uses the embedding cosine alone. Pairs with cosine below
+   :data:`FLOOR` count as 0.
+5. **Decision (the SemDeDup rule).** ``score__neardup`` of a row is its highest similarity
+   to any *better-ranked* row among its neighbours (1 for a second copy of the same text).
+   A row is a duplicate when that score is above the threshold; it then points at that
+   better-ranked row, and following the pointers ends at a row that is not a duplicate: the
+   group's representative. ``dup_group`` is the representative's ``sample_id``
+   (:mod:`curate.dedup.groups`).
+
+Why this rule and not connected components: components chain (A~B and B~C put A and C
+together even when they have nothing in common), so a group can grow to hold captions that
+are not duplicates of each other and its size depends on the order of discovery. The
+SemDeDup rule (Abbas et al. 2023) judges every row only against rows ranked above it: the
+set of rows kept is exactly ``{score__neardup <= threshold}``, so a new threshold is an
+ordinary ``max`` in ``curate decide`` (any value of at least :data:`FLOOR`), it only ever
+keeps more rows as it rises, and the representative is always the best-ranked member.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from curate.atomic import write_json, write_parquet
+from curate.dedup.groups import FLOOR, counts, groups
+from curate.dedup.neighbors import (
+    NEIGHBORS_META,
+    build_neighbors,
+    load_neighbors,
+    neighbor_key,
+)
+from curate.dedup.text import texts_of
+from curate.errors import CurateError
+from curate.layout import (
+    DEDUP,
+    DEDUP_JSON,
+    GROUPS,
+    dedup_snapshot,
+    load_run,
+    lock_folder,
+    read_json,
+    score_parts,
+    scores_glob,
+)
+from curate.version import __version__
+
+#: name -> (embedder, threshold, rule). Measured rates: see the README and tests/test_dedup.py.
+PRESETS: dict[str, dict] = {
+    "copies": {"embedder": "static", "threshold": 0.75, "rule": "min(cosine, jaccard)",
+               "about": "near-verbatim and templated copies: case, punctuation, white space, "
+                        "a swapped or dropped word, stock-photo prefixes and suffixes"},
+    "paraphrase": {"embedder": "minilm", "threshold": 0.8, "rule": "cosine",
+                   "about": "semantic paraphrases: captions that say the same thing in other words"},
+}
+DEFAULT_PRESET = "copies"
+DEFAULT_K = 10
+DEFAULT_ORDER = "keep desc, score__specificity desc"
+
+
+class Reporter:
+    """Progress hooks; the CLI draws bars with them, the library default does nothing."""
+
+    def stage(self, name: str, total: int | None) -> Callable[[float], None]:
+        return lambda n: None
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class DedupOptions:
+    embedder: str | None = None  # None: the preset's
+    threshold: float | None = None  # None: the preset's
+    device: str = "cpu"
+    k: int = DEFAULT_K
+    preset: str = DEFAULT_PRESET
+    order: str | None = None  # "col [asc|desc], ..."; sample_id always breaks ties
+    engine: str = "local"  # local, or ray: embedding and search on Ray (curate.engines.ray_dedup, chosen by curate.engines.dedup)
+    address: str | None = None  # with engine ray: a running cluster; None starts a local Ray
+
+
+def resolve(opts: DedupOptions) -> dict:
+    if opts.preset not in PRESETS:
+        raise CurateError(f"unknown preset {opts.preset!r}; presets: {', '.join(PRESETS)}")
+    p = PRESETS[opts.preset]
+    t = p["threshold"] if opts.threshold is None else float(opts.threshold)
+    if not FLOOR <= t < 1.0:
+        raise CurateError(f"threshold must be at least {FLOOR} and below 1, got {t}")
+    if not 1 <= opts.k <= 1000:
+        raise CurateError(f"k must be between 1 and 1000, got {opts.k}")
+    return {"preset": opts.preset, "embedder": opts.embedder or p["embedder"], "threshold": t,
+            "rule": p["rule"], "k": opts.k, "device": opts.device,
+            "engine": opts.engine, "address": opts.address}
+
+
+# -- reading the run ----------------------------------------------------------------------
+
+
+def parse_order(spec: str | None, columns: dict[str, pl.DataType]) -> tuple[list[tuple[str, bool]], list[str]]:
+    """``"keep desc, score__x desc"`` -> [(column, descending)], plus notes on skipped columns.
+
+    In the default order a missing column is skipped (and noted); in a given order it is an
+    error that lists the columns one can sort by.
+    """
+    default = spec is None
+    spec = DEFAULT_ORDER if default else spec
+    keys: list[tuple[str, bool]] = []
+    notes: list[str] = []
+    sortable = [c for c, t in columns.items() if t.is_numeric() or t == pl.Boolean]
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        parts = item.split()
+        if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+            raise CurateError(f"order item {item!r}: write COLUMN, COLUMN asc or COLUMN desc")
+        col, desc = parts[0], len(parts) == 2 and parts[1].lower() == "desc"
+        if col not in sortable:
+            if default:
+                notes.append(f"order column {col} is not in the run; skipped")
+                continue
+            raise CurateError(f"cannot order by {col!r}; numeric columns of the run: {', '.join(sortable)}")
+        keys.append((col, desc))
+    if not any(c == "sample_id" for c, _ in keys):
+        keys.append(("sample_id", False))
+    return keys, notes
+
+
+def read_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
+    """sample_id, caption, and ``rank`` (0 = best) of every row of the run."""
+    cols = ["sample_id", "caption"] + [c for c, _ in order if c not in ("sample_id", "keep")]
+    lf = pl.scan_parquet(scores_glob(run))
+    names = lf.collect_schema().names()
+    extra = []
+    if any(c == "keep" for c, _ in order):
+        # keep, not counting a neardup rejection: dedup must not depend on its own output
+        passes = pl.col("keep")
+        if "reason" in names:
+            passes = passes | (pl.col("reason") == "neardup")
+        extra.append(passes.fill_null(False).alias("keep"))
+    df = lf.select([pl.col(c) for c in dict.fromkeys(cols)] + extra).collect()
+    by = [c for c, _ in order]
+    desc = [d for _, d in order]
+    return df.sort(by, descending=desc, nulls_last=True).with_row_index("rank").select(
+        "sample_id", "caption", "rank")
+
+
+def check_run(run: Path) -> dict:
+    info = load_run(run)
+    parts = score_parts(run)
+    if not parts:
+        raise CurateError(f"{run}: no scores (scores/part-*.parquet); run `curate score` first")
+    names = pl.scan_parquet(scores_glob(run)).collect_schema()
+    for c in ("sample_id", "caption"):
+        if c not in names:
+            raise CurateError(f"{run}: scores lack the {c!r} column; re-run `curate score`")
+    return {"info": info, "schema": dict(names)}
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter | None = None,
+                    neighbors: Callable | None = None) -> tuple[pl.DataFrame, dict]:
+    """The groups table for ``rows`` (sample_id, caption, rank: 0 = best) and its info.
+
+    ``cfg`` comes from :func:`resolve`; ``out`` holds the embedding cache and the neighbour
+    table (``neighbors/``, described by ``neighbors/neighbors.json``, written last), which is
+    reused when the texts, the embedder and ``k`` are the same. ``neighbors`` builds the
+    table (default :func:`build_neighbors`; ``curate.engines`` passes Ray's).
+    """
+    from curate.dedup.embed import check_device, load_embedder
+
+    reporter = reporter or Reporter()
+    check_device(cfg["device"])
+    t0 = time.perf_counter()
+    rows, texts = texts_of(rows)
+    t_text = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    emb = load_embedder(cfg["embedder"], cfg["device"], *_build_hooks(reporter))
+    key = neighbor_key(emb.model_hash, texts, cfg["k"])
+    pairs = None
+    meta = out / "neighbors" / NEIGHBORS_META
+    nb = read_json(meta)
+    if nb.get("key") == key:
+        pairs = load_neighbors(out, texts, nb["parts"])
+        if pairs is not None:
+            info = {"index": nb["index"], "parts": nb["parts"], "rows": nb["rows"], "reused": True,
+                    "embedding": {**nb.get("embedding", {}), "embedded": 0, "cached": texts.height,
+                                  "embed_s": 0.0, "problem": None},
+                    "timings": {"embed_s": 0.0, "index_s": 0.0, "pairs_s": 0.0}}
+    if pairs is None:
+        pairs, info = (neighbors or build_neighbors)(texts, emb, out, cfg["k"], reporter)
+        info["reused"] = False
+        write_json({"key": key, **{x: info[x] for x in ("index", "parts", "rows", "embedding")}}, meta)
+    info["key"] = key
+    t_nb = time.perf_counter()
+    table = groups(rows, texts, pairs, cfg["rule"], cfg["threshold"])
+    info["embedder"] = emb.describe()
+    info["texts"] = texts.height
+    info["timings"] = {"texts_s": round(t_text - t0, 3), **info["timings"],
+                       "groups_s": round(time.perf_counter() - t_nb, 3)}
+    return table, info
+
+
+def dedup(run: str | os.PathLike, opts: DedupOptions | None = None, reporter: Reporter | None = None,
+          neighbors: Callable | None = None) -> dict:
+    """Find duplicate groups in a scored run; write ``RUN/dedup/``; return ``dedup.json``.
+
+    ``groups.parquet`` and ``dedup.json`` switch together (:func:`curate.layout.dedup_snapshot`),
+    under the run's lock."""
+    from curate.dedup.embed import check_device
+
+    opts = opts or DedupOptions()
+    if neighbors is None and opts.engine != "local":
+        raise CurateError(f"engine {opts.engine!r} runs through curate.engines.dedup, which chooses its backend")
+    cfg = resolve(opts)
+    check_device(cfg["device"])
+    run = Path(run)
+    load_run(run)
+    with lock_folder(run):
+        return _dedup_locked(run, opts, cfg, reporter, neighbors)
+
+
+def _dedup_locked(run: Path, opts: DedupOptions, cfg: dict, reporter, neighbors) -> dict:
+    t_start = time.perf_counter()
+    checked = check_run(run)
+    order, notes = parse_order(opts.order, checked["schema"])
+    rows = read_rows(run, order)
+    if rows.height == 0:
+        raise CurateError(f"{run}: the run holds no rows; nothing to deduplicate")
+    t_read = time.perf_counter()
+    out = run / DEDUP
+    out.mkdir(exist_ok=True)
+    table, info = find_duplicates(rows, cfg, out, reporter, neighbors)
+    t_w = time.perf_counter()
+    snap = dedup_snapshot(run)
+    version = snap.stage()
+    write_parquet(table.to_arrow(), version / GROUPS)
+    tally = counts(table, info["texts"])
+    result = {
+        "curate_version": __version__,
+        "command": "dedup",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run_key": checked["info"].get("key"),
+        **{k: cfg[k] for k in ("preset", "threshold", "rule", "k", "engine")},
+        "floor": FLOOR,
+        "decision": f"duplicate when score__neardup > {cfg['threshold']}: the highest {cfg['rule']} "
+                    "to a better-ranked caption among its neighbours (SemDeDup rule); "
+                    f"any threshold >= {FLOOR} in `curate decide` re-decides exactly",
+        "order": [f"{c} {'desc' if d else 'asc'}" for c, d in order],
+        "notes": notes,
+        "embedder": info["embedder"],
+        "index": info["index"],
+        "embedding": info["embedding"],
+        "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index")},
+        "counts": tally,
+        **({"engine_info": info["engine_info"]} if "engine_info" in info else {}),
+        "timings": {"read_s": round(t_read - t_start, 3), **info["timings"],
+                    "write_s": round(time.perf_counter() - t_w, 3),
+                    "total_s": round(time.perf_counter() - t_start, 3)},
+    }
+    write_json(result, version / DEDUP_JSON)
+    snap.commit(version)
+    return result
+
+
+def _build_hooks(reporter: Reporter):
+    state: dict = {}
+
+    def total(n: int) -> None:
+        state["tick"] = reporter.stage("distilling the static model (once)", n)
+
+    def progress(n: int) -> None:
+        state.get("tick", lambda _: None)(n)
+
+    return progress, total
+
+
+class RichReporter(Reporter):
+    """Progress bars on a terminal (rich); notes are printed either way."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.bar = None
+        if console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=console, transient=True)
+
+    def __enter__(self) -> "RichReporter":
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def stage(self, name: str, total: int | None) -> Callable[[float], None]:
+        if self.bar is None:
+            return lambda n: None
+        task = self.bar.add_task(name, total=total)
+        return lambda n: self.bar.update(task, advance=n)
+
+    def note(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

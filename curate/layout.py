@@ -1,0 +1,375 @@
+"""The folders curate writes: their file names, one writer at a time, and one switch.
+
+A run folder (``curate score``, ``curate decide``)::
+
+    RUN/scores/part-FFFFF-BBBBB.parquet   one part per input file F and batch B
+    RUN/chain.toml                        the resolved chain of the last decision
+    RUN/run.json                          inputs, chain, versions, counts
+    RUN/dedup/groups.parquet, dedup.json  near-duplicate groups (``curate dedup``)
+
+A mixture folder (``curate mix``) holds ``manifest.parquet``, ``manifest.json``,
+``recipe.toml`` and ``query.sql``; an export folder its shards and ``index.json``.
+
+Two rules hold for every one of them (DESIGN conventions 10 and 14):
+
+* **One writer.** A command that writes a folder holds an exclusive lock on it
+  (:func:`lock`); a second writer gets a one-line error naming the holder. The lock is an
+  ``flock`` on a small file, so the kernel drops it when its process dies: a stale lock
+  never blocks.
+* **One switch.** A command that rewrites several files writes a complete new state aside
+  and switches to it in one atomic step, so a kill at any moment leaves the old state or
+  the new one, never a mix. In a run folder the documented names (``scores``,
+  ``run.json``, ``chain.toml``; in ``dedup/``, ``groups.parquet`` and ``dedup.json``) are
+  links into ``.current``, which points at one complete version under ``.v/``
+  (:class:`Snapshot`); the switch replaces that one pointer. A mixture or export folder is
+  written aside in full and then exchanged with the old one (:func:`replace_folder`).
+  Temporary files live in hidden folders beside the outputs (``.tmp/``, ``.v/``), where
+  the documented globs (``RUN/scores/*.parquet``) never see them.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from curate.errors import CurateError
+
+RUN_JSON = "run.json"
+CHAIN_TOML = "chain.toml"
+SCORES = "scores"
+PART_GLOB = "part-*.parquet"
+#: written when a score starts: what is being scored and where (so a rerun resumes it)
+STATE = ".curate-state.json"
+DEDUP = "dedup"
+GROUPS = "groups.parquet"
+DEDUP_JSON = "dedup.json"
+RUN_ENTRIES = (SCORES, RUN_JSON, CHAIN_TOML)
+DEDUP_ENTRIES = (GROUPS, DEDUP_JSON)
+
+MANIFEST = "manifest.parquet"
+MANIFEST_JSON = "manifest.json"
+RECIPE = "recipe.toml"
+QUERY = "query.sql"
+
+LOCK = ".curate-lock"
+CURRENT = ".current"
+VERSIONS = ".v"
+TMP = ".tmp"
+
+
+# -- names --------------------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    """``$CURATE_CACHE``, else ``$XDG_CACHE_HOME/curate``, else ``~/.cache/curate``."""
+    if os.environ.get("CURATE_CACHE"):
+        return Path(os.environ["CURATE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "curate"
+
+
+def part_path(root: str | os.PathLike, fi: int, bi: int) -> Path:
+    """The part of input file ``fi``'s batch ``bi`` under ``root`` (a run or one version)."""
+    return Path(root) / SCORES / f"part-{fi:05d}-{bi:05d}.parquet"
+
+
+def scores_glob(run: str | os.PathLike) -> str:
+    return str(Path(run) / SCORES / PART_GLOB)
+
+
+def score_parts(run: str | os.PathLike) -> list[Path]:
+    return sorted((Path(run) / SCORES).glob(PART_GLOB))
+
+
+def groups_path(run: str | os.PathLike) -> Path:
+    return Path(run) / DEDUP / GROUPS
+
+
+def dedup_json_path(run: str | os.PathLike) -> Path:
+    return Path(run) / DEDUP / DEDUP_JSON
+
+
+def load_run(run: str | os.PathLike) -> dict:
+    """``run.json`` of a finished run; a one-line error for anything else."""
+    p = Path(run) / RUN_JSON
+    if not p.is_file():
+        if (Path(run) / STATE).exists():
+            raise CurateError(f"{run}: the run did not finish; run the same `curate score` command again to complete it")
+        raise CurateError(f"{run}: not a curate run (no run.json)")
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise CurateError(f"{p}: unreadable ({e})") from None
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file as a dict, or {} when it is missing or unreadable (caches, state files)."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# -- one writer ---------------------------------------------------------------------------
+
+
+def command_line() -> str:
+    """What this process is, for a lock's holder line: ``curate mix r.toml --out m``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return " ".join(["curate" if name in ("curate", "__main__.py") else name, *sys.argv[1:]])[:300]
+
+
+@contextmanager
+def lock(lock_file: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (created when missing) while the block runs.
+
+    ``what`` names the folder in the error a second writer gets."""
+    import fcntl
+
+    lock_file = Path(lock_file)
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise CurateError(f"cannot write to {what}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise CurateError(f"cannot lock {what}: {e.strerror or e}") from None
+            holder = _holder(fd)
+            raise CurateError(
+                f"{what} is being written by another curate process ({holder}); "
+                "wait for it to finish or write elsewhere"
+            ) from None
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
+              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "holder unknown"
+    return f"pid {info.get('pid')} on {info.get('host')}: {info.get('command')}, since {info.get('since')}"
+
+
+def lock_folder(folder: str | os.PathLike) -> "contextmanager[None]":
+    """The lock of a run folder: a file inside it (the folder itself is never replaced)."""
+    return lock(Path(folder) / LOCK, str(folder))
+
+
+def lock_output(out: str | os.PathLike):
+    """The lock of a folder that is replaced as a whole (a mixture, an export): a hidden
+    file beside it, since a file inside would be swapped out with the folder."""
+    out = Path(out)
+    return lock(out.parent / f".{out.name}{LOCK}", str(out))
+
+
+# -- one switch: versions behind a pointer ------------------------------------------------
+
+
+class Snapshot:
+    """A folder whose public ``entries`` are links into ``.current``, which points at one
+    complete version under ``.v/``. :meth:`stage` makes a new version to write into;
+    :meth:`commit` switches the pointer to it in one ``rename``.
+
+    Call both while holding the folder's :func:`lock_folder`.
+    """
+
+    def __init__(self, folder: str | os.PathLike, entries: tuple[str, ...]):
+        self.folder = Path(folder)
+        self.entries = entries
+
+    @property
+    def tmp(self) -> Path:
+        """Where temporary files go (same file system, invisible to the public globs)."""
+        p = self.folder / TMP
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def current(self) -> Path | None:
+        """The folder that holds the current state: the version ``.current`` points at; the
+        folder itself when its entries are plain files and folders (written before versions
+        existed, or copied by a tool that follows links); None when there is no state."""
+        link = self.folder / CURRENT
+        if link.is_symlink() and link.resolve().is_dir():
+            return link.resolve()
+        if any((self.folder / e).exists() and not (self.folder / e).is_symlink() for e in self.entries):
+            return self.folder
+        return None
+
+    def stage(self, name: str | None = None, keep: bool = False) -> Path:
+        """A version folder to write the new state into: ``.v/<name>`` (kept as it is when
+        ``keep`` and it exists: a resumed attempt), else a new, empty one."""
+        name = name or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.time_ns() % 10**9:09d}"
+        path = self.folder / VERSIONS / name
+        cur = self.current()
+        if path.exists() and not keep and path.resolve() != cur:
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def link_from_current(self, version: Path, entry: str) -> None:
+        """Fill ``version/entry`` (a folder) with hard links to the current version's files,
+        so that unchanged files are kept without a copy and the old version stays intact."""
+        cur = self.current()
+        dst = version / entry
+        dst.mkdir(parents=True, exist_ok=True)
+        if cur is None or not (cur / entry).is_dir():
+            return
+        for f in (cur / entry).iterdir():
+            if f.is_file() and not (dst / f.name).exists():
+                try:
+                    os.link(f, dst / f.name)
+                except OSError:
+                    shutil.copy2(f, dst / f.name)
+
+    def commit(self, version: Path) -> None:
+        """Make ``version`` the folder's state in one step, then drop the other versions."""
+        self._adopt_legacy()
+        _fsync_tree(version)
+        for entry in self.entries:
+            pub = self.folder / entry
+            if not pub.is_symlink():
+                os.symlink(os.path.join(CURRENT, entry), pub)
+        tmp = self.folder / f"{CURRENT}.tmp-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.join(VERSIONS, version.name), tmp)
+        os.replace(tmp, self.folder / CURRENT)
+        _fsync_dir(self.folder)
+        self.drop_others(keep=version)
+
+    def drop_others(self, keep: Path | None = None) -> None:
+        keep_names = {p.name for p in (keep, self.current()) if p is not None and p != self.folder}
+        vers = self.folder / VERSIONS
+        if vers.is_dir():
+            for p in vers.iterdir():
+                if p.name not in keep_names:
+                    shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(self.folder / TMP, ignore_errors=True)
+
+    def _adopt_legacy(self) -> None:
+        """A folder written before versions existed holds its entries as plain files: move
+        them into a version of their own once, so that the pointer can take over."""
+        plain = [e for e in self.entries if (self.folder / e).exists() and not (self.folder / e).is_symlink()]
+        if not plain:
+            return
+        stale = self.folder / CURRENT
+        if stale.exists() and not stale.is_symlink():  # a copy of the pointer's target
+            shutil.rmtree(stale)
+        legacy = self.folder / VERSIONS / "legacy"
+        legacy.mkdir(parents=True, exist_ok=True)
+        for e in plain:
+            os.replace(self.folder / e, legacy / e)
+        tmp = self.folder / f"{CURRENT}.tmp-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.join(VERSIONS, "legacy"), tmp)
+        os.replace(tmp, self.folder / CURRENT)
+
+
+def run_snapshot(run: str | os.PathLike) -> Snapshot:
+    return Snapshot(run, RUN_ENTRIES)
+
+
+def dedup_snapshot(run: str | os.PathLike) -> Snapshot:
+    return Snapshot(Path(run) / DEDUP, DEDUP_ENTRIES)
+
+
+# -- one switch: a whole folder replaced ---------------------------------------------------
+
+
+def staging_folder(out: Path) -> Path:
+    """A hidden, empty sibling of ``out`` to write a whole output folder into (call it
+    while holding :func:`lock_output`: staging folders of killed writers are removed)."""
+    for old in out.parent.glob(f".{out.name}.staging-*"):  # left by a killed writer
+        shutil.rmtree(old, ignore_errors=True)
+    stage = out.parent / f".{out.name}.staging-{os.getpid()}"
+    stage.mkdir(parents=True)
+    return stage
+
+
+def replace_folder(stage: Path, out: Path) -> None:
+    """Put the complete folder ``stage`` in the place of ``out`` in one step (Linux's
+    ``renameat2(RENAME_EXCHANGE)`` swaps the two; a plain rename where ``out`` is new)."""
+    _fsync_tree(stage)
+    if not out.exists() and not out.is_symlink():
+        os.rename(stage, out)
+        _fsync_dir(out.parent)
+        return
+    if not _exchange(stage, out):
+        # No atomic exchange on this file system: move the old folder aside first. A kill
+        # between the two renames leaves ``.NAME.old-PID`` beside an absent ``out``.
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    _fsync_dir(out.parent)
+    shutil.rmtree(stage, ignore_errors=True)  # now the old state
+
+
+def discard_staging(stage: Path) -> None:
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a new state's folders before the switch (the files were flushed as written)."""
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            _fsync_dir(Path(root) / d)
+    _fsync_dir(path)

@@ -1,0 +1,285 @@
+"""Mixtures: one DuckDB query, rendered from a recipe, over the runs' Parquet files.
+
+``curate mix RECIPE --out MIX`` writes (DESIGN convention 8)::
+
+    MIX/manifest.parquet  one row per selected sample, sorted by sample_id
+    MIX/query.sql         the query that produced it (DuckDB runs it as is)
+    MIX/recipe.toml       the resolved recipe; `curate mix MIX/recipe.toml` reproduces MIX
+    MIX/manifest.json     written last: recipe + hash, SQL, inputs with fingerprints,
+                          filters, models, versions, counts, and the mixture's content hash
+
+Sampling is weighted sampling without replacement (Efraimidis & Spirakis 2006): every row
+gets ``u`` in (0, 1) from SplitMix64(sample_id XOR seed_key), computed in exact integer
+arithmetic inside the query, and the key ``-ln(u) / quality^alpha``; each source takes the
+``quota`` rows with the smallest keys. ``u`` depends on nothing but the sample id and the
+seed, and every ORDER BY ends in a unique key, so the manifest is the same bytes for any
+thread count or machine.
+
+Nothing is loaded whole into Python: DuckDB reads the Parquet parts and the manifest is
+streamed to its file in fixed-size row groups.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from curate.atomic import atomic_path, write_json, write_text
+from curate.db import (
+    connect_sandboxed,
+    duck_error,
+    first_row,
+    sql_str,
+)
+from curate.errors import CurateError
+from curate.layout import (
+    MANIFEST,
+    MANIFEST_JSON,
+    QUERY,
+    RECIPE,
+    discard_staging,
+    groups_path,
+    load_run,
+    lock_output,
+    replace_folder,
+    score_parts,
+    scores_glob,
+    staging_folder,
+)
+from curate.mix.manifest import content_hash, describe_input, manifest_stats, model_files, write_manifest
+from curate.mix.recipe import Recipe, Source, load_recipe
+from curate.mix.sql import RunSource, render_sql, seed_key
+from curate.version import __version__
+
+NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+           "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "BOOLEAN")
+
+
+# -- inspecting and validating the sources -------------------------------------------------
+
+
+def inspect_sources(recipe: Recipe, con) -> list[RunSource]:
+    out = []
+    for s in recipe.sources:
+        at = f"source {s.name!r}"
+        if not s.path.is_dir():
+            raise CurateError(f"{at}: run folder {s.run!r} not found (looked at {s.path})")
+        try:
+            info = load_run(s.path)
+        except CurateError as e:
+            raise CurateError(f"{at}: {e}") from None
+        glob = scores_glob(s.path)
+        if not score_parts(s.path):
+            raise CurateError(f"{at}: {s.path} holds no scores/part-*.parquet")
+        try:
+            desc = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(glob)})").fetchall()
+        except Exception as e:
+            raise CurateError(f"{at}: cannot read the scores of {s.path} ({duck_error(e)})") from None
+        cols = {r[0]: r[1] for r in desc}
+        groups = groups_path(s.path)
+        out.append(RunSource(s, info, glob, cols, groups if groups.is_file() else None))
+    return out
+
+
+def _columns_hint(cols: dict[str, str]) -> str:
+    scores = [c for c in cols if c.startswith("score__")]
+    other = [c for c in cols if not c.startswith("score__")]
+    return f"score columns: {', '.join(scores) or '(none)'}; other columns: {', '.join(other)}"
+
+
+def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
+    """Check every expression and cap against each run's schema; no rows are read."""
+    caps = recipe.caps
+    for r in runs:
+        at = f"source {r.name!r}"
+        for key, expr, want in (("eligible", r.src.eligible, "BOOLEAN"), ("quality", r.src.quality, "number")):
+            try:
+                stmts = con.extract_statements(f"SELECT ({expr}) AS x FROM t")
+            except Exception as e:
+                raise CurateError(f"{at}: {key} {expr!r}: SQL error: {duck_error(e)}") from None
+            if len(stmts) != 1:
+                raise CurateError(f"{at}: {key} {expr!r} is not one SQL expression")
+            try:
+                typ = con.execute(
+                    f"DESCRIBE SELECT ({expr}) AS x FROM read_parquet({sql_str(r.glob)})"
+                ).fetchall()[0][1]
+            except Exception as e:
+                msg = duck_error(e)
+                if "not found in FROM clause" in msg and '"' in msg:
+                    col = msg.split('"')[1]
+                    msg = f"unknown column {col!r}; {_columns_hint(r.columns)}"
+                raise CurateError(f"{at}: {key} {expr!r}: {msg}") from None
+            ok = typ == "BOOLEAN" if want == "BOOLEAN" else (typ in NUMERIC or typ.startswith("DECIMAL"))
+            if not ok:
+                raise CurateError(f"{at}: {key} {expr!r} gives {typ} values; it must give a {want}")
+        if caps.group_by and caps.group_by not in r.columns:
+            carried = ", ".join(r.info.get("carried_columns", [])) or "(none)"
+            raise CurateError(
+                f"{at}: [caps] group_by column {caps.group_by!r} is not in {r.src.run}; "
+                f"carried columns: {carried} (carry it with `curate score --carry {caps.group_by}`)"
+            )
+        if caps.per_dup_group is not None:
+            if r.groups is None:
+                raise CurateError(
+                    f"{at}: [caps] per_dup_group needs near-duplicate groups, and {r.src.run} has none; "
+                    f"run `curate dedup {r.src.run}` first"
+                )
+            names = pq.ParquetFile(r.groups).schema_arrow.names
+            if "sample_id" not in names or "dup_group" not in names:
+                raise CurateError(f"{r.groups}: lacks sample_id or dup_group; rerun `curate dedup {r.src.run}`")
+
+
+# -- executing -----------------------------------------------------------------------------
+
+
+def _precheck(recipe: Recipe, runs: list[RunSource], con) -> dict[str, dict]:
+    """Eligible rows (before caps) and their mean quality, per source; fails early when a
+    share cannot be met even before the caps, or an expression fails on the data."""
+    out = {}
+    for r in runs:
+        sql = (f"SELECT count(*), avg(q) FROM (SELECT CAST(({r.src.quality}) AS DOUBLE) AS q "
+               f"FROM read_parquet({sql_str(r.glob)}) WHERE ({r.src.eligible})) WHERE q IS NOT NULL AND NOT isnan(q)")
+        try:
+            n, mean = first_row(con, sql)
+        except Exception as e:
+            raise CurateError(
+                f"source {r.name!r}: eligible {r.src.eligible!r} or quality {r.src.quality!r} "
+                f"failed on the data: {duck_error(e)}"
+            ) from None
+        out[r.name] = {"eligible": int(n), "eligible_quality_mean": mean}
+        _check_share(recipe, r.src, int(n), "eligible")
+    return out
+
+
+def _check_share(recipe: Recipe, src: Source, available: int, what: str) -> None:
+    need = recipe.quotas[src.name]
+    if available * src.repeat >= need:
+        return
+    amount = f"{recipe.kind} {src.amount:g}"
+    if available == 0:
+        raise CurateError(
+            f"source {src.name!r}: no rows are {what}, but its {amount} needs {need:,} of {recipe.size:,}; "
+            f"check its eligible condition {src.eligible!r}"
+        )
+    fix = -(-need // available)
+    raise CurateError(
+        f"source {src.name!r}: its {amount} needs {need:,} of {recipe.size:,} rows but only {available:,} are {what}"
+        + (f" and repeat = {src.repeat} allows {available * src.repeat:,}" if src.repeat > 1 else "")
+        + f"; lower its {recipe.kind} or size, or set repeat = {fix} on it"
+    )
+
+
+def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, threads: int | None = None,
+                  overwrite: bool = False) -> dict:
+    """Run a recipe; write MIX/manifest.parquet, query.sql, recipe.toml and manifest.json.
+
+    The folder is written aside in full and then put in the place of ``out`` in one step
+    (:func:`curate.layout.replace_folder`), under ``out``'s lock: a failed or killed mix
+    leaves the old mixture (or none), and two writers never both succeed."""
+    recipe = load_recipe(recipe_path)
+    out = Path(out)
+    _check_out(out, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
+    with lock_output(out):
+        _check_out(out, overwrite)  # again, now that no other writer can change it
+        stage = staging_folder(out)
+        try:
+            manifest = _build(recipe, recipe_path, out, stage, threads)
+        except BaseException:
+            discard_staging(stage)
+            raise
+        replace_folder(stage, out)
+    return manifest
+
+
+def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | None) -> dict:
+    t0 = time.perf_counter()
+    allowed = [scores_glob(s.path) for s in recipe.sources] + [groups_path(s.path) for s in recipe.sources] + [stage]
+    con = connect_sandboxed(allowed, threads, temp_dir=stage / ".duckdb-tmp")
+    try:
+        runs = inspect_sources(recipe, con)
+        validate(recipe, runs, con)
+        t_valid = time.perf_counter()
+        pre = _precheck(recipe, runs, con)
+        sql = render_sql(recipe, runs)
+        t_query = time.perf_counter()
+        with atomic_path(stage / MANIFEST) as tmp:
+            write_manifest(con, sql, tmp)
+            t_written = time.perf_counter()
+            stats = manifest_stats(con, tmp, recipe, runs)
+            for r in runs:
+                s = stats["per_source"][r.name]
+                if s["rows"] < recipe.quotas[r.name]:
+                    _check_share(recipe, r.src, s["samples"], "eligible after the caps")
+            content = content_hash(tmp, [r.name for r in runs])
+        t_done = time.perf_counter()
+    finally:
+        con.close()
+        _rmtree(stage / ".duckdb-tmp")
+    for name, s in stats["per_source"].items():
+        s.update(pre[name])
+    write_text(sql, stage / QUERY)
+    write_text(recipe.to_toml(out.resolve()), stage / RECIPE)
+    manifest = {
+        "mixture": f"mix-{content[:16]}",
+        "content_hash": content,
+        "content_hash_of": "blake2b-128 over the run names, then (run index u32, sample_id u64, repeat u32, "
+                           "caption_hash u64) of every manifest row in order",
+        "name": recipe.name,
+        "description": recipe.description,
+        "curate_version": __version__,
+        "duckdb_version": _duckdb_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recipe": recipe.to_dict({r.name: str(r.src.path) for r in runs}),
+        "recipe_file": str(Path(recipe_path)),
+        "recipe_sha256": recipe.digest(),
+        "quotas": recipe.quotas,
+        "sampling": {
+            "method": "Efraimidis-Spirakis weighted sampling without replacement, key = -ln(u) / max(quality, 0)^alpha",
+            "u": "splitmix64(sample_id XOR seed_key), top 53 bits",
+            "seed": recipe.seed,
+            "seed_key": seed_key(recipe.seed),
+        },
+        "sql_file": "query.sql",
+        "sql": sql,
+        "inputs": [describe_input(r) for r in runs],
+        "filters": {r.name: r.info.get("filters", {}) for r in runs},
+        "model_files": model_files(runs),
+        "columns": [f.name for f in pq.ParquetFile(stage / MANIFEST).schema_arrow],
+        "counts": stats,
+        "timings": {
+            "validate_s": round(t_valid - t0, 3),
+            "count_s": round(t_query - t_valid, 3),
+            "query_s": round(t_written - t_query, 3),
+            "stats_s": round(t_done - t_written, 3),
+            "total_s": round(time.perf_counter() - t0, 3),
+        },
+    }
+    write_json(manifest, stage / MANIFEST_JSON)
+    return manifest
+
+
+def _duckdb_version() -> str:
+    import duckdb
+
+    return duckdb.__version__
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if (out / "manifest.json").exists() and not overwrite:
+        raise CurateError(f"{out} already holds a mixture; use another --out, or --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise CurateError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and not (out / "manifest.json").exists() and any(out.iterdir()):
+        raise CurateError(f"{out} holds other files; write the mixture into a new or empty folder")
+
+
+def _rmtree(p: Path) -> None:
+    import shutil
+
+    shutil.rmtree(p, ignore_errors=True)

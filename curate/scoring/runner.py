@@ -1,0 +1,370 @@
+"""``curate score``: inputs in, one complete run folder out.
+
+The runner pulls batches that already carry provenance from :mod:`curate.ingest`, has the
+chain's filters add their columns (:mod:`curate.scoring.frame`, in worker processes for
+large inputs) and writes one part per batch. Parts go into a new version of the run folder
+(:class:`curate.layout.Snapshot`), and the run appears under its documented names only
+when every part and ``run.json`` are written: an interrupted run leaves the folder as it
+was, and the same command run again resumes it, skipping the parts already written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterator
+
+import polars as pl
+
+from curate.atomic import write_json, write_text
+from curate.errors import CurateError
+from curate.hashing import file_fingerprint
+from curate.ingest.inputs import (
+    AUTO_CARRY,
+    InputFile,
+    check_columns,
+    inspect_input,
+    resolve_inputs,
+)
+from curate.ingest.provenance import read_with_provenance
+from curate.layout import (
+    CHAIN_TOML,
+    RUN_JSON,
+    SCORES,
+    STATE,
+    VERSIONS,
+    Snapshot,
+    lock_folder,
+    part_path,
+    read_json,
+    run_snapshot,
+    score_parts,
+)
+from curate.scoring import workers as wk
+from curate.scoring.chain import Chain
+from curate.scoring.decide import redecide_if_stale
+from curate.scoring.stats import run_stats
+from curate.version import __version__
+
+DEFAULT_BATCH_ROWS = 100_000
+#: Below this many rows a worker pool costs more to start than it saves.
+PARALLEL_MIN_ROWS = 300_000
+#: For JSONL/CSV inputs, whose row count is unknown until read: bytes per row, roughly.
+TEXT_BYTES_PER_ROW = 100
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ScoreOptions:
+    caption_column: str = "caption"
+    id_column: str | None = None
+    carry: tuple[str, ...] = ()
+    workers: int | None = None
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    overwrite: bool = False
+    #: "local" (processes on this machine) or "ray" (curate.engines.ray_score); the parts
+    #: written are the same, so a run may be resumed with either
+    engine: str = "local"
+    #: with engine "ray": address of a running Ray cluster; None starts a local Ray
+    address: str | None = None
+
+
+#: Where the parts are computed: (files, version folder, chain, options, carried columns,
+#: progress) -> (rows per file, parts kept from an earlier attempt, workers, engine info).
+Backend = Callable[[list[InputFile], Path, Chain, ScoreOptions, list[str], "Progress | None"],
+                   tuple[list[dict], list[Path], int, "dict | None"]]
+
+
+def _state_key(chain: Chain, files: list[InputFile], opts: ScoreOptions, carry: list[str]) -> str:
+    desc = {
+        "scoring": chain.scoring_key(),
+        "inputs": [f.describe() for f in files],
+        "caption": opts.caption_column,
+        "id": opts.id_column,
+        "carry": carry,
+        "batch_rows": opts.batch_rows,
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_files(chain: Chain) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for step in chain.steps:
+        files = getattr(step.filter, "model_files", None)
+        if files:
+            out.update(files())
+    return out
+
+
+def _total_rows(files: list[InputFile]) -> int | None:
+    import pyarrow.parquet as pq
+
+    total = 0
+    for f in files:
+        if f.format != "parquet":
+            return None
+        total += pq.ParquetFile(f.path).metadata.num_rows
+    return total
+
+
+def _estimated_rows(files: list[InputFile]) -> int:
+    """Rows in Parquet inputs (from their metadata) plus an estimate for text inputs."""
+    import pyarrow.parquet as pq
+
+    return sum(
+        pq.ParquetFile(f.path).metadata.num_rows if f.format == "parquet" else f.size // TEXT_BYTES_PER_ROW
+        for f in files
+    )
+
+
+def file_parts(inp: InputFile, fi: int, root: Path, opts: ScoreOptions, carry: list[str],
+               batches: Iterator[pl.DataFrame] | None = None, start: int = 0, first: int = 0,
+               ) -> Iterator[tuple[Path, pl.DataFrame | None, int]]:
+    """(part under ``root``, batch with provenance or None where the part is already
+    written, rows) for each batch of one input (see ``read_with_provenance``)."""
+    for bi, frame in read_with_provenance(inp, opts.caption_column, opts.id_column, carry,
+                                          opts.batch_rows, batches, start, first):
+        part = part_path(root, fi, bi)
+        yield part, (None if part.exists() else frame), frame.height
+
+
+def score_local(files: list[InputFile], root: Path, chain: Chain, opts: ScoreOptions, carry: list[str],
+                progress: Progress | None) -> tuple[list[dict], list[Path], int, None]:
+    """The local backend: this process, or a pool of one worker process per core."""
+    total = _total_rows(files)
+    workers = opts.workers or os.cpu_count() or 1
+    if not opts.workers and (total if total is not None else _estimated_rows(files)) < PARALLEL_MIN_ROWS:
+        workers = 1
+    per_file: list[dict] = []
+    pool = None
+    saved_threads = os.environ.get("POLARS_MAX_THREADS")
+    if workers > 1:
+        # One worker per core, each on one polars thread. Set in this process's environment
+        # while the workers start: a worker may import polars before its initialiser runs.
+        os.environ["POLARS_MAX_THREADS"] = "1"
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"),
+            initializer=wk.init, initargs=(wk.chain_to_data(chain), chain.path or "chain"),
+        )
+    pending: deque[tuple[Future, int]] = deque()
+    kept_parts: list[Path] = []  # finished by an earlier attempt
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            fut, n = pending.popleft()
+            fut.result()
+            if progress:
+                progress(n)
+
+    try:
+        for fi, inp in enumerate(files):
+            rows = 0
+            for part, frame, n in file_parts(inp, fi, root, opts, carry):
+                if frame is not None:
+                    if pool is None:
+                        wk.score_and_write(frame, chain, str(part))
+                        if progress:
+                            progress(n)
+                    else:
+                        pending.append((pool.submit(wk.score_part, frame, str(part)), n))
+                        drain(2 * workers)
+                else:
+                    kept_parts.append(part)
+                    if progress:
+                        progress(n)
+                rows += n
+            per_file.append({**inp.describe(), "rows": rows})
+        drain(0)
+    finally:
+        if saved_threads is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = saved_threads
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return per_file, kept_parts, workers, None
+
+
+def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOptions | None = None,
+          progress: Progress | None = None, total_cb: Callable[[int | None], None] | None = None,
+          backend: Backend | None = None) -> dict:
+    """Score ``inputs`` with ``chain`` into the run folder ``out``; return ``run.json``'s content.
+
+    ``backend`` computes the parts (default: :func:`score_local`); ``curate.engines``
+    chooses it from ``opts.engine``."""
+    opts = opts or ScoreOptions()
+    if backend is None and opts.engine != "local":
+        raise CurateError(f"engine {opts.engine!r} runs through curate.engines.score, which chooses its backend")
+    backend = backend or score_local
+    _check_carry(chain, opts)
+    t_start = time.perf_counter()
+    files = _outside(resolve_inputs(inputs), Path(out))
+    for f in files:
+        inspect_input(f)
+        check_columns(f, opts.caption_column, opts.id_column)
+    for c in opts.carry:
+        if not any(c in f.columns for f in files):
+            raise CurateError(f"no input has a column {c!r} to carry")
+    carry = list(dict.fromkeys(
+        [c for c in opts.carry] + [c for c in AUTO_CARRY if any(c in f.columns for f in files)]
+    ))
+    carry = [c for c in carry if c not in (opts.caption_column, opts.id_column)]
+    model_files = _model_files(chain)  # fails early on a missing model
+    total = _total_rows(files)
+    if total == 0:
+        raise CurateError(f"the inputs hold no rows: {_names(files)}")
+    for f in files:
+        f.fingerprint = file_fingerprint(f.path)
+    out = Path(out)
+    created = not out.exists()
+    _prepare_out(out)
+    try:
+        with lock_folder(out):
+            return _score_locked(files, out, chain, opts, carry, model_files, total, t_start,
+                                 progress, total_cb, backend)
+    except BaseException:
+        if created:
+            _discard_new(out)
+        raise
+
+
+def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, model_files, total,
+                  t_start, progress, total_cb, backend: Backend) -> dict:
+    key = _state_key(chain, files, opts, carry)
+    snap = run_snapshot(out)
+    version = _version_for(out, snap, key, opts.overwrite)
+    (version / SCORES).mkdir(exist_ok=True)
+    write_json({"key": key, "version": version.name, "started": time.time()}, out / STATE)
+    if total_cb:
+        total_cb(total)
+    t_score = time.perf_counter()
+    try:
+        per_file, kept_parts, workers, engine_info = backend(files, version, chain, opts, carry, progress)
+        if sum(f["rows"] for f in per_file) == 0:
+            raise CurateError(f"the inputs hold no rows: {_names(files)}")
+    except BaseException:
+        if not score_parts(version):
+            # nothing to resume: leave the folder as it was
+            (out / STATE).unlink(missing_ok=True)
+            snap.drop_others()
+        raise
+    for part in kept_parts:
+        redecide_if_stale(part, chain)
+    t_done = time.perf_counter()
+
+    stats = run_stats(version, chain, ids_given=opts.id_column is not None, spill_root=snap.tmp)
+    run = {
+        "curate_version": __version__,
+        "command": "score",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "key": key,
+        "inputs": per_file,
+        "caption_column": opts.caption_column,
+        "id_column": opts.id_column,
+        "carried_columns": carry,
+        "batch_rows": opts.batch_rows,
+        "workers": workers,
+        "engine": opts.engine,
+        **({"engine_info": engine_info} if engine_info else {}),
+        "chain": chain.to_dict(),
+        "chain_source": chain.path,
+        "filters": {s.id: s.filter.ident for s in chain.steps},
+        "model_files": model_files,
+        "timings": {
+            "total_s": round(t_done - t_start, 3),
+            "score_s": round(t_done - t_score, 3),
+            "rows_per_s": round(stats["rows"] / max(t_done - t_score, 1e-9), 1),
+        },
+        **stats,
+        "decisions": [{"chain": chain.name, "digest": chain.digest(), "kept": stats["kept"]}],
+    }
+    write_text(chain.to_toml(), version / CHAIN_TOML)
+    write_json(run, version / RUN_JSON)
+    snap.commit(version)
+    # STATE stays: with it, a run whose run.json was lost can still be completed.
+    return run
+
+
+def _version_for(out: Path, snap: Snapshot, key: str, overwrite: bool) -> Path:
+    """The version folder this attempt writes: the one an interrupted attempt with the same
+    key left (resumed), else a new one; a finished run of the same key is completed again
+    in a new version that starts from hard links to its parts."""
+    state = read_json(out / STATE)
+    current = snap.current()
+    prior = read_json(current / RUN_JSON).get("key") if current else None
+    if overwrite:
+        return snap.stage(f"{key}-{time.time_ns()}")
+    if current is not None and prior is not None and prior != key:
+        raise CurateError(
+            f"{out} already holds a run of other inputs or another chain; "
+            "use another --out, or --overwrite to replace it"
+        )
+    name = state.get("version")
+    if state.get("key") == key and name and (out / VERSIONS / name).is_dir() and \
+            (current is None or (out / VERSIONS / name).resolve() != current):
+        return snap.stage(name, keep=True)
+    if current is None and state.get("key") not in (None, key) and \
+            name and score_parts(out / VERSIONS / name):
+        raise CurateError(
+            f"{out} holds an unfinished run of other inputs or another chain; "
+            "use another --out, or --overwrite to replace it"
+        )
+    version = snap.stage(f"{key}-{time.time_ns()}")
+    if current is not None:
+        snap.link_from_current(version, "scores")
+    return version
+
+
+def _prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".curate-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
+    scores = out / SCORES
+    if scores.exists() and not scores.is_symlink() and not scores.is_dir():
+        raise CurateError(f"cannot write to {out}: {scores} is a file, not a run's scores folder")
+
+
+def _discard_new(out: Path) -> None:
+    """Undo what a run into a new folder left behind when it wrote no part."""
+    if any(score_parts(v) for v in (out / VERSIONS).glob("*")):
+        return
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _outside(files: list[InputFile], out: Path) -> list[InputFile]:
+    """The inputs that are not this run's own parts (a folder or glob that holds --out)."""
+    inside = [os.path.join(os.path.realpath(out / d), "") for d in ("scores", VERSIONS)]
+    kept = [f for f in files if not any(os.path.realpath(f.path).startswith(p) for p in inside)]
+    if not kept:
+        raise CurateError(f"every input is a part of the run in {out}; score other files")
+    return kept
+
+
+def _check_carry(chain: Chain, opts: ScoreOptions) -> None:
+    """A carried column must not take the name of a column that scoring writes."""
+    taken = ["sample_id", "source", "row", "caption", *(["id"] if opts.id_column else []), "lang",
+             *chain.score_columns, *(s.filter.label for s in chain.steps if s.filter.label), "keep", "reason"]
+    for c in opts.carry:
+        if c in taken and c not in (opts.caption_column, opts.id_column):
+            raise CurateError(
+                f"cannot carry column {c!r}: the outputs have a column of that name; "
+                f"names taken: {', '.join(dict.fromkeys(taken))}"
+            )
+
+
+def _names(files: list[InputFile], most: int = 3) -> str:
+    names = ", ".join(f.path for f in files[:most])
+    return names + (f" and {len(files) - most} more" if len(files) > most else "")

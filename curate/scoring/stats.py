@@ -1,0 +1,71 @@
+"""A run's statistics, computed from its tables at the end (DESIGN convention 9)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import polars as pl
+
+from curate.db import connect
+from curate.layout import scores_glob
+from curate.scoring.chain import Chain
+
+QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+
+
+def _repeated_ids(con, run: str | os.PathLike, spill_root: str | os.PathLike) -> int:
+    """Rows that repeat another row's sample_id (duplicate --id-column values). A query of
+    its own that reads only sample_id (inside the quantiles' query the distinct set took
+    2.5 times the memory), as a GROUP BY that DuckDB spills to a temporary folder beyond
+    512 MB, so memory stays bounded at any run size."""
+    spill = tempfile.mkdtemp(prefix=".spill-", dir=spill_root)
+    try:
+        con.execute(f"SET memory_limit = '512MB'; SET temp_directory = '{spill}'")
+        n = con.execute(
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM read_parquet(?) "
+            "GROUP BY sample_id HAVING count(*) > 1)", [scores_glob(run)]
+        ).fetchone()[0]
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return int(n)
+
+
+def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
+              spill_root: str | os.PathLike | None = None) -> dict:
+    """Counts per reason and score quantiles of the parts under ``run`` (a run folder or one
+    of its versions).
+
+    ``ids_given``: the ids come from an input column, so rows may repeat one; derived ids
+    (source and row) are unique by construction and are not counted again."""
+    lf = pl.scan_parquet(scores_glob(run))
+    counts = lf.group_by("reason").agg(pl.len().alias("n")).collect()
+    by_reason = {r: int(n) for r, n in counts.iter_rows() if r is not None}  # one row per reason
+    rows = int(counts["n"].sum())
+    kept = rows - sum(by_reason.values())
+    ordered = {s: by_reason[s] for s in ["empty"] + [st.id for st in chain.steps] if s in by_reason}
+    ordered.update({k: v for k, v in by_reason.items() if k not in ordered})
+    cols = [c for c in chain.score_columns if c in lf.collect_schema().names()]
+    quant = {}
+    con = connect(threads=1)  # one thread: the digest, and so run.json, is deterministic
+    try:
+        duplicates = _repeated_ids(con, run, spill_root or run) if ids_given else 0
+        if cols:
+            # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
+            # would hold every score of the run in memory)
+            sel = ", ".join(f'approx_quantile("{c}", [{", ".join(map(str, QUANTILES))}])' for c in cols)
+            row = con.execute(f"SELECT {sel} FROM read_parquet(?)", [scores_glob(run)]).fetchone()
+            for c, values in zip(cols, row):
+                quant[c] = {str(q): (None if v is None else round(float(v), 4))
+                            for q, v in zip(QUANTILES, values or [None] * len(QUANTILES))}
+    finally:
+        con.close()
+    langs = lf.group_by("lang").agg(pl.len().alias("n")).sort("n", descending=True).head(20).collect()
+    return {
+        "rows": rows,
+        "kept": kept,
+        "dropped": ordered,
+        "quantiles": quant,
+        "languages": {str(k): int(v) for k, v in langs.iter_rows()},  # the 20 largest
+        "duplicate_sample_ids": int(duplicates),
+    }

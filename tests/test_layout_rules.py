@@ -1,0 +1,161 @@
+"""The package's layout rules (DESIGN "The flow"): stage packages, imports that flow one way,
+no import cycles (imports inside functions count), no private name imported from another
+module, no module of more than about 400 lines, and pyproject.toml lists every package."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import tomllib
+
+REPO = Path(__file__).resolve().parent.parent
+PKG = REPO / "curate"
+MAX_LINES = 400
+#: the data flow: a stage may import from the stages before it and from the shared modules
+STAGES = ["ingest", "scoring", "dedup", "mix", "export", "audit", "report", "engines"]
+SHARED = {"errors", "version", "atomic", "layout", "db", "hashing", "config", "tables"}
+TOP = {"cli", "demo"}  # they call every stage
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted(PKG.rglob("*.py")):
+        rel = p.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+MODULES = modules()
+
+
+def imports(path: Path, name: str) -> list[tuple[str, str, int]]:
+    """(imported module, imported name or '', line) for every import in the file, at any depth."""
+    tree = ast.parse(path.read_text())
+    is_pkg = path.name == "__init__.py"
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(a.name, "", node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([mod] if mod else []))
+            for a in node.names:
+                found.append((mod, a.name, node.lineno))
+    return [f for f in found if f[0] == "curate" or f[0].startswith("curate.")]
+
+
+def edges() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for m, p in MODULES.items():
+        for mod, nm, _ in imports(p, m):
+            target = f"{mod}.{nm}" if nm and f"{mod}.{nm}" in MODULES else mod
+            if target in MODULES and target != m:
+                graph[m].add(target)
+    return graph
+
+
+def stage_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "curate"
+
+
+def test_the_stage_packages_exist():
+    for stage in STAGES:
+        assert (PKG / stage / "__init__.py").is_file(), stage
+    for mod in SHARED:
+        assert (PKG / f"{mod}.py").is_file(), mod
+
+
+def test_no_import_cycles():
+    graph = edges()
+    index, low, stack, on, cycles = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+def test_stages_import_only_earlier_stages_and_shared_modules():
+    order = {s: i for i, s in enumerate(STAGES)}
+    bad = []
+    for m, targets in edges().items():
+        src = stage_of(m)
+        if src in TOP or m == "curate":
+            continue
+        for t in targets:
+            dst = stage_of(t)
+            if dst in SHARED or dst == src or t == "curate":
+                continue
+            if src in SHARED or dst in TOP or order.get(dst, 99) > order.get(src, -1):
+                bad.append(f"{m} -> {t}")
+    assert bad == []
+
+
+def test_no_private_name_is_imported_from_another_module():
+    bad = []
+    for root in (PKG, REPO / "tests", REPO / "benchmarks"):
+        for p in sorted(root.rglob("*.py")):
+            name = ".".join(p.relative_to(REPO).with_suffix("").parts)
+            for mod, nm, line in imports(p, name):
+                if nm.startswith("_") and nm != "__version__" or any(x.startswith("_") and x != "__init__"
+                                                                     for x in mod.split(".")):
+                    bad.append(f"{p.relative_to(REPO)}:{line}: {mod} import {nm}")
+    assert bad == []
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_are_small(module):
+    assert len(MODULES[module].read_text().splitlines()) <= MAX_LINES
+
+
+def test_pyproject_lists_every_package():
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    listed = set(data["tool"]["setuptools"]["packages"])
+    present = {m for m, p in MODULES.items() if p.name == "__init__.py"}
+    assert present <= listed
+    assert listed - present == {"curate.scoring.chains"}
+    assert data["tool"]["setuptools"]["package-dir"]["curate.scoring.chains"] == "filters"
+
+
+def test_the_run_folder_layout_is_spelled_out_in_one_module():
+    """Only curate.layout names the files of a run folder ("scores/part-*", "run.json", ...)."""
+    bad = []
+    for m, p in MODULES.items():
+        if m == "curate.layout":
+            continue
+        text = p.read_text()
+        for needle in ('"part-*.parquet"', '"groups.parquet"', '"run.json"', '"chain.toml"', '"dedup.json"'):
+            if needle in text:
+                bad.append(f"{m}: {needle}")
+    assert bad == []
