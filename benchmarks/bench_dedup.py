@@ -155,7 +155,7 @@ def bench_minilm(rows: int, seed: int) -> None:
     short human captions (COCO), and the static model on 100k captions of the corpus."""
     import polars as pl
 
-    from curate.dedup.embed import load_embedder
+    from curate.embed import load_embedder
 
     mixed = perturbed_frame(rows, seed + 1)["caption"]
     coco = pl.read_parquet(sorted(DATA.glob("a_coco*.parquet"))[0], columns=["caption"])["caption"].head(rows)

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate.dedup import embed
+from curate import embed
 from curate.dedup.cache import EmbeddingCache, embed_texts
-from curate.dedup.embed import load_embedder
+from curate.embed import load_embedder
 from curate.errors import CurateError
 from curate.hashing import text_hash64
 from curate.layout import cache_root

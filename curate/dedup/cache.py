@@ -15,7 +15,7 @@ from curate.hashing import file_fingerprint
 if TYPE_CHECKING:
     import polars as pl
 
-    from curate.dedup.embed import Embedder
+    from curate.embed import Embedder
 
 Progress = Callable[[float], None]
 

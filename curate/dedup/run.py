@@ -11,7 +11,7 @@ Steps, all vectorised (Polars, NumPy, FAISS; one model call per batch):
    decision keeps first; a ``neardup`` rejection does not count), then
    ``score__specificity`` descending, then ``sample_id``. The best row of each distinct
    ``clean`` text stands for it; distinct texts are numbered in rank order.
-3. **Neighbours.** Each distinct text is embedded once (:mod:`curate.dedup.embed`; cached on
+3. **Neighbours.** Each distinct text is embedded once (:mod:`curate.embed`; cached on
    disk by model and text hash, :mod:`curate.dedup.cache`); FAISS finds its ``k`` nearest
    texts (:mod:`curate.dedup.index`). The table (``sample_id``, ``neighbor_id``, ``cosine``,
    ``jaccard``) is written once to ``RUN/dedup/neighbors/`` and reused by any later run with
@@ -192,7 +192,7 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
     reused when the texts, the embedder and ``k`` are the same. ``neighbors`` builds the
     table (default :func:`build_neighbors`; ``curate.engines`` passes Ray's).
     """
-    from curate.dedup.embed import check_device, load_embedder
+    from curate.embed import check_device, load_embedder
 
     reporter = reporter or Reporter()
     check_device(cfg["device"])
@@ -232,7 +232,7 @@ def dedup(run: str | os.PathLike, opts: DedupOptions | None = None, reporter: Re
 
     ``groups.parquet`` and ``dedup.json`` switch together (:func:`curate.layout.dedup_snapshot`),
     under the run's lock."""
-    from curate.dedup.embed import check_device
+    from curate.embed import check_device
 
     opts = opts or DedupOptions()
     if neighbors is None and opts.engine != "local":

@@ -36,7 +36,7 @@ class _Encoder:
     """A Ray actor: loads the embedder once, then encodes batches of texts."""
 
     def __init__(self, fields: tuple) -> None:
-        from curate.dedup.embed import Embedder
+        from curate.embed import Embedder
 
         self.emb = Embedder(*fields)
         self.emb.model  # noqa: B018 - load once, here
