@@ -10,7 +10,7 @@ Embedders (``--embedder``):
 * any folder that holds a sentence-transformers model (``modules.json``).
 
 Every embedder returns L2-normalised float32 vectors, so inner product is cosine. Vectors
-are cached on disk by :mod:`curate.embed_cache`.
+are cached on disk by :mod:`curate.dedup.cache`.
 
 Static distillation follows Model2Vec (Tulkens & van Dongen, 2024), which sentence-transformers'
 ``StaticEmbedding.from_distillation`` calls: every vocabulary token goes through the model

@@ -59,8 +59,8 @@ def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
                     embed_texts=None, knn=None) -> tuple[pl.DataFrame, dict]:
     """Embed, search and write the neighbour table; returns (pairs, info).
 
-    ``embed_texts`` and ``knn`` (same signatures as :func:`curate.embed_cache.embed_texts`
-    and :func:`curate.dedup_index.knn`) let an engine run those two stages elsewhere."""
+    ``embed_texts`` and ``knn`` (same signatures as :func:`curate.dedup.cache.embed_texts`
+    and :func:`curate.dedup.index.knn`) let an engine run those two stages elsewhere."""
     from curate.dedup import cache as embed_cache
     from curate.dedup import index as dedup_index
 

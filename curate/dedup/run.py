@@ -4,7 +4,7 @@ Steps, all vectorised (Polars, NumPy, FAISS; one model call per batch):
 
 1. **Texts.** Every caption gets ``norm`` (NFKC, lower case, no punctuation, collapsed
    white space) and ``clean`` (``norm`` without stock-photo boilerplate affixes such as
-   "Stock Photo -" or "- royalty free image"; see :mod:`curate.dedup_text`). Captions with
+   "Stock Photo -" or "- royalty free image"; see :mod:`curate.dedup.text`). Captions with
    the same ``clean`` text are duplicates of each other with similarity 1 (``exact`` when
    their ``norm`` texts are equal too). Empty captions take no part.
 2. **Ranking.** Rows are ranked by a quality order, by default ``keep`` (rows the last

@@ -2,7 +2,7 @@
 
 Everything else (texts, ranking, groups, outputs, the embedding cache) is the local code in
 :mod:`curate.dedup`; this module only supplies the two stages that
-:func:`curate.dedup_neighbors.build_neighbors` accepts as hooks:
+:func:`curate.dedup.neighbors.build_neighbors` accepts as hooks:
 
 * **Embedding.** The distinct texts that the embedding cache lacks go through Ray Data:
   ``from_arrow`` (blocks of the local engine's batch size) -> ``map_batches`` on a pool of
@@ -10,8 +10,8 @@ Everything else (texts, ranking, groups, outputs, the embedding cache) is the lo
   ``--device cuda``, one CPU each otherwise). The driver writes the vectors to the same
   cache, so the vectors (stored and read back as float16) are the local engine's.
 * **Search.** The k-means partition is computed on the driver, as in
-  :func:`curate.dedup_index.knn`; the exact search inside each cluster
-  (:func:`curate.dedup_index.search_cluster`) runs as Ray tasks, clusters dealt round-robin
+  :func:`curate.dedup.index.knn`; the exact search inside each cluster
+  (:func:`curate.dedup.index.search_cluster`) runs as Ray tasks, clusters dealt round-robin
   (largest first) to a few tasks per CPU. Corpora small enough for one exact search
   (``FLAT_MAX``) are searched on the driver, as locally.
 
@@ -48,7 +48,7 @@ class _Encoder:
 
 def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embedder, cache_dir: Path,
                  progress=None, chunk: int = 200_000, loading=None) -> tuple[np.ndarray, dict]:
-    """:func:`curate.embed_cache.embed_texts`, with the model calls on a Ray actor pool."""
+    """:func:`curate.dedup.cache.embed_texts`, with the model calls on a Ray actor pool."""
     import pyarrow as pa
 
     from curate.dedup.cache import EmbeddingCache
@@ -111,7 +111,7 @@ def _search_task(vecs: np.ndarray, items: list[tuple[int, np.ndarray]], k: int) 
 
 
 def _search_clusters(ray, cluster: dict, vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
-    """The ``search_clusters`` hook of :func:`curate.dedup_index.knn`, as Ray tasks."""
+    """The ``search_clusters`` hook of :func:`curate.dedup.index.knn`, as Ray tasks."""
     from curate.dedup.index import NPROBE
 
     sizes = np.diff(bounds)
@@ -137,7 +137,7 @@ def _search_clusters(ray, cluster: dict, vecs, owner, bounds, k, out_ids, out_si
 
 def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
                         address: str | None) -> tuple[pl.DataFrame, dict]:
-    """:func:`curate.dedup_neighbors.build_neighbors` with embedding and search on Ray."""
+    """:func:`curate.dedup.neighbors.build_neighbors` with embedding and search on Ray."""
     from curate.dedup.index import knn
     from curate.dedup.neighbors import build_neighbors
 

@@ -16,7 +16,7 @@ is known before any data is read:
 * JSONL / CSV / TSV: the whole file (a line's row number needs every line before it), read
   by the same reader as the local engine; such inputs are parallel across files only.
 
-An actor reads its unit with :func:`curate.io.read_batches`, cuts it into exact parts of
+An actor reads its unit with :func:`curate.ingest.readers.read_batches`, cuts it into exact parts of
 ``batch_rows`` rows, adds provenance with the local engine's code, scores and writes each
 part atomically under the local engine's name (``part-FFFFF-BBBBB``). So the parts are the
 same files with the same rows, a finished part is skipped on rerun, and a run started by one

@@ -1,6 +1,6 @@
 """``curate report``: one self-contained HTML file (plots embedded, no network) + report.json.
 
-The numbers come from :mod:`curate.explore`; the plots are drawn with matplotlib and
+The numbers come from :mod:`curate.report.explore`; the plots are drawn with matplotlib and
 embedded as base64 PNG. ``report.json`` holds the numbers behind every plot and table.
 """
 from __future__ import annotations

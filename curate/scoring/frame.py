@@ -2,7 +2,7 @@
 
 Scoring only adds columns (DESIGN convention 2): ``lang``, ``score__<id>`` per filter and
 the filters' label columns. Nothing is dropped; ``keep`` and ``reason`` come from
-:func:`curate.chain.decision_exprs`.
+:func:`curate.scoring.decision.decision_exprs`.
 """
 from __future__ import annotations
 
