@@ -1,332 +1,132 @@
-"""Specificity: how concrete and descriptive a caption is, from a frozen word-rarity table.
+"""Specificity: how much of a picture a caption describes, from frozen word tables.
 
 The rule is in the ``Specificity`` docstring. How it is computed, fast and batch-independent:
 
-* The reference tables come from wordfreq's packaged "small" frequency lists (exactly the
-  words of zipf above 3; about 0.05 s per language to load), once per process. Rarer words
-  all weigh the maximum, so a word absent from the list weighs what a listed rare word would.
-* Rows are scored in groups, one per wordfreq list (the batch's languages), so each lookup
-  is one hash join of 64-bit token hashes against one language's table.
-* Most tokens are found as they stand: the words between spaces, in the forms the table
-  also holds (lower-case, capitalised, with a full stop or comma). Only the rest (other
-  punctuation, numbers, unknown words, Chinese/Japanese) go through a second pass on that
-  small subset: lower-case, split at punctuation, look up again. Each form in the table is
-  one the second pass reduces to the same word, so the result is the same as tokenising
-  every caption the slow way.
-* Weights are summed as integers (thousandths), so a caption's score is exact and identical
-  whatever else is in its batch.
+* The reference tables come from wordfreq's packaged "small" frequency lists (the words of
+  zipf above 3), built once per process and kept in the user's cache folder. Each entry
+  packs a word's weight (thousandths) and its kind (content word, function word,
+  sentence end, list separator) into one integer.
+* A caption is split into tokens by one regular expression (letter/digit runs, runs of one
+  CJK script, sentence ends, list separators); the tokens of a whole batch are one
+  exploded column, looked up by a binary search (or a join) of their 64-bit hashes.
+  Tokens the table lacks go through a second pass on that small subset.
+* Per-caption counts (words, function words, name-like words) and sums are segment sums
+  over the exploded column: no loop over rows. Weights are integers (thousandths), so a
+  caption's score is exact and identical whatever else is in its batch.
 """
 from __future__ import annotations
 
-import gzip
-from functools import lru_cache
-
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from curate.scoring.filters.base import TEXT, Filter
-
-# -- closed English word classes ---------------------------------------------------------
-# Colour, material, size/shape and count vocabulary after the attribute categories of
-# Visual Genome; spatial relations after its relationship predicates. Each class word earns
-# ATTRIBUTE_BONUS on top of its rarity.
-COLOURS = """red orange yellow green blue purple pink brown black white gray grey silver gold golden
-beige tan maroon navy teal turquoise violet crimson cream ivory bronze copper striped spotted
-plaid checkered dark light bright pale colorful colourful multicolored""".split()
-MATERIALS = """wooden wood metal metallic plastic glass stone brick concrete leather cotton wool
-denim paper cardboard ceramic marble steel iron rubber fabric silk straw wicker tiled""".split()
-SIZES = """small large big tiny huge tall short long wide narrow thin thick little giant
-round square rectangular circular curved flat empty full""".split()
-#: exact counts only: "three" says more than "several" (vague quantifiers are in VAGUE)
-COUNTS = """one two three four five six seven eight nine ten eleven twelve twenty dozen pair
-both single double triple twin twins half""".split()
-#: one-word relations. "top", "front", "next" and "side" are left out: they mostly occur in
-#: stock phrases ("on top of", "in front of", "next to") and keep only their rarity.
-SPATIAL = """near beside behind under underneath below above between inside outside across along
-against around atop beneath opposite toward towards left right center centre middle corner
-background foreground edge""".split()
-#: words that announce text visible in the image
-TEXT_WORDS = """says reads saying lettering inscription logo labeled labelled written writing
-text words letters sign signs banner""".split()
-ATTRIBUTES = COLOURS + MATERIALS + SIZES + COUNTS + SPATIAL + TEXT_WORDS
-
-#: English words that carry no content in a caption (weight 0, however rare): vague
-#: quantifiers ("a group of", "a couple of"), the existential verbs of stock captions ("a
-#: bench sitting in a park") and words about the picture rather than what is in it.
-VAGUE = """group groups couple bunch bunches lot lots number variety several many few some
-various assorted assortment kind kinds type types sort sorts array plenty numerous multiple""".split()
-FILLER = """sitting standing sits stands sit stand laying lying lays lies located seen shown
-displayed pictured depicted featuring features there""".split()
-PICTURE = """picture pictures photo photos photograph photographs image images pic pics shot
-shots view views closeup close up scene snapshot stock""".split()
-NO_CONTENT = VAGUE + FILLER + PICTURE
-#: evaluative or empty words: they make a caption generic, and each costs GENERIC_PENALTY
-GENERIC = """beautiful nice amazing awesome cool lovely stunning great gorgeous cute perfect best
-wonderful fantastic incredible epic adorable pretty something stuff thing things someone
-somebody object objects item items""".split()
-
-ZIPF_ZERO = 7.0  # weight = 7 - zipf: "the", "of", "a" (zipf above 7) carry nothing
-MAX_WORD_WEIGHT = 4.0  # words of zipf 3 and below (one per million words or rarer)
-ATTRIBUTE_BONUS = 1.0  # about one more content word
-GENERIC_PENALTY = 1.5
-NUMBER_WEIGHT = 2.0  # a number in digits: a count, a year, a model
-NO_TABLE_WEIGHT = 1.0  # per word, in a language wordfreq has no list for
-TEXT_BONUS = 2.0  # the caption quotes text seen in the image
-SCALE = 1000  # weights are summed as integer thousandths
-
-#: language labels (fastText's) -> wordfreq's code, where they differ
-ALIASES = {"no": "nb", "tl": "fil", "hr": "sh", "sr": "sh", "bs": "sh"}
-HAN = r"\p{Han}"
-KANA = r"\p{Hiragana}\p{Katakana}ー"
-QUOTES = ['"', "“", "”", "«", "»", "「", "」"]
-QUOTED = r"\"[^\"]{1,80}\"|“[^”]{1,80}”|«[^»]{1,80}»|「[^」]{1,80}」"
-PUNCTUATION = ".,;:!?-–—&|/()[]'*+•·…"  # lone marks between spaces (not quotes: see QUOTED)
-HASH_SEED = 0x5EED
-
-
-@lru_cache(maxsize=1)
-def table_languages() -> frozenset[str]:
-    import wordfreq
-
-    return frozenset(wordfreq.available_languages("small"))
-
-
-def table_language(lang: str | None) -> str:
-    """The wordfreq list for a caption's ``lang`` ("pt-BR" and "zh_Hant" use their
-    language's list): English when ``lang`` is null, "" (none) when wordfreq has no list
-    for the language."""
-    if lang is None:
-        return "en"
-    code = lang.lower().replace("_", "-").split("-")[0]
-    code = ALIASES.get(code, code)
-    return code if code in table_languages() else ""
-
-
-@lru_cache(maxsize=None)
-def reference_table(lang: str) -> pl.DataFrame:
-    """``w -> weight`` for one wordfreq language (built once per process).
-
-    weight = clip(7 - zipf, 0, 4), zipf being log10 of a word's occurrences per billion
-    words in wordfreq's list: the rarer a word in general text, the more it says about the
-    image. For English the closed classes above adjust it. Entries the tokeniser can never
-    produce (digits, punctuation, capitals, a possessive 's) are left out; single letters weigh 0
-    outside Chinese and Japanese; of Han-script entries only single characters and pairs
-    are kept (the only units the Han rule looks up).
-    """
-    import wordfreq
-
-    # bucket i of the packed list holds the words of zipf 9 - i/100; the "small" list is
-    # exactly the words of zipf above 3 (it agrees with the large list on all of them)
-    pack = wordfreq.get_frequency_list(lang, wordlist="small")
-    zipf = 9.0 - pl.col("bucket").cast(pl.Float64) / 100.0
-    w = pl.col("w")
-    df = (
-        pl.DataFrame({"w": pack}, schema={"w": pl.List(pl.String)})
-        .with_row_index("bucket")
-        .explode("w")
-        .drop_nulls("w")
-        .filter(w.str.contains(r"^[\p{L}\p{M}]+(?:'[\p{L}\p{M}]+)*$") & ~w.str.ends_with("'s"))
-        .filter(w == w.str.to_lowercase())
-        .filter(~w.str.contains(HAN) | (w.str.contains(f"^[{HAN}]{{1,2}}$")))
-        .unique("w", keep="first", maintain_order=True)
-        .select(
-            "w",
-            pl.when((w.str.len_chars() == 1) & ~w.str.contains(f"[{HAN}{KANA}]")).then(0.0)
-            .otherwise((ZIPF_ZERO - zipf).clip(0.0, MAX_WORD_WEIGHT)).alias("weight"),
-        )
-    )
-    if lang != "en":
-        return df
-    classes = pl.DataFrame({
-        "w": ATTRIBUTES + NO_CONTENT + GENERIC,
-        "cls": ["attr"] * len(ATTRIBUTES) + ["none"] * len(NO_CONTENT) + ["generic"] * len(GENERIC),
-    }).unique("w", keep="first", maintain_order=True)
-    weight = pl.col("weight").fill_null(MAX_WORD_WEIGHT)
-    return df.join(classes, on="w", how="full", coalesce=True, maintain_order="left").select(
-        "w",
-        pl.when(pl.col("cls") == "none").then(0.0)
-        .when(pl.col("cls") == "generic").then(-GENERIC_PENALTY)
-        .when(pl.col("cls") == "attr").then(weight + ATTRIBUTE_BONUS)
-        .otherwise(weight).alias("weight"),
-    )
-
-
-def _disk_cached(build):
-    """Keep a keyed table in the user's cache folder (an Arrow IPC file), so that a worker
-    reads it in milliseconds instead of rebuilding it from wordfreq (about 0.1 to 0.5 CPU-s
-    per language in every worker of every run). The file name carries every version the
-    table depends on: this filter's, wordfreq's and polars' (whose hash keys the table), and
-    its layout (sorted by key). A file that cannot be read is rebuilt; a cache folder that
-    cannot be written is skipped."""
-
-    @lru_cache(maxsize=None)
-    def cached(lang: str) -> pl.DataFrame:
-        import os
-        from importlib.metadata import version
-
-        from curate.layout import cache_root
-
-        name = (f"{build.__name__.strip('_')}-v{Specificity.version}-wordfreq{version('wordfreq')}"
-                f"-polars{pl.__version__}-sorted-{lang}.arrow")
-        path = cache_root() / "specificity" / name
-        try:
-            return pl.read_ipc(path)
-        except Exception:  # noqa: BLE001 - missing or damaged: rebuild below
-            pass
-        table = build(lang)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".tmp-{os.getpid()}-{name}")
-            table.write_ipc(tmp)
-            os.replace(tmp, path)
-        except OSError:
-            pass
-        return table
-
-    cached.__wrapped__ = build
-    return cached
-
-
-@_disk_cached
-def _keyed(lang: str) -> pl.DataFrame:
-    """The table keyed by ``hash(token)``, weights in thousandths, for whole tokens.
-
-    Besides each word it holds the forms a caption most often writes it in, so that the
-    first pass finds them as they stand: capitalised ("Dog"), and followed by a full stop
-    or comma ("dog.", "Dog,"); and lone punctuation marks (weight 0). Each form is one the
-    second pass reduces to that word alone. Words with Han characters are left to
-    ``_han_keyed``: the Han rule looks them up, never whole tokens.
-    """
-    w = pl.col("w")
-    plain = reference_table(lang).filter(~w.str.contains(HAN)).with_columns(lower=w)
-    capital = plain.with_columns(w.str.slice(0, 1).str.to_uppercase() + w.str.slice(1)).filter(
-        (w != pl.col("lower")) & (w.str.to_lowercase() == pl.col("lower"))
-    )
-    forms = pl.concat([plain, capital]).drop("lower")
-    forms = pl.concat([forms] + [forms.with_columns(w + p) for p in (".", ",")])
-    marks = pl.DataFrame({"w": list(PUNCTUATION), "weight": [0.0] * len(PUNCTUATION)})
-    return _hashed(pl.concat([forms, marks]))
-
-
-@_disk_cached
-def _han_keyed(lang: str) -> pl.DataFrame:
-    """Single Han characters and two-character words of one list (zh or ja), keyed."""
-    return _hashed(reference_table(lang).filter(pl.col("w").str.contains(f"^[{HAN}]{{1,2}}$")))
-
-
-def _hashed(words: pl.DataFrame) -> pl.DataFrame:
-    """``k`` (the word's hash) -> ``v`` (weight in thousandths), sorted by ``k`` for
-    :func:`_lookup`; the first entry of a word wins."""
-    return words.select(
-        pl.col("w").hash(HASH_SEED).alias("k"), (pl.col("weight") * SCALE).round().cast(pl.Int64).alias("v")
-    ).unique("k", keep="first", maintain_order=True).sort("k")
-
-
-@lru_cache(maxsize=1)
-def _wordfreq_digest() -> str:
-    import hashlib
-    from importlib.util import find_spec
-    from pathlib import Path
-
-    from curate.hashing import file_sha256
-
-    spec = find_spec("wordfreq")  # its data folder, without importing it (0.2 s)
-    data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    h = hashlib.sha256()
-    for f in sorted(data.glob("small_*")) + [data / "_chinese_mapping.msgpack.gz"]:
-        h.update(f"{f.name} {file_sha256(f)}\n".encode())
-    return h.hexdigest()
-
-
-@lru_cache(maxsize=1)
-def _traditional_to_simplified() -> dict[str, str]:
-    """wordfreq's own character map (its Chinese list is in Simplified characters)."""
-    try:
-        import msgpack
-        from wordfreq.util import data_path
-
-        with gzip.open(data_path("_chinese_mapping.msgpack.gz")) as f:
-            mapping = msgpack.load(f, raw=False, strict_map_key=False)
-    except Exception:  # noqa: BLE001 - without the map Traditional text is only scored less well
-        return {}
-    return {chr(k): v for k, v in mapping.items() if chr(k) != v}
-
-
-#: Up to this many tokens, a lookup is a binary search (``np.searchsorted``) in the table's
-#: sorted keys: it builds nothing, where a join hashes the whole 300k-word table every time
-#: (about 20 ms, paid by each of the 30-odd languages of a batch of web captions). Beyond
-#: it a join's faster probing wins (about 0.3 against 0.05 s for a million tokens).
-SEARCH_MAX_TOKENS = 60_000
-
-
-def _lookup(tokens: pl.Series, keyed: pl.DataFrame | None) -> pl.Series:
-    """Weights (thousandths) of tokens in a keyed table (sorted by key); null where absent."""
-    if keyed is None or keyed.height == 0:
-        return pl.Series([None] * len(tokens), dtype=pl.Int64)
-    h = tokens.hash(HASH_SEED)
-    if len(h) > SEARCH_MAX_TOKENS:
-        return h.to_frame("k").join(keyed, on="k", how="left", maintain_order="left")["v"]
-    keys, values = keyed["k"].to_numpy(), keyed["v"].to_numpy()
-    h = h.to_numpy()
-    pos = np.searchsorted(keys, h).clip(max=len(keys) - 1)
-    hit = keys[pos] == h
-    return pl.from_arrow(pa.array(np.where(hit, values[pos], 0), mask=~hit))
-
-
-def _segment_sums(values: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Sums of consecutive segments of these lengths (each at least 1); exact for integers."""
-    if len(lens) == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.zeros(len(lens), dtype=np.int64)
-    np.cumsum(lens[:-1], out=starts[1:])
-    return np.add.reduceat(values, starts)
-
-
-def _fill_missing(found: pl.Series, parts: pl.Series, score_missing) -> np.ndarray:
-    """``found`` as an array, its nulls replaced by ``score_missing(parts at the nulls)``."""
-    out = found.fill_null(0).to_numpy().copy()
-    missing = found.is_null().arg_true().to_numpy()
-    if len(missing):
-        out[missing] = score_missing(parts.gather(missing))
-    return out
+from curate.scoring.filters.specificity_tables import (
+    fill_missing,
+    han_keyed,
+    keyed,
+    lookup,
+    lookup_np,
+    pack,
+    segment_sums,
+    sentence_share,
+    table_language,
+    traditional_to_simplified,
+    unpack,
+    wordfreq_digest,
+)
+from curate.scoring.filters.specificity_words import (
+    CJK,
+    CODE,
+    CONTENT,
+    FAST_PATH,
+    FLOOR,
+    FUNCTION,
+    HAN,
+    HASH_SEED,
+    KANA,
+    MAX_WORD_WEIGHT,
+    NAME_SHARE,
+    NAME_WEIGHT,
+    NO_TABLE_WEIGHT,
+    NOUN_CAPITALS,
+    NUMBER,
+    NUMBER_WEIGHT,
+    PRIOR_WORDS,
+    QUOTED,
+    QUOTES,
+    REPEAT_WINDOW,
+    SCALE,
+    SEPARATOR,
+    SEPARATORS,
+    STOP,
+    STOPS,
+    TEXT_BONUS,
+    TOKEN,
+    UNKNOWN,
+    UNKNOWN_WEIGHT,
+    VERSION,
+)
 
 
 class Specificity(Filter):
-    """How concrete and descriptive a caption is. Higher is more specific.
+    """How much of a picture a caption describes. Higher is more specific.
 
-    Rule: the sum, over the caption's words, of how rare each word is in general text:
-    ``clip(7 - zipf, 0, 4)`` from wordfreq's frozen frequency list for the caption's
-    language (``lang``; English when null). A word missing from the list weighs 4 (it is
-    rarer than zipf 3), a number in digits 2, a letter-digit code 0, a single letter 0; in a
-    language wordfreq has no list for, every word weighs 1. English closed classes adjust
-    this: colour, material, size/shape, exact-count, spatial-relation and text-in-image
-    words earn +1; vague quantifiers ("group", "couple", "several"), the existential verbs
-    of stock captions ("sitting", "standing") and words about the picture ("photo",
-    "image", "view") weigh 0; evaluative and empty words ("beautiful", "nice",
-    "something") cost 1.5 each. A caption that quotes text in quotation marks gains 2.
+    Rule: ``score = (sum of word weights + 2 if it quotes text) * sentence factor``.
 
-    Chinese and Japanese have no spaces. A run of Han characters is scored character by
-    character: each character weighs half (two characters make a word, as in
-    ``word_count``) the rarer of itself and of the two-character word it starts, as listed
-    in wordfreq's zh list (ja for Japanese rows; Traditional characters mapped to
-    Simplified with wordfreq's own map); unlisted units weigh nothing. A kana run is one
-    word: looked up whole, otherwise katakana (loanwords) weigh 4 and hiragana (mostly
-    grammar) 0. This needs no segmenter and puts a Chinese caption on the scale of its
-    English translation (median ratio about 1.0 on Multi30k's aligned captions).
+    Word weights. A word weighs how rare it is in general text, ``clip(7 - zipf, 0, 4)``
+    from wordfreq's frozen frequency list for the caption's language (``lang``; English
+    when null), 4 for a lower-case word rarer than the list goes. English closed classes
+    adjust this: colour, material, size/shape, exact-count, spatial-relation and
+    text-in-image words (after Visual Genome's attribute and relation categories) earn +1;
+    vague quantifiers, the stock verbs "sitting"/"standing" and words about the picture
+    ("photo", "image", "view") weigh 0; evaluative words ("beautiful", "something") and
+    first- and second-person pronouns ("my", "your": a writer or a reader, not the picture)
+    cost 1.5; abstract nouns by their derivational suffix ("-tion", "-ness", "-ity", ...)
+    weigh at most 1. What names no thing seen weighs little: a capitalised word inside a
+    sentence (a name, a brand, a Title Case product word) at most 1, except in German,
+    which capitalises every noun, and in captions with no lower-case letter; a number of
+    1 or 2 digits (a count) 1.5, longer numbers (years, prices, model numbers) and
+    letter-digit codes 0. A word that repeats one of the 6 words of weight 1 or more just
+    before it adds nothing (keyword stuffing). Chinese and Japanese have no spaces: a Han
+    run weighs, per character, half the rarer of the character and of the two-character
+    word it starts (zh list, or ja for Japanese rows; Traditional mapped to Simplified);
+    katakana runs 4, hiragana 0. In a language wordfreq has no list for, every word weighs 1.
 
-    The tables are frozen, so a caption's score never depends on the rest of its batch.
-    Unit: points. A COCO caption scores about 7 to 25, a 100-word description 100 and up,
-    empty text 0; a generic caption can go below 0.
+    Sentence factor, 0.1 to 1: how much the caption reads as a description rather than a
+    keyword list or a title. Its function words (the 150 most frequent words of its
+    language's list, written in lower case or starting a sentence) are counted against its
+    words plus its list separators (commas, pipes, semicolons, slashes, lone dashes); the
+    share, shrunk towards the target by 3 pseudo-words, is compared with 0.9 times the share
+    function words have in the language's running text (their summed wordfreq frequency:
+    en 0.46, de 0.49, fr 0.56, cs 0.38, ar 0.30), so that a language without articles is
+    not penalised. The share of capitalised words inside the sentence above 0.4 lowers it
+    further (Title Case, runs of names). Chinese and Japanese text, without spaced words,
+    keeps a factor of 1.
+
+    Unit: points. A COCO caption scores about 6 to 25 (median 12), a 100-word description
+    100 and up, a product title or keyword list a few points, empty text 0; a generic
+    caption can go below 0. The tables are frozen, so a caption's score never depends on
+    the rest of its batch.
+
+    Sources: wordfreq 3 "small" lists (Speer 2022) for rarity and function words; Visual
+    Genome (Krishna et al. 2017) for the attribute and relation classes. Validity, measured
+    by ``benchmarks/validate_specificity.py`` with the default chain on ``../shared/data``,
+    on the half of the images (crc32 of ``group_id``, odd) not used to choose the
+    constants: medians d_* 121.6-174.2 > a_* 12.2-14.1 > c_* 3.9-10.6 (COCO against CC3M
+    x1.16); pooled a_*/c_* x1.89 (version 2: x1.1); THumB recall Spearman 0.290 on that
+    half, 0.373 pooled (version 2: 0.308, 0.375; word count 0.198); ImageInWords
+    side-by-side 30/31 (63/64 pooled); Multi30k translations against English: de x1.07
+    (Spearman 0.80), fr x1.05 (0.81), cs x1.01 (0.76); 26 of the 200 highest-scored LAION
+    rows are keyword lists or product titles by the script's surface rules (version 2: 114).
     """
 
     name = "specificity"
-    version = 2
+    version = VERSION
     default_min = 4.0
 
     def model_files(self) -> dict[str, str]:
         """The frozen word tables: one sha256 over wordfreq's "small" lists and its Chinese map."""
-        return {"wordfreq-small-lists": _wordfreq_digest()}
+        return {"wordfreq-small-lists": wordfreq_digest()}
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
         n = batch.height
@@ -351,87 +151,201 @@ class Specificity(Filter):
         return pl.DataFrame({column: points / SCALE})  # numpy division: 1900 -> 1.9 exactly
 
 
+def features(text: pl.Series, lang: str) -> dict[str, np.ndarray]:
+    """Per-caption counts and sums (thousandths) of captions that share one wordfreq list
+    ("" = none): ``content`` (the word weights), ``words``, ``function`` (function words
+    written as in a sentence), ``names`` (capitalised words inside a sentence),
+    ``separators`` (list separators) and ``quoted`` (1 where the caption quotes text).
+
+    Most tokens between spaces are found in the table as they stand (lower-cased, with a
+    full stop or comma attached). Only the rest are split by ``TOKEN`` into parts, each
+    classified alone, and summed back into their token."""
+    spaced = text.str.split(" ")
+    lens = spaced.list.len().to_numpy().astype(np.int64)
+    tok = spaced.explode()
+    hashes = tok.hash(HASH_SEED)
+    packed, hit = lookup_np(tok, keyed(lang) if lang and FAST_PATH else None, hashes)
+    kind, end, upper, weight = unpack(packed)
+    # a caption without a lower-case letter (all capitals, or a caseless script) says
+    # nothing by its capitals; nor does a language that capitalises every noun
+    check_case = bool(lang) and lang not in NOUN_CAPITALS
+    if check_case:
+        cased = np.repeat(text.str.contains(r"\p{Ll}").to_numpy(), lens)
+        upper &= cased
+    else:
+        cased = np.zeros(len(tok), dtype=bool)
+        upper[:] = False
+    stop = (kind == STOP) | (end == STOP)
+    miss = np.flatnonzero(~hit)
+    parts = None
+    if len(miss):  # tokens the table lacks: split into parts, summed back into them
+        missed = tok.gather(miss)
+        parts = _parts(missed, lang, cased[miss])
+        stop[miss] = parts["ends"]
+    first = np.zeros(len(kind), dtype=bool)
+    first[(np.cumsum(lens) - lens)[lens > 0]] = True  # each caption's first token
+    initial = first.copy()
+    initial[1:] |= stop[:-1]  # a token after a sentence end starts a sentence
+    wordish = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
+    names = wordish & upper & ~initial
+    np.minimum(weight, int(NAME_WEIGHT * SCALE), out=weight, where=names)
+    words = (wordish | (kind == NUMBER) | (kind == CODE)).astype(np.int64)
+    function = ((kind == FUNCTION) & ~names).astype(np.int64)
+    separators = ((kind == SEPARATOR) | (end == SEPARATOR)).astype(np.int64)
+    names = names.astype(np.int64)
+    if parts is not None:
+        lead = initial[miss]  # the token's first part starts a sentence
+        weight[miss] = parts["weight"] + np.where(lead, parts["lead_name_weight"], 0)
+        names[miss] = parts["names"] - np.where(lead, parts["lead_name"], 0)
+        function[miss] = parts["function"] + np.where(lead, parts["lead_name"] * parts["lead_function"], 0)
+        words[miss] = parts["words"]
+        separators[miss] = parts["separators"]
+    weight = _unrepeated(weight, hashes.to_numpy(), lens)
+    # text quoted from the image: quotation marks are never in the table, so only the
+    # captions of missed tokens can have them
+    quoted = np.zeros(len(lens), dtype=np.int64)
+    if len(miss):
+        marked = miss[missed.str.contains_any(QUOTES).to_numpy()]
+        rows = np.unique(np.repeat(np.arange(len(lens)), lens)[marked])
+        if len(rows):
+            quoted[rows] = text.gather(rows).str.contains(QUOTED).to_numpy()
+    out = {"content": segment_sums(weight, lens), "quoted": quoted}
+    counts = {"words": words, "function": function, "names": names, "separators": separators}
+    if len(text) and text.str.len_bytes().max() < (1 << 16):
+        # no count can reach 2^16: the four sums in one, 16 bits each
+        packed = words + (function << 16) + (names << 32) + (separators << 48)
+        sums = segment_sums(packed, lens)
+        for i, name in enumerate(counts):
+            out[name] = (sums >> (16 * i)) & 0xFFFF
+    else:
+        out.update({name: segment_sums(c, lens) for name, c in counts.items()})
+    return out
+
+
+def _parts(tok: pl.Series, lang: str, check_case: np.ndarray) -> dict[str, np.ndarray]:
+    """Sums over the parts (``TOKEN``) of tokens the table lacks, one value per token.
+    The first part of a token is counted as inside a sentence; ``lead_*`` say what changes
+    when the token starts a sentence: the first part is then no name (its weight back to
+    its own, ``lead_name_weight`` more), and a function word if it is one."""
+    sub = tok.str.replace_all(r"['’]s\b", "").str.extract_all(TOKEN)  # "dog's" is "dog"
+    n = sub.list.len().to_numpy().astype(np.int64)
+    part = sub.explode().drop_nulls()
+    low = part.str.to_lowercase()
+    packed, hit = lookup_np(low, keyed(lang) if lang else None)
+    miss = np.flatnonzero(~hit)
+    if len(miss):
+        packed = packed.copy()  # (a join's result is read-only)
+        packed[miss] = _second_pass(low.gather(miss), lang)
+    kind, _, _, own = unpack(packed)
+    starts = np.cumsum(n) - n
+    lead = np.zeros(len(part), dtype=bool)
+    lead[starts[n > 0]] = True
+    after_stop = np.zeros(len(part), dtype=bool)
+    after_stop[1:] = (kind[:-1] == STOP) & ~lead[1:]
+    wordish = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
+    upper = (part != low).to_numpy() & np.repeat(check_case, n)
+    names = wordish & upper & ~after_stop
+    weight = np.where(names, np.minimum(own, int(NAME_WEIGHT * SCALE)), own)
+    function = (kind == FUNCTION) & ~names
+    last = np.cumsum(n) - 1
+    ends = np.zeros(len(n), dtype=bool)
+    ends[n > 0] = kind[last[n > 0]] == STOP
+    lead_name = np.zeros(len(n), dtype=np.int64)
+    lead_name_weight = np.zeros(len(n), dtype=np.int64)
+    lead_function = np.zeros(len(n), dtype=np.int64)
+    has = n > 0
+    first = starts[has]
+    lead_name[has] = names[first]
+    lead_name_weight[has] = own[first] - weight[first]
+    lead_function[has] = kind[first] == FUNCTION
+    return {
+        "weight": segment_sums(weight, n),
+        "words": segment_sums((wordish | (kind == NUMBER) | (kind == CODE)).astype(np.int64), n),
+        "function": segment_sums(function.astype(np.int64), n),
+        "names": segment_sums(names.astype(np.int64), n),
+        "separators": segment_sums((kind == SEPARATOR).astype(np.int64), n),
+        "ends": ends,
+        "lead_name": lead_name,
+        "lead_name_weight": lead_name_weight,
+        "lead_function": lead_function,
+    }
+
+
+def _unrepeated(weight: np.ndarray, key: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """``weight``, 0 where a word of weight 1 or more repeats (by the hash it was looked
+    up by) one of the REPEAT_WINDOW such words before it in the same caption."""
+    at = np.flatnonzero(weight >= SCALE)
+    row = np.repeat(np.arange(len(lens), dtype=np.uint64), lens)[at]
+    k = key[at].astype(np.uint64) ^ (row * np.uint64(0x9E3779B97F4A7C15))  # never equal across captions
+    again = np.zeros(len(k), dtype=bool)
+    for shift in range(1, REPEAT_WINDOW + 1):  # a loop over offsets, not rows
+        again[shift:] |= k[shift:] == k[:-shift]
+    out = weight.copy()
+    out[at[again]] = 0
+    return out
+
+
+def sentence_factor(f: dict[str, np.ndarray], lang: str) -> np.ndarray:
+    """FLOOR .. 1: how much a caption reads as a sentence. Two shares, each shrunk towards
+    its plain-sentence level by PRIOR_WORDS pseudo-words: function words among words and
+    list separators (the glue of a sentence against the glue of a list); capitalised
+    words inside a sentence among words (Title Case, runs of names), which a share up to
+    NAME_SHARE does not penalise."""
+    level = sentence_share(lang)
+    glue = (f["function"] + PRIOR_WORDS * level) / (f["words"] + f["separators"] + PRIOR_WORDS)
+    sentence = np.clip(glue / level, 0.0, 1.0)
+    names = f["names"] / (f["words"] + PRIOR_WORDS)
+    sentence *= np.clip((1.0 - names) / (1.0 - NAME_SHARE), 0.0, 1.0)
+    return FLOOR + (1.0 - FLOOR) * sentence
+
+
 def _score_texts(text: pl.Series, lang: str) -> np.ndarray:
     """Points (thousandths) of captions that share one wordfreq list ("" = none)."""
-    toks = text.str.split(" ")
-    lens = toks.list.len().to_numpy()
-    tok = toks.explode()
-    found = _lookup(tok, _keyed(lang) if lang else None)
-    weights = found.fill_null(0).to_numpy().copy()
-    miss = found.is_null().arg_true().to_numpy()
-    if len(miss) == 0:
-        return _segment_sums(weights, lens)
-    missed = tok.gather(miss)
-    weights[miss] = _second_pass(missed, lang)
-    points = _segment_sums(weights, lens)
-    # text quoted from the image: quotation marks are never in the table, so only the rows
-    # of missed tokens can have them
-    quote = missed.str.contains_any(QUOTES).to_numpy()
-    if quote.any():
-        rows = np.unique(np.repeat(np.arange(len(text)), lens)[miss[quote]])
-        quoted = text.gather(rows).str.contains(QUOTED).to_numpy()
-        points[rows[quoted]] += int(TEXT_BONUS * SCALE)
-    return points
+    f = features(text, lang)
+    content = f["content"] + f["quoted"] * int(TEXT_BONUS * SCALE)
+    factor = sentence_factor(f, lang) if lang else 1.0
+    return np.round(content * factor).astype(np.int64)
 
 
-def _second_pass(tok: pl.Series, lang: str) -> np.ndarray:
-    """Tokens the first pass did not find: lower-cased, split at punctuation and symbols,
-    looked up again; a token's weight is the sum of its parts'."""
-    parts = (
-        tok.str.to_lowercase()
-        .str.replace_many(["’", "ß", "ς"], ["'", "ss", "σ"])  # wordfreq case-folds: "groß" is "gross"
-        .str.replace_all(r"'s\b|[^\p{L}\p{M}\p{N}']+", " ")
-        .str.strip_chars()
-        .str.split(" ")
-    )
-    lens = parts.list.len().to_numpy()
-    part = parts.explode().str.strip_chars("'")
-    found = _lookup(part, _keyed(lang) if lang else None)
-    return _segment_sums(_fill_missing(found, part, lambda p: _unlisted(p, lang)), lens)
+def _second_pass(low: pl.Series, lang: str) -> np.ndarray:
+    """Packed values of lower-case parts (``TOKEN``) the table lacks: other spellings of a
+    listed word ("groß" is listed as "gross"), numbers, codes, Chinese/Japanese runs,
+    punctuation (where there is no table) and unknown words."""
+    unknown = int((UNKNOWN_WEIGHT if lang else NO_TABLE_WEIGHT) * SCALE)
+    out = np.full(len(low), pack(unknown, 0, UNKNOWN), dtype=np.int64)
+    digits = low.str.count_matches(r"\p{N}").to_numpy()
+    number = digits == low.str.len_chars().to_numpy()
+    out[number] = pack(np.where(digits[number] <= 2, int(NUMBER_WEIGHT * SCALE), 0), 0, NUMBER)
+    out[~number & (digits > 0)] = pack(0, 0, CODE)  # a code: "dsc0042", "x200"
+    out[low.is_in(STOPS).to_numpy()] = pack(0, 0, STOP)
+    out[low.is_in(SEPARATORS).to_numpy()] = pack(0, 0, SEPARATOR)
+    fold = low.str.contains_any(["ß", "ς"]).arg_true()
+    if len(fold) and lang:
+        again = lookup(low.gather(fold).str.replace_many(["ß", "ς"], ["ss", "σ"]), keyed(lang))
+        hit = again.is_not_null().to_numpy()
+        out[fold.to_numpy()[hit]] = again.to_numpy()[hit]
+    cjk = low.str.contains(f"^[{HAN}{KANA}]").arg_true()
+    if len(cjk):
+        out[cjk.to_numpy()] = pack(_cjk(low.gather(cjk), "ja" if lang == "ja" else "zh"), 0, CJK)
+    return out
 
 
-def _unlisted(part: pl.Series, lang: str) -> np.ndarray:
-    """Lower-case parts absent from the list: empty, numbers, codes, Chinese/Japanese,
-    unknown words."""
-    s = pl.col("p")
-    digits = s.str.count_matches(r"\p{N}")
-    v = part.to_frame("p").select(
-        pl.when(s == "").then(0)
-        .when(digits == s.str.len_chars()).then(int(NUMBER_WEIGHT * SCALE))
-        .when(s.str.contains(f"[{HAN}{KANA}]")).then(None)  # below
-        .when(digits > 0).then(0)  # a code: "dsc0042", "x200"
-        .otherwise(int((MAX_WORD_WEIGHT if lang else NO_TABLE_WEIGHT) * SCALE))
-    ).to_series()
-    return _fill_missing(v, part, lambda p: _cjk(p, "ja" if lang == "ja" else "zh"))
-
-
-def _cjk(part: pl.Series, lang: str) -> np.ndarray:
-    """Parts with Han or kana, split into runs of one script. A Han run goes to the Han
-    rule. A kana run is one word, looked up whole; unlisted, katakana (loanwords) weigh the
-    most and hiragana (mostly grammar) nothing. Other runs ("t" of "t恤") weigh the most."""
-    runs = (
-        part.str.replace_all(f"([{HAN}]+|\\p{{Hiragana}}+|[\\p{{Katakana}}ー]+)", " $1 ")
-        .str.strip_chars()
-        .str.split(" ")
-    )
-    lens = runs.list.len().to_numpy()
-    run = runs.explode()
-    s = pl.col("r")
-    found = _lookup(run, _keyed(lang)).rename("v")
-    v = pl.DataFrame({"r": run, "v": found}).select(
-        pl.when(pl.col("v").is_not_null()).then(pl.col("v"))
-        .when(s == "").then(0)
-        .when(s.str.contains(f"^[{HAN}]")).then(None)  # below
-        .when(s.str.contains(r"^\p{Hiragana}")).then(0)
+def _cjk(run: pl.Series, lang: str) -> np.ndarray:
+    """Weights (thousandths) of runs of one CJK script that the table lacks: a Han run goes
+    to the Han rule; an unlisted katakana run (a loanword) weighs the most, a hiragana run
+    (mostly grammar) nothing."""
+    v = run.to_frame("r").select(
+        pl.when(pl.col("r").str.contains(f"^[{HAN}]")).then(None)
+        .when(pl.col("r").str.contains(r"^\p{Hiragana}")).then(0)
         .otherwise(int(MAX_WORD_WEIGHT * SCALE))
     ).to_series()
-    return _segment_sums(_fill_missing(v, run, lambda r: _han(r, lang)), lens)
+    return fill_missing(v, run, lambda r: _han(r, lang))
 
 
 def _han(run: pl.Series, lang: str) -> np.ndarray:
     """Han runs: per character, half the larger weight of the character and of the
     two-character word it starts, each counted only where the list has it."""
-    mapping = _traditional_to_simplified() if lang == "zh" else {}
+    mapping = traditional_to_simplified() if lang == "zh" else {}
     if mapping:
         run = run.str.replace_many(mapping)
     chars = run.str.split("")
@@ -440,9 +354,9 @@ def _han(run: pl.Series, lang: str) -> np.ndarray:
     last = np.zeros(len(char), dtype=bool)
     last[np.cumsum(lens) - 1] = True
     pair = pl.select(pl.when(pl.Series(last)).then(None).otherwise(char + char.shift(-1))).to_series()
-    keyed = _han_keyed(lang)
-    one = _lookup(char, keyed).fill_null(0)
-    two = _lookup(pair, keyed)
+    keyed = han_keyed(lang)
+    one = lookup(char, keyed).fill_null(0)
+    two = lookup(pair, keyed)
     two = pl.select(pl.when(pair.is_not_null()).then(two).otherwise(0).fill_null(0)).to_series()
     per_char = pl.select(pl.max_horizontal(one, two) // 2).to_series().to_numpy()
-    return _segment_sums(per_char, lens)
+    return segment_sums(per_char, lens)
