@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from curate.scoring.filters.base import TEXT, Filter
+from curate.scoring.filters.classifier import Classifier
 from curate.scoring.filters.junk import Junk
 from curate.scoring.filters.language import Language
 from curate.scoring.filters.length import Length
@@ -16,6 +17,7 @@ FILTERS: dict[str, type[Filter]] = {
     "junk": Junk,
     "repetition": Repetition,
     "neardup": NearDup,
+    "classifier": Classifier,
 }
 
 __all__ = ["FILTERS", "TEXT", "Filter"]
