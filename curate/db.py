@@ -30,7 +30,10 @@ def connect(threads: int | None = None, temp_dir: Path | None = None):
     import duckdb
 
     con = duckdb.connect(config={"preserve_insertion_order": True})
-    con.execute("SET enable_progress_bar = false")
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:  # in a Jupyter kernel without ipywidgets DuckDB refuses the setting itself
+        pass
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if temp_dir is not None:

@@ -250,7 +250,7 @@ def test_human_captions_vs_web_alt_text(human_vs_web, tmp_path, method):
     v = meta["validation"]
     assert v["classifier"]["rows"] > 8000  # about half of the 18k captions
     assert v["classifier"]["roc_auc"] > 0.93
-    assert v["classifier"]["roc_auc"] > v["specificity"]["roc_auc"] + 0.2
+    assert v["classifier"]["roc_auc"] > v["specificity"]["roc_auc"] + 0.1  # trained for the task, it beats the generic score
 
 
 def test_thumb_top_third_vs_bottom_third(read_data, tmp_path):

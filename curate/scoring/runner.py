@@ -82,9 +82,13 @@ Backend = Callable[[list[InputFile], Path, Chain, ScoreOptions, list[str], "Prog
                    tuple[list[dict], list[Path], int, "dict | None"]]
 
 
-def _state_key(chain: Chain, files: list[InputFile], opts: ScoreOptions, carry: list[str]) -> str:
+def _state_key(chain: Chain, files: list[InputFile], opts: ScoreOptions, carry: list[str],
+               model_files: dict[str, str]) -> str:
+    """What the parts depend on: a part of an earlier attempt is reused only when all of it
+    is the same (a model retrained in place changes its hash, and so the key)."""
     desc = {
         "scoring": chain.scoring_key(),
+        "models": model_files,
         "inputs": [f.describe() for f in files],
         "caption": opts.caption_column,
         "id": opts.id_column,
@@ -237,7 +241,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
 
 def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, model_files, total,
                   t_start, progress, total_cb, backend: Backend) -> dict:
-    key = _state_key(chain, files, opts, carry)
+    key = _state_key(chain, files, opts, carry, model_files)
     snap = run_snapshot(out)
     version = _version_for(out, snap, key, opts.overwrite)
     (version / SCORES).mkdir(exist_ok=True)
