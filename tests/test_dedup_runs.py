@@ -178,3 +178,40 @@ def test_a_held_lock_on_one_run_stops_the_set(tmp_path):
         with pytest.raises(CurateError, match="b"):
             dedup([a, b])
     assert not (a / "dedup" / "groups.parquet").exists()
+
+
+# -- mixtures and explain across the set ---------------------------------------------------
+
+
+def test_per_dup_group_cap_spans_runs_deduplicated_together(corpus, tmp_path):
+    from curate.audit.explain import explain
+    from curate.mix.build import build_mixture
+    from tests.test_mix import write_recipe
+
+    runs = {"human": corpus["human"], "web": corpus["web"]}
+    recipe = write_recipe(tmp_path / "r.toml", runs, {"human": {"share": 0.5}, "web": {"share": 0.5}},
+                          caps={"per_dup_group": 1}, size=300, seed=3, quality="1.0")
+    dedup(corpus["human"])
+    dedup(corpus["web"])  # apart: two group spaces, so a caption can be drawn from both runs
+    build_mixture(recipe, tmp_path / "apart")
+    apart = pl.read_parquet(tmp_path / "apart" / "manifest.parquet")
+    dedup([corpus["human"], corpus["web"]], DedupOptions(cache=str(corpus["tmp"] / "cache")))
+    build_mixture(recipe, tmp_path / "together")
+    m = pl.read_parquet(tmp_path / "together" / "manifest.parquet")
+    assert m.group_by("dup_group").len()["len"].max() == 1
+    # the same groups held apart: some were drawn from both runs
+    joint = pl.concat([groups(corpus["human"]), groups(corpus["web"])]).select("sample_id", pl.col("dup_group").alias("j"))
+    assert apart.join(joint, on="sample_id").group_by("j").len()["len"].max() >= 2
+    # explain names the duplicates in the other run
+    copy = groups(corpus["web"]).filter(pl.col("dup_group").is_in(groups(corpus["human"])["sample_id"].implode()))
+    e = explain(int(copy["sample_id"][0]), run=corpus["web"])
+    assert e["dedup"]["in_other_runs"] and e["dedup"]["in_other_runs"][0]["run"] == str(corpus["human"].resolve())
+    assert e["dedup"]["representative_run"] == str(corpus["human"].resolve())
+    # a member scored again: the cap refuses the stale set with one line
+    run_json = corpus["human"] / "run.json"
+    saved = run_json.read_text()
+    run_json.write_text(json.dumps({**json.loads(saved), "key": "scored-again"}))
+    try:
+        one_line_error(invoke("mix", recipe, "--out", tmp_path / "again"), "scored again since")
+    finally:
+        run_json.write_text(saved)
