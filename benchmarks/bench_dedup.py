@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, OUT, SEED, caption_pool, cores, run_measured  # noqa: E402
 
-TARGET_SECONDS = 180
-TARGET_MEM_MIB = 6 * 1024
+TARGET_SECONDS = 120  # issue 13: 1M captions end to end on 2 cores
+TARGET_MEM_MIB = 1536  # issue 13: peak memory of the process tree at 1M
 PREFIXES = ["Stock Photo - ", "Stock Image: ", "Royalty Free Stock Photo: ", "stock photo of "]
 SUFFIXES = [" - royalty free image", " stock photo", " | Shutterstock", " - Stock Image #4823991"]
 
@@ -193,7 +193,7 @@ def main() -> None:
     ok_t = cold["seconds"] <= TARGET_SECONDS
     ok_m = cold["mem"].peak_rss_sum_kib / 1024 <= TARGET_MEM_MIB
     print(f"\ntarget: {args.rows:,} captions in <= {TARGET_SECONDS} s ({'met' if ok_t else 'NOT met'}), "
-          f"peak memory < {TARGET_MEM_MIB // 1024} GiB ({'met' if ok_m else 'NOT met'}); "
+          f"peak memory <= {TARGET_MEM_MIB} MiB ({'met' if ok_m else 'NOT met'}); "
           f"load average now {os.getloadavg()[0]:.1f}")
     bench_minilm(args.minilm_rows, args.seed)
 

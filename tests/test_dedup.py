@@ -295,18 +295,29 @@ def test_partitioned_search_agrees_with_exact(monkeypatch):
 
 @pytest.mark.parametrize("prefix", A_AND_C)
 def test_copies_found_and_distinct_captions_kept_apart(read_data, tmp_path, prefix):
-    """Default settings: >= 95% of near copies land in their original's group, and at most
-    3% of distinct captions share a group with another distinct caption."""
-    d = originals(read_data, prefix)
-    rate = merge_rate(run_groups(d, tmp_path / "orig"))
-    full, copies = with_copies(d, 350, seed=11)
-    hits = recall(run_groups(full, tmp_path / "copies"), copies)
-    by_kind = dict(hits.group_by("kind").agg(pl.col("hit").mean()).iter_rows())
-    print(f"{prefix}: recall {hits['hit'].mean():.3f} merged {rate:.3f} by kind {by_kind}")
-    assert hits["hit"].mean() >= 0.95, by_kind
-    assert rate <= 0.03
-    for kind in ("case", "punct", "space", "swap", "prefix", "suffix"):
-        assert by_kind[kind] >= 0.97, (kind, by_kind)
+    """Default settings (issue 13's margin): >= 97% of near copies land in their original's
+    group, and at most 2.5% of distinct captions share a group with another distinct
+    caption, on the whole file and on the half of its images (split by a hash of group_id)
+    the preset's threshold was not looked at on (issue 13 compared 0.75, 0.8 and 0.85 on the
+    even half; 0.75 kept: see the README's near-duplicates section)."""
+    from curate.hashing import text_hash64
+
+    full_d = originals(read_data, prefix)
+    held = full_d.filter(text_hash64(full_d["group_id"].cast(pl.String)) % 2 == 1)
+    for name, d in (("file", full_d), ("held-out half", held)):
+        rate = merge_rate(run_groups(d, tmp_path / f"{name}-orig"))
+        full, copies = with_copies(d, 350, seed=11)
+        hits = recall(run_groups(full, tmp_path / f"{name}-copies"), copies)
+        by_kind = dict(hits.group_by("kind").agg(pl.col("hit").mean()).iter_rows())
+        print(f"{prefix} {name}: recall {hits['hit'].mean():.3f} merged {rate:.4f} by kind {by_kind}")
+        assert rate <= 0.025, name
+        if name == "held-out half":
+            # recall on 350 copies of the half (50 a kind) is printed, not asserted: measured
+            # 0.951 (c_redcaps) to 1.0; one-word drops from 3-4 word captions are the misses
+            continue
+        assert hits["hit"].mean() >= 0.97, by_kind
+        for kind in ("case", "punct", "space", "swap", "prefix", "suffix"):
+            assert by_kind[kind] >= 0.97, (kind, by_kind)
 
 
 def test_same_image_paraphrases_are_rarely_merged_by_default(read_data, tmp_path):

@@ -24,6 +24,7 @@ from curate.audit.lookup import (
     sandboxed,
 )
 from curate.db import duck_error, first_row, ident, sql_str
+from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
 from curate.layout import RUN_JSON, groups_path, load_run, scores_glob
 from curate.mix.manifest import load_mixture, resolve_source_file
@@ -31,6 +32,10 @@ from curate.mix.recipe import Recipe
 from curate.mix.sql import RunSource, render_sql, sampling_u
 from curate.scoring.chain import chain_of_record
 from curate.scoring.decision import step_outcomes
+
+
+#: duplicates listed per other run of a set
+MAX_OTHERS = 20
 
 
 def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dict[str, RunSource],
@@ -166,7 +171,33 @@ def _dedup(con, run: Path, sid: int) -> dict | None:
             "ORDER BY sample_id LIMIT 1", [r["dup_group"]]
         )
         out["representative"] = rep[0] if rep else None
+        out.update(_other_runs(run, r["dup_group"], out))
     return out
+
+
+def _other_runs(run: Path, group: int, out: dict) -> dict:
+    """Duplicates in the other runs of the set ``run`` was deduplicated in (read with Polars:
+    their groups files are not among the connection's sources)."""
+    the_set = set_of(run)
+    if the_set is None or len(the_set["runs"]) < 2:
+        return {}
+    found = []
+    for m in the_set["runs"]:
+        g = groups_path(m["path"])
+        if Path(m["path"]) == Path(run).resolve() or not g.is_file():
+            continue
+        rows = (pl.scan_parquet(g).filter(pl.col("dup_group") == group)
+                .select("sample_id", "is_representative", "dup_kind", "score__neardup").head(MAX_OTHERS).collect())
+        found += [{"run": m["path"], **x} for x in rows.to_dicts()]
+    res: dict[str, Any] = {"set": {"id": the_set["id"], "runs": [m["path"] for m in the_set["runs"]]},
+                           "in_other_runs": found}
+    if out.get("representative") is None:
+        res["representative"] = next((x["sample_id"] for x in found if x["is_representative"]), None)
+        res["representative_run"] = next((x["run"] for x in found if x["is_representative"]), None)
+    stale = set_problem(run)
+    if stale:
+        res["set_stale"] = stale
+    return res
 
 
 def _mix_status(con, sid: int, recipe: Recipe, runs: list[RunSource], name: str | None,
@@ -221,10 +252,10 @@ def _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per) -> str:
         g = first_row(con, f"SELECT dup_group FROM read_parquet({sql_str(str(r.groups))}) WHERE sample_id = ?::UBIGINT",
                       [sid])
         if g and g[0] is not None:
-            restrict = (f"s.sample_id IN (SELECT sample_id FROM read_parquet({sql_str(str(r.groups))}) "
-                        f"WHERE dup_group = {int(g[0])})")
-            sql = render_sql(recipe, runs, restrict=restrict, upto="hashed")
-            n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE run = {sql_str(r.name)} AND {better}", args)[0]
+            # g: every source's groups (joined when per_dup_group is set); the space: runs deduplicated together
+            sql = render_sql(recipe, runs, restrict=f"g.dup_group = {int(g[0])}", upto="hashed")
+            space = sql_str(r.dup_space or r.name)
+            n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE dup_space = {space} AND {better}", args)[0]
             if n >= caps.per_dup_group:
                 return (f"capped: {n} eligible row(s) of its near-duplicate group {g[0]} have a higher quality "
                         f"(cap: {caps.per_dup_group} per group)")

@@ -146,7 +146,7 @@ def report(target, out):
 
 
 @click.command()
-@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="RUN [RUN ...]")
 @click.option("--preset", type=click.Choice(["copies", "paraphrase"]), default="copies", show_default=True,
               help="copies: near-verbatim and templated copies (static embedder, min(cosine, word Jaccard) > 0.75); "
                    "paraphrase: same meaning in other words (minilm, cosine > 0.8).")
@@ -158,18 +158,26 @@ def report(target, out):
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where embedding and neighbour search run: this process, or Ray (an actor pool embeds, tasks search the k-means partitions).")
 @click.option("--address", default=None, help="With --engine ray: a running Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray.")
+@click.option("--prefer", multiple=True, metavar="RUN",
+              help="With several runs: this run's rows represent their groups first (repeat: most preferred first), e.g. human captions over web alt-text.")
+@click.option("--cache", default=None, type=click.Path(file_okay=False),
+              help="Folder for the embeddings and the kNN table (default: RUN/dedup for one run, $CURATE_CACHE/dedup for several); texts embedded once are reused by every set that uses it.")
 @friendly
-def dedup(run, preset, embedder, threshold, device, k, order, engine, address):
-    """Find near-duplicate groups in a scored run and score each row against better ones.
+def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, prefer, cache):
+    """Find near-duplicate groups in scored runs and score each row against better ones.
 
-    Writes RUN/dedup/groups.parquet (dup_group, group_size, is_representative, nearest_id,
-    nearest_cosine, score__neardup), the kNN table RUN/dedup/neighbors/ and, last,
-    RUN/dedup/dedup.json. Embeddings are cached in RUN/dedup/embeddings, so a new
-    threshold re-decides without re-embedding. A chain with a neardup filter applies it.
+    Several runs are deduplicated together, in one group space: a caption in two runs is one
+    group, represented by its best row across them. Writes, for each run,
+    RUN/dedup/groups.parquet (dup_group, group_size, is_representative, nearest_id,
+    nearest_cosine, score__neardup) and, last, RUN/dedup/dedup.json (naming the whole set).
+    Embeddings and the kNN table are cached by content (see --cache), so a new threshold
+    re-decides without re-embedding and a run added later embeds only its new texts. A chain
+    with a neardup filter applies the decision.
 
     \b
     Example:
       curate dedup runs/web
+      curate dedup runs/coco runs/web --prefer runs/coco --cache runs/.dedup-cache
       curate dedup runs/web --preset paraphrase --device cuda
       curate dedup /shared/runs/web --engine ray --address auto --device cuda
     """
@@ -177,18 +185,25 @@ def dedup(run, preset, embedder, threshold, device, k, order, engine, address):
     from curate.engines import dedup as run_dedup
 
     console = make_console()
+    opts = DedupOptions(embedder, threshold, device, k, preset, order, engine, address, list(prefer), cache)
     with RichReporter(console) as reporter:
-        info = run_dedup(run, DedupOptions(embedder, threshold, device, k, preset, order, engine, address), reporter)
-    c, t = info["counts"], info["timings"]
+        info = run_dedup(list(runs), opts, reporter)
+    c, t = info["set_counts"], info["timings"]
     console.print(
         f"{c['rows']:,} rows, {c['texts']:,} distinct texts: {c['duplicate_rows']:,} duplicates "
         f"({c['exact']:,} exact, {c['near']:,} near) in {c['groups_with_duplicates']:,} groups "
         f"(largest {c['largest_group']:,}); {c['kept']:,} representatives and singletons"
     )
+    if len(runs) > 1:
+        for run, rc in info["per_run"].items():
+            console.print(f"  {run}: {rc['rows']:,} rows, {rc['duplicate_rows']:,} duplicates, {rc['kept']:,} kept; "
+                          f"{rc['represented_by_other_runs']:,} in groups another run represents",
+                          markup=False, highlight=False)
     nb = "reused" if info["neighbors"]["reused"] else f"{info['index']['type'].split(' (')[0]}, k={info['k']}"
+    wrote = ", ".join(str(Path(r) / "dedup") for r in runs)
     console.print(
         f"{info['preset']}: {info['rule']} > {info['threshold']}, {info['embedder']['embedder']}, "
-        f"neighbours {nb}; {t['total_s']:.1f} s; wrote {Path(run) / 'dedup'}\n"
+        f"neighbours {nb}; {t['total_s']:.1f} s; wrote {wrote}\n"
         f"apply with `curate decide` and a chain whose last filter is: "
         f"[[filter]] name = \"neardup\" max = {info['threshold']}", markup=False, highlight=False,
     )

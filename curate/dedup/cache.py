@@ -115,17 +115,39 @@ class EmbeddingCache:
         return self.vecs[idx].astype(np.float32)
 
 
+def seed_from(cache: EmbeddingCache, hashes: np.ndarray, also: "list[Path] | tuple" = ()) -> int:
+    """Copy into ``cache`` the vectors of ``hashes`` that it lacks and the caches in ``also``
+    (other folders, same model) hold: a run deduplicated alone before keeps its vectors when
+    it joins a set. Returns how many were copied."""
+    copied = 0
+    for folder in also:
+        need = cache.missing(hashes)
+        if not need.any() or Path(folder).resolve() == cache.dir.parent.resolve():
+            continue
+        if not (Path(folder) / cache.embedder.model_hash[:16] / MANIFEST).is_file():
+            continue
+        other = EmbeddingCache(folder, cache.embedder)
+        want = hashes[need]
+        have = want[~other.missing(want)]
+        if len(have):
+            cache.add(have, other.lookup(have))
+            copied += len(have)
+    return copied
+
+
 def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cache_dir: Path,
                 progress: Progress | None = None, chunk: int = 200_000,
-                loading: Callable[[], None] | None = None) -> tuple[np.ndarray, dict]:
+                loading: Callable[[], None] | None = None, also: "list[Path] | tuple" = ()) -> tuple[np.ndarray, dict]:
     """Vectors for ``texts`` (a String Series; ``hashes``: their uint64 content hashes),
-    embedding only the ones not cached yet.
+    embedding only the ones not cached yet (in ``cache_dir``, or in one of the caches
+    ``also`` names: see :func:`seed_from`).
 
     Returns (float32 vectors, info) where info has ``embedded``, ``cached`` and ``problem``
     (the corrupt-cache message, or None). ``loading`` is called before the model is loaded
     (only when something needs embedding).
     """
     cache = EmbeddingCache(cache_dir, embedder)
+    seed_from(cache, hashes, also)
     need = np.flatnonzero(cache.missing(hashes))
     if progress and len(hashes) - len(need):
         progress(len(hashes) - len(need))

@@ -120,7 +120,9 @@ def groups(rows: pl.DataFrame, texts: pl.DataFrame, pairs: pl.DataFrame, rule: s
     ).sort("rank").drop("rank")
 
 
-def counts(table: pl.DataFrame, n_texts: int) -> dict:
+def counts(table: pl.DataFrame, n_texts: int | None) -> dict:
+    """Row, duplicate and group counts of a groups table; ``texts``: the distinct texts
+    (None for one run of a set, whose texts are counted for the set)."""
     c = table.select(
         pl.len().alias("rows"),
         (pl.col("dup_kind") == "exact").sum().alias("exact"),
@@ -131,6 +133,7 @@ def counts(table: pl.DataFrame, n_texts: int) -> dict:
         pl.col("group_size").max().alias("largest_group"),
     ).row(0, named=True)
     c = {k: int(v or 0) for k, v in c.items()}
-    c["texts"] = n_texts
+    if n_texts is not None:
+        c["texts"] = n_texts
     c["kept"] = c["rows"] - c["duplicate_rows"]
     return c

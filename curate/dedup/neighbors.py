@@ -56,8 +56,10 @@ def pair_jaccard(words: pl.Series, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
-                    embed_texts=None, knn=None) -> tuple[pl.DataFrame, dict]:
+                    embed_texts=None, knn=None, also=()) -> tuple[pl.DataFrame, dict]:
     """Embed, search and write the neighbour table; returns (pairs, info).
+
+    ``also``: other embedding-cache folders to take vectors from (the runs' own caches).
 
     ``embed_texts`` and ``knn`` (same signatures as :func:`curate.dedup.cache.embed_texts`
     and :func:`curate.dedup.index.knn`) let an engine run those two stages elsewhere."""
@@ -80,7 +82,7 @@ def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
         ticks["embed"](n)
 
     vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / "embeddings", tick,
-                              loading=loading)
+                              loading=loading, also=also)
     if einfo["problem"]:
         reporter.note(einfo["problem"])
     t1 = time.perf_counter()

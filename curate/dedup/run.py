@@ -37,7 +37,6 @@ keeps more rows as it rises, and the representative is always the best-ranked me
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,18 @@ from curate.dedup.neighbors import (
     load_neighbors,
     neighbor_key,
 )
+from curate.dedup.progress import Reporter, RichReporter  # noqa: F401 - RichReporter: the CLI's
+from curate.dedup.runs import (
+    EMBEDDINGS,
+    cache_folder,
+    check_shared_ids,
+    common_schema,
+    foreign_caches,
+    lock_runs,
+    prefer_index,
+    run_paths,
+    set_info,
+)
 from curate.dedup.text import texts_of
 from curate.errors import CurateError
 from curate.layout import (
@@ -61,7 +72,6 @@ from curate.layout import (
     GROUPS,
     dedup_snapshot,
     load_run,
-    lock_folder,
     read_json,
     score_parts,
     scores_glob,
@@ -81,16 +91,6 @@ DEFAULT_K = 10
 DEFAULT_ORDER = "keep desc, score__specificity desc"
 
 
-class Reporter:
-    """Progress hooks; the CLI draws bars with them, the library default does nothing."""
-
-    def stage(self, name: str, total: int | None) -> Callable[[float], None]:
-        return lambda n: None
-
-    def note(self, message: str) -> None:
-        pass
-
-
 @dataclass
 class DedupOptions:
     embedder: str | None = None  # None: the preset's
@@ -101,6 +101,8 @@ class DedupOptions:
     order: str | None = None  # "col [asc|desc], ..."; sample_id always breaks ties
     engine: str = "local"  # local, or ray: embedding and search on Ray (curate.engines.ray_dedup, chosen by curate.engines.dedup)
     address: str | None = None  # with engine ray: a running cluster; None starts a local Ray
+    prefer: list[str] | None = None  # runs whose rows represent a group first, most preferred first
+    cache: str | None = None  # embeddings + neighbour table; None: RUN/dedup (one run), $CURATE_CACHE/dedup (several)
 
 
 def resolve(opts: DedupOptions) -> dict:
@@ -149,8 +151,8 @@ def parse_order(spec: str | None, columns: dict[str, pl.DataType]) -> tuple[list
     return keys, notes
 
 
-def read_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
-    """sample_id, caption, and ``rank`` (0 = best) of every row of the run."""
+def select_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
+    """sample_id, caption and the order columns of every row of the run (not sorted)."""
     cols = ["sample_id", "caption"] + [c for c, _ in order if c not in ("sample_id", "keep")]
     lf = pl.scan_parquet(scores_glob(run))
     names = lf.collect_schema().names()
@@ -161,11 +163,20 @@ def read_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
         if "reason" in names:
             passes = passes | (pl.col("reason") == "neardup")
         extra.append(passes.fill_null(False).alias("keep"))
-    df = lf.select([pl.col(c) for c in dict.fromkeys(cols)] + extra).collect()
-    by = [c for c, _ in order]
-    desc = [d for _, d in order]
-    return df.sort(by, descending=desc, nulls_last=True).with_row_index("rank").select(
-        "sample_id", "caption", "rank")
+    num = [pl.col(c).cast(pl.Float64) for c in dict.fromkeys(cols[2:])]
+    return lf.select([pl.col("sample_id").cast(pl.UInt64), pl.col("caption")] + num + extra).collect()
+
+
+def rank_rows(df: pl.DataFrame, order: list[tuple[str, bool]], first: list[str] = ()) -> pl.DataFrame:
+    """``df`` sorted by ``first`` (ascending), then ``order``; adds ``rank`` (0 = best)."""
+    by = list(first) + [c for c, _ in order]
+    desc = [False] * len(first) + [d for _, d in order]
+    return df.sort(by, descending=desc, nulls_last=True).with_row_index("rank")
+
+
+def read_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
+    """sample_id, caption, and ``rank`` (0 = best) of every row of the run."""
+    return rank_rows(select_rows(run, order), order).select("sample_id", "caption", "rank")
 
 
 def check_run(run: Path) -> dict:
@@ -184,13 +195,14 @@ def check_run(run: Path) -> dict:
 
 
 def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter | None = None,
-                    neighbors: Callable | None = None) -> tuple[pl.DataFrame, dict]:
+                    neighbors: Callable | None = None, also: tuple = ()) -> tuple[pl.DataFrame, dict]:
     """The groups table for ``rows`` (sample_id, caption, rank: 0 = best) and its info.
 
     ``cfg`` comes from :func:`resolve`; ``out`` holds the embedding cache and the neighbour
     table (``neighbors/``, described by ``neighbors/neighbors.json``, written last), which is
     reused when the texts, the embedder and ``k`` are the same. ``neighbors`` builds the
-    table (default :func:`build_neighbors`; ``curate.engines`` passes Ray's).
+    table (default :func:`build_neighbors`; ``curate.engines`` passes Ray's); ``also`` names
+    other embedding caches to take vectors from.
     """
     from curate.embed import check_device, load_embedder
 
@@ -213,7 +225,7 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
                                   "embed_s": 0.0, "problem": None},
                     "timings": {"embed_s": 0.0, "index_s": 0.0, "pairs_s": 0.0}}
     if pairs is None:
-        pairs, info = (neighbors or build_neighbors)(texts, emb, out, cfg["k"], reporter)
+        pairs, info = (neighbors or build_neighbors)(texts, emb, out, cfg["k"], reporter, also=also)
         info["reused"] = False
         write_json({"key": key, **{x: info[x] for x in ("index", "parts", "rows", "embedding")}}, meta)
     info["key"] = key
@@ -226,12 +238,13 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
     return table, info
 
 
-def dedup(run: str | os.PathLike, opts: DedupOptions | None = None, reporter: Reporter | None = None,
+def dedup(runs, opts: DedupOptions | None = None, reporter: Reporter | None = None,
           neighbors: Callable | None = None) -> dict:
-    """Find duplicate groups in a scored run; write ``RUN/dedup/``; return ``dedup.json``.
+    """Find duplicate groups in one scored run, or in several together (one group space);
+    write each run's ``RUN/dedup/``; return the first run's ``dedup.json``.
 
-    ``groups.parquet`` and ``dedup.json`` switch together (:func:`curate.layout.dedup_snapshot`),
-    under the run's lock."""
+    Every run's lock is held (in sorted path order), and each run's ``groups.parquet`` and
+    ``dedup.json`` switch together (:func:`curate.layout.dedup_snapshot`)."""
     from curate.embed import check_device
 
     opts = opts or DedupOptions()
@@ -239,53 +252,84 @@ def dedup(run: str | os.PathLike, opts: DedupOptions | None = None, reporter: Re
         raise CurateError(f"engine {opts.engine!r} runs through curate.engines.dedup, which chooses its backend")
     cfg = resolve(opts)
     check_device(cfg["device"])
-    run = Path(run)
-    load_run(run)
-    with lock_folder(run):
-        return _dedup_locked(run, opts, cfg, reporter, neighbors)
+    paths = run_paths(runs)
+    prefer = prefer_index(paths, opts.prefer)
+    cache = cache_folder(paths, opts.cache)
+    with lock_runs(paths, cache):
+        return _dedup_locked(paths, prefer, cache, opts, cfg, reporter, neighbors)
 
 
-def _dedup_locked(run: Path, opts: DedupOptions, cfg: dict, reporter, neighbors) -> dict:
+def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: DedupOptions, cfg: dict,
+                  reporter, neighbors) -> dict:
     t_start = time.perf_counter()
-    checked = check_run(run)
-    order, notes = parse_order(opts.order, checked["schema"])
-    rows = read_rows(run, order)
-    if rows.height == 0:
-        raise CurateError(f"{run}: the run holds no rows; nothing to deduplicate")
+    checked = [check_run(p) for p in paths]
+    order, notes = parse_order(opts.order, common_schema([c["schema"] for c in checked]))
+    rows = pl.concat([select_rows(p, order).with_columns(pl.lit(i, pl.UInt16).alias("run"))
+                      for i, p in enumerate(paths)])
+    held = set(rows["run"].unique().to_list())
+    for i, p in enumerate(paths):
+        if i not in held:
+            raise CurateError(f"{p}: the run holds no rows; nothing to deduplicate")
+    check_shared_ids(rows, paths)
+    pref = pl.Series("_pref", prefer, pl.UInt16)
+    rows = rank_rows(rows.with_columns(pref.gather(rows["run"])), order, first=["_pref"])
+    runs_of = rows.select("sample_id", "run")
+    rows = rows.select("sample_id", "caption", "rank")
     t_read = time.perf_counter()
-    out = run / DEDUP
-    out.mkdir(exist_ok=True)
-    table, info = find_duplicates(rows, cfg, out, reporter, neighbors)
+    cache.mkdir(parents=True, exist_ok=True)
+    also = tuple(p / DEDUP / EMBEDDINGS for p in paths)
+    table, info = find_duplicates(rows, cfg, cache, reporter, neighbors, also=also)
+    del rows
+    for note in foreign_caches(paths, info["embedder"]["model_sha256"]):
+        (reporter or Reporter()).note(note)
+        notes.append(note)
     t_w = time.perf_counter()
-    snap = dedup_snapshot(run)
-    version = snap.stage()
-    write_parquet(table.to_arrow(), version / GROUPS)
-    tally = counts(table, info["texts"])
-    result = {
-        "curate_version": __version__,
-        "command": "dedup",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "run_key": checked["info"].get("key"),
-        **{k: cfg[k] for k in ("preset", "threshold", "rule", "k", "engine")},
-        "floor": FLOOR,
-        "decision": f"duplicate when score__neardup > {cfg['threshold']}: the highest {cfg['rule']} "
-                    "to a better-ranked caption among its neighbours (SemDeDup rule); "
-                    f"any threshold >= {FLOOR} in `curate decide` re-decides exactly",
-        "order": [f"{c} {'desc' if d else 'asc'}" for c, d in order],
-        "notes": notes,
-        "embedder": info["embedder"],
-        "index": info["index"],
-        "embedding": info["embedding"],
-        "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index")},
-        "counts": tally,
-        **({"engine_info": info["engine_info"]} if "engine_info" in info else {}),
-        "timings": {"read_s": round(t_read - t_start, 3), **info["timings"],
-                    "write_s": round(time.perf_counter() - t_w, 3),
-                    "total_s": round(time.perf_counter() - t_start, 3)},
-    }
-    write_json(result, version / DEDUP_JSON)
-    snap.commit(version)
-    return result
+    table = table.join(runs_of, on="sample_id", how="left", maintain_order="left")
+    the_set = set_info(paths, [c["info"] for c in checked], prefer, cfg)
+    total = counts(table, info["texts"])
+    staged = []
+    for i, p in enumerate(paths):
+        own = table.filter(pl.col("run") == i)
+        snap = dedup_snapshot(p)
+        version = snap.stage()
+        write_parquet(own.drop("run").to_arrow(), version / GROUPS)
+        tally = counts(own, info["texts"] if len(paths) == 1 else None)
+        # rows whose group is represented by a row of another run of the set
+        tally["represented_by_other_runs"] = int(own.filter(~pl.col("dup_group").is_in(own["sample_id"].implode())).height)
+        staged.append((snap, version, tally))
+    results = []
+    for (snap, version, tally), c in zip(staged, checked):
+        result = {
+            "curate_version": __version__,
+            "command": "dedup",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "run_key": c["info"].get("key"),
+            "set": the_set,
+            **{k: cfg[k] for k in ("preset", "threshold", "rule", "k", "engine")},
+            "floor": FLOOR,
+            "decision": f"duplicate when score__neardup > {cfg['threshold']}: the highest {cfg['rule']} "
+                        "to a better-ranked caption among its neighbours (SemDeDup rule); "
+                        f"any threshold >= {FLOOR} in `curate decide` re-decides exactly",
+            "order": (["run preference (--prefer)"] if opts.prefer else [])
+                     + [f"{col} {'desc' if d else 'asc'}" for col, d in order],
+            "notes": notes,
+            "embedder": info["embedder"],
+            "index": info["index"],
+            "embedding": info["embedding"],
+            "cache": str(cache.resolve()),
+            "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index")},
+            "counts": tally,
+            "set_counts": total,
+            **({"engine_info": info["engine_info"]} if "engine_info" in info else {}),
+            "timings": {"read_s": round(t_read - t_start, 3), **info["timings"],
+                        "write_s": round(time.perf_counter() - t_w, 3),
+                        "total_s": round(time.perf_counter() - t_start, 3)},
+        }
+        write_json(result, version / DEDUP_JSON)
+        results.append(result)
+    for snap, version, _ in staged:
+        snap.commit(version)
+    return {**results[0], "per_run": {str(p): r["counts"] for p, r in zip(paths, results)}}
 
 
 def _build_hooks(reporter: Reporter):
@@ -298,40 +342,3 @@ def _build_hooks(reporter: Reporter):
         state.get("tick", lambda _: None)(n)
 
     return progress, total
-
-
-class RichReporter(Reporter):
-    """Progress bars on a terminal (rich); notes are printed either way."""
-
-    def __init__(self, console) -> None:
-        self.console = console
-        self.bar = None
-        if console.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=console, transient=True)
-
-    def __enter__(self) -> "RichReporter":
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def stage(self, name: str, total: int | None) -> Callable[[float], None]:
-        if self.bar is None:
-            return lambda n: None
-        task = self.bar.add_task(name, total=total)
-        return lambda n: self.bar.update(task, advance=n)
-
-    def note(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

@@ -47,13 +47,14 @@ class _Encoder:
 
 
 def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embedder, cache_dir: Path,
-                 progress=None, chunk: int = 200_000, loading=None) -> tuple[np.ndarray, dict]:
+                 progress=None, chunk: int = 200_000, loading=None, also=()) -> tuple[np.ndarray, dict]:
     """:func:`curate.dedup.cache.embed_texts`, with the model calls on a Ray actor pool."""
     import pyarrow as pa
 
-    from curate.dedup.cache import EmbeddingCache
+    from curate.dedup.cache import EmbeddingCache, seed_from
 
     cache = EmbeddingCache(cache_dir, embedder)
+    seed_from(cache, hashes, also)
     need = np.flatnonzero(cache.missing(hashes))
     if progress and len(hashes) - len(need):
         progress(len(hashes) - len(need))
@@ -136,7 +137,7 @@ def _search_clusters(ray, cluster: dict, vecs, owner, bounds, k, out_ids, out_si
 
 
 def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
-                        address: str | None) -> tuple[pl.DataFrame, dict]:
+                        address: str | None, also=()) -> tuple[pl.DataFrame, dict]:
     """:func:`curate.dedup.neighbors.build_neighbors` with embedding and search on Ray."""
     from curate.dedup.index import knn
     from curate.dedup.neighbors import build_neighbors
@@ -150,7 +151,7 @@ def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
         cluster = {"cpus": max(1, int(res.get("CPU", 1))), "gpus": int(res.get("GPU", 0))}
         search = partial(_search_clusters, ray, cluster)
         pairs, info = build_neighbors(
-            texts, emb, out, k, reporter, embed_texts=partial(_embed_texts, ray, cluster),
+            texts, emb, out, k, reporter, also=also, embed_texts=partial(_embed_texts, ray, cluster),
             knn=lambda vecs, kk, progress=None: knn(vecs, kk, progress, search_clusters=search))
         info["engine_info"] = {"engine": "ray", "address": address or "local", "ray_version": ray.__version__,
                                "cluster_cpus": cluster["cpus"], "cluster_gpus": cluster["gpus"],

@@ -33,6 +33,7 @@ from curate.db import (
     first_row,
     sql_str,
 )
+from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
 from curate.layout import (
     MANIFEST,
@@ -79,7 +80,9 @@ def inspect_sources(recipe: Recipe, con) -> list[RunSource]:
             raise CurateError(f"{at}: cannot read the scores of {s.path} ({duck_error(e)})") from None
         cols = {r[0]: r[1] for r in desc}
         groups = groups_path(s.path)
-        out.append(RunSource(s, info, glob, cols, groups if groups.is_file() else None))
+        the_set = set_of(s.path) if groups.is_file() else None
+        out.append(RunSource(s, info, glob, cols, groups if groups.is_file() else None,
+                             the_set["id"] if the_set else None))
     return out
 
 
@@ -126,6 +129,9 @@ def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
                     f"{at}: [caps] per_dup_group needs near-duplicate groups, and {r.src.run} has none; "
                     f"run `curate dedup {r.src.run}` first"
                 )
+            stale = set_problem(r.src.path)
+            if stale:
+                raise CurateError(f"{at}: [caps] per_dup_group: {stale}")
             names = pq.ParquetFile(r.groups).schema_arrow.names
             if "sample_id" not in names or "dup_group" not in names:
                 raise CurateError(f"{r.groups}: lacks sample_id or dup_group; rerun `curate dedup {r.src.run}`")

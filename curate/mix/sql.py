@@ -45,6 +45,7 @@ class RunSource:
     glob: str
     columns: dict[str, str]  # column -> DuckDB type
     groups: Path | None  # RUN/dedup/groups.parquet when present
+    dup_space: str | None = None  # the id of the set the run was deduplicated in (one group space)
 
     @property
     def name(self) -> str:
@@ -121,7 +122,7 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
             cast = col if r.columns[caps.group_by] == "VARCHAR" else f"CAST({col} AS VARCHAR)"
             sel.append(f"        {cast} AS {ident(caps.group_by)},")
         if caps.per_dup_group is not None:
-            sel.append("        g.dup_group,")
+            sel.append(f"        g.dup_group, {sql_str(r.dup_space or r.name)} AS dup_space,")
         sel += ["        CAST((", f"            {_indent(r.src.quality, '            ')}",
                 "        ) AS DOUBLE) AS quality",
                 f"    FROM read_parquet({sql_str(r.glob)}) AS s"]
@@ -169,11 +170,12 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
         prev = f"capped_by_{caps.group_by}"
     if caps.per_dup_group is not None:
         ctes.append(
-            f"-- 4. Diversity cap: at most {caps.per_dup_group} row(s) per near-duplicate group of each run\n"
-            "--    (RUN/dedup/groups.parquet), the best by quality (ties: u).\n"
+            f"-- 4. Diversity cap: at most {caps.per_dup_group} row(s) per near-duplicate group\n"
+            "--    (RUN/dedup/groups.parquet), the best by quality (ties: u); runs deduplicated together\n"
+            "--    (`curate dedup A B`) share their groups (dup_space), the others are capped each alone.\n"
             f"capped_by_dup_group AS (\n    SELECT * FROM {prev}\n"
             "    QUALIFY dup_group IS NULL\n"
-            f"        OR row_number() OVER (PARTITION BY run, dup_group ORDER BY {tie}) <= {caps.per_dup_group}\n)"
+            f"        OR row_number() OVER (PARTITION BY dup_space, dup_group ORDER BY {tie}) <= {caps.per_dup_group}\n)"
         )
         prev = "capped_by_dup_group"
     weight = "1.0" if recipe.alpha == 0 else f"pow(greatest(quality, 0.0), {recipe.alpha!r})"
