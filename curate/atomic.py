@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
-A failed or interrupted write leaves only a ``.tmp-*`` file, never a file under the final
-name that looks finished (DESIGN convention 10).
+A failed or interrupted write leaves only a ``.tmp-*.partial`` file, never a file under the
+final name that looks finished (DESIGN convention 10), and never one that a glob of the
+final names (``*.parquet``) matches.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix + ".partial", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

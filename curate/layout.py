@@ -247,6 +247,8 @@ class Snapshot:
     def commit(self, version: Path) -> None:
         """Make ``version`` the folder's state in one step, then drop the other versions."""
         self._adopt_legacy()
+        for left in version.rglob(".tmp-*"):  # left by a killed attempt that this one resumed
+            left.unlink(missing_ok=True)
         _fsync_tree(version)
         for entry in self.entries:
             pub = self.folder / entry
