@@ -11,7 +11,7 @@ import pytest
 
 from curate.clean import TRANSFORMS, clean_captions, parse_clean
 from curate.clean.signals import HEDGES, MARKDOWN_LEFT, TRUNCATED, signals
-from curate.clean.text import MOJIBAKE_SCREEN, _ftfy_config
+from curate.clean.text import MOJIBAKE_SCREEN, ftfy_config
 from curate.errors import CurateError
 from curate.scoring.chain import load_chain, parse_chain
 from curate.scoring.frame import score_frame
@@ -112,7 +112,7 @@ def test_the_mojibake_screen_selects_every_row_ftfy_changes(captions):
     accented = captions.filter(captions.str.contains(r"[À-ž]")).head(4000)
     broken = pl.Series([t.encode("utf-8").decode("latin-1") for t in accented.to_list()])
     both = pl.concat([captions.filter(captions.str.len_chars() != captions.str.len_bytes()), broken])
-    cfg = _ftfy_config()
+    cfg = ftfy_config()
     fixed = pl.Series([ftfy.fix_text(t, cfg) for t in both.to_list()])
     assert not ((fixed != both) & ~both.str.contains(MOJIBAKE_SCREEN)).any()
 

@@ -14,7 +14,7 @@ from curate.clean.base import Transform, expr_on, keep_if_emptied, on_rows
 _CONT = (r"\x{80}-\x{BF}\x{152}\x{153}\x{160}\x{161}\x{178}\x{17D}\x{17E}\x{192}\x{2C6}\x{2DC}"
          r"\x{2013}\x{2014}\x{2018}-\x{201A}\x{201C}-\x{201E}\x{2020}-\x{2022}\x{2026}\x{2030}"
          r"\x{2039}\x{203A}\x{20AC}\x{2122}")
-#: The rows ftfy can change (with :func:`_ftfy_config`), tested on rows that are not plain
+#: The rows ftfy can change (with :func:`ftfy_config`), tested on rows that are not plain
 #: ASCII: a UTF-8 lead byte read as Latin-1/Windows-1252 (Â..ô) followed by a continuation
 #: byte read the same way (mojibake: "Ã©", "â€™", "Ã¼"), C1 control characters and Latin
 #: ligatures (ﬁ). Correct accented text rarely has such a pair ("íš" in Czech does, and
@@ -26,7 +26,7 @@ MOJIBAKE_SCREEN = rf"[\x{{C2}}-\x{{F4}}][{_CONT}]|[\x{{80}}-\x{{9F}}\x{{FB00}}-\
 NFC_SCREEN = r"[\p{M}\x{2126}\x{212A}\x{212B}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}\x{1100}-\x{11FF}]"
 
 
-def _ftfy_config():
+def ftfy_config():
     import ftfy
 
     # HTML is the html transform's job; curly quotes, full-width forms and line breaks
@@ -66,7 +66,7 @@ class Unicode(Transform):
     def _ftfy(text: pl.Series) -> pl.Series:
         import ftfy
 
-        cfg = _ftfy_config()
+        cfg = ftfy_config()
         # one library call per screened string: ftfy has no batch interface
         return pl.Series(text.name, [ftfy.fix_text(s, cfg) for s in text.to_list()], pl.String)
 
