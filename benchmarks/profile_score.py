@@ -8,6 +8,10 @@ It also measures what the worker pool adds: starting the workers and sending the
 
     python benchmarks/profile_score.py --rows 300000
     POLARS_MAX_THREADS=1 python benchmarks/profile_score.py --rows 300000
+    python benchmarks/profile_score.py --chain synthetic   # the cleaning of model captions
+
+The ``clean`` line is the chain's ``[[clean]]`` transforms (cost per 100k captions) and
+``signals`` the model-caption signals.
 
 ``--patch NAME`` applies a proposed change from ``proposals.py`` by monkeypatching, after
 checking that it leaves the output unchanged, to measure it before anyone edits the package.
@@ -50,7 +54,7 @@ def _check_patches(folder: Path, patches: list[str], rows: int = 20_000) -> None
 # -- the stages ---------------------------------------------------------------------------
 
 
-def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
+def profile(folder: Path, patches: list[str], batch_rows: int, chain_name: str | None = None) -> None:
     import polars as pl
 
     if patches:
@@ -63,9 +67,12 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
     from curate.scoring.chain import load_chain
     from curate.scoring.decision import decision_exprs
     from curate.scoring.filters import TEXT
+    from curate.clean import CLEAN, clean_captions
+    from curate.clean.signals import signals
     from curate.scoring.frame import FIRST, normalised
 
-    chain = load_chain(None)
+    chain = load_chain(chain_name)
+    last_ws = bool(chain.clean) and chain.clean[-1].name == "whitespace"
 
     files = resolve_inputs([str(folder)])
     out = OUT / "profile-out"
@@ -88,8 +95,12 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
             with timer("provenance"):
                 frame = with_provenance(batch, inp, start, None, [])
             start += batch.height
+            with timer("clean"):
+                clean, ops = clean_captions(frame["caption"], chain.clean)
+            with timer("signals"):
+                df = frame.with_columns(clean, ops, *signals(clean))
             with timer("normalise"):
-                df = frame.with_columns(normalised(frame["caption"]))
+                df = df.with_columns(normalised(df[CLEAN], after_whitespace=last_ws))
             order = sorted((s for s in chain.steps if not s.filter.external),
                            key=lambda s: 0 if s.filter.name in FIRST else 1)
             for step in order:
@@ -114,7 +125,7 @@ def profile(folder: Path, patches: list[str], batch_rows: int) -> None:
                 rest_rows += batch.height
             n_batch += 1
     total = time.perf_counter() - t_all
-    print(f"POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', '(unset)')}; patches: {patches or 'none'}; "
+    print(f"chain {chain.name}; POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', '(unset)')}; patches: {patches or 'none'}; "
           f"{n_batch} batches of {batch_rows:,}; total {total:.1f} s wall; load average {loadavg()}")
     print("  batch 1 includes one-off loads; 'later' = batches 2.. per 100k rows; cpu = this process's "
           "CPU time (all threads), robust to other load on the machine")
@@ -186,10 +197,11 @@ def main() -> None:
     ap.add_argument("--batch-rows", type=int, default=100_000)
     ap.add_argument("--patch", action="append", default=[], choices=sorted(PATCHES) + ["all"],
                     help="apply a proposal from proposals.py (repeatable)")
+    ap.add_argument("--chain", default=None, help="a packaged chain name or a path (default: default)")
     ap.add_argument("--pool", action="store_true", help="also time the start of a 2-worker pool")
     args = ap.parse_args()
     folder = make_input(args.rows, args.shards)
-    profile(folder, args.patch, args.batch_rows)
+    profile(folder, args.patch, args.batch_rows, args.chain)
     if args.pool:
         pool_start()
 

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 PKG = REPO / "curate"
 MAX_LINES = 400
 #: the data flow: a stage may import from the stages before it and from the shared modules
-STAGES = ["ingest", "scoring", "dedup", "train", "mix", "export", "audit", "report", "engines"]
+STAGES = ["ingest", "clean", "scoring", "dedup", "train", "mix", "export", "audit", "report", "engines"]
 SHARED = {"errors", "version", "atomic", "layout", "db", "hashing", "config", "tables", "embed"}
 TOP = {"cli", "demo"}  # they call every stage
 

@@ -1,6 +1,7 @@
 """``curate explain``: everything recorded about one sample.
 
-Where it came from (file and row), its caption, every score against the threshold the
+Where it came from (file and row), its caption as read and as cleaned (with the transforms
+that changed it and the model-caption signals), every score against the threshold the
 run's chain applied (by the one decision rule), the decision and reason, its
 near-duplicate group, and, for a mixture, its quality, sampling weight and key, and
 whether it was selected (with its repeat count) or why not (not eligible, capped, or not
@@ -114,6 +115,10 @@ def _explain(con, sid: int, mix: Path | None, run: Path | None) -> dict[str, Any
     src_file = resolve_source_file(row["source"], path)
     out["origin"] = {"source": row["source"], "row": row["row"], "file": str(src_file) if src_file else None}
     out["caption"] = row["caption"]
+    # the text the filters scored and the trainer gets (runs scored before cleaning: caption)
+    out["caption_clean"] = row.get("caption_clean", row["caption"])
+    out["clean_ops"] = list(row.get("clean_ops") or [])
+    out["signals"] = {k[len("signal__"):]: row[k] for k in row if k.startswith("signal__")}
     out["carried"] = {c: row.get(c) for c in info.get("carried_columns", []) if c in row}
     out["lang"] = row.get("lang")
     out["scores"] = _scores(info, row, path)

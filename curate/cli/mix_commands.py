@@ -105,6 +105,8 @@ def explain(sample_id, mix_dir, run_dir, as_json):
     console.print(f"from {o['source']} row {o['row']}" + (f"  ({o['file']})" if o["file"] and o["file"] != o["source"] else ""))
     console.print("caption: ", end="")
     console.print(repr(e["caption"]), markup=False, highlight=False)
+    if e.get("caption_clean") != e["caption"]:
+        console.print(f"cleaned ({', '.join(e.get('clean_ops') or [])}): {e.get('caption_clean')!r}", markup=False, highlight=False)
     for k, v in e["carried"].items():
         console.print(f"{k}: {v}", markup=False, highlight=False)
     t = Table(header_style="bold")

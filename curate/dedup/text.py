@@ -6,7 +6,7 @@ Two normal forms, both vectorised Polars expressions:
   collapsed. Two captions with the same ``norm_text`` are *exact* duplicates.
 * ``clean`` (:func:`text_columns`) — ``norm_text`` after removing stock-photo boilerplate at either end
   ("Stock Photo - ", " - royalty free image", "| Shutterstock #123456"), the affixes the
-  ``junk`` filter's ``stock`` kind recognises (:data:`curate.filters.junk.PATTERNS`).
+  ``junk`` filter's ``stock`` kind recognises (:data:`curate.clean.boilerplate.STOCK`).
   ``clean`` is what gets embedded and compared; captions with the same ``clean`` text are
   duplicates with similarity 1.
 
@@ -20,22 +20,8 @@ from __future__ import annotations
 import polars as pl
 
 from curate.hashing import text_hash64
-from curate.scoring.filters.junk import PATTERNS
+from curate.clean.boilerplate import ATOM, MARK, STOCK  # the one boilerplate list (clean, junk, dedup)
 
-#: The junk filter's stock-photo vocabulary (shutterstock, royalty free, stock photo ...).
-STOCK = next(p for kind, _, p in PATTERNS if kind == "stock")
-#: Words that make up boilerplate affixes around a stock mark ("free", "editorial",
-#: "photography", "of", ids like "8915275"), matched on ``norm_text`` (punctuation already
-#: gone); an affix is removed only when it contains a mark, so "photo of a dog" keeps its
-#: "photo of".
-ATOM = (
-    r"(?:stock|royalty|free|editorial|photos?|photograph(?:s|y)?|images?|pictures?|pics?"
-    r"|illustrations?|vectors?|footage|videos?|fotografie|foto|clip ?art|art|graphics?|eps|jpe?g|png"
-    r"|hd|4k|of|by|from|via|on|and|shutterstock|getty ?images|alamy|dreamstime|depositphotos|123rf"
-    r"|istock(?:photo)?|adobe|pond5|\d{4,})\b"
-)
-#: An affix counts as boilerplate when it holds one of these marks.
-MARK = rf"{STOCK}|\bstock\b"
 PREFIX = rf"^(?:{ATOM} ?)+"
 SUFFIX = rf"(?: {ATOM})+$"
 APOSTROPHE = r"\s*['’`´ʼ]"

@@ -10,7 +10,8 @@
 5. Efraimidis-Spirakis keys ``-ln(u) / max(quality, 0)^alpha`` and each source's quota of
    rows with the smallest keys (``ORDER BY key LIMIT quota``);
 6. repeats for sources with fewer rows than their quota;
-7. the selected rows' captions and carried columns, read again from the runs;
+7. the selected rows' captions (as read, and ``caption_clean``) and carried columns, read
+   again from the runs;
 8. the manifest rows, sorted by sample_id.
 
 Every ORDER BY ends in (u, sample_id, row), which is unique within a run unless an
@@ -31,7 +32,7 @@ from curate.version import __version__
 
 MASK64 = "18446744073709551615"
 #: Manifest columns before the carried input columns.
-BASE_COLUMNS = ("sample_id", "run", "source", "row", "caption")
+BASE_COLUMNS = ("sample_id", "run", "source", "row", "caption", "caption_clean")
 #: In the carried columns, these come first in this order (as curate.ingest.inputs.AUTO_CARRY).
 CARRY_ORDER = ("url", "image_url", "image_path", "image_id", "key")
 
@@ -216,7 +217,10 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
         return "\n".join(head) + "\n" + ",\n".join(ctes) + f"\nSELECT * FROM {upto}\n"
     payload = [c for c in extra if c != "dup_group"]
     for i, r in enumerate(runs):
-        cols = ["s.sample_id", "s.source", 's."row"', "s.caption"]
+        # caption_clean: the text the filters scored and the trainer gets; a run scored
+        # before the clean stage existed has none, and its caption is that text
+        clean = "s.caption_clean" if "caption_clean" in r.columns else "s.caption AS caption_clean"
+        cols = ["s.sample_id", "s.source", 's."row"', "s.caption", clean]
         for c in payload:
             col = f"s.{ident(c)}"
             if c not in r.columns:
@@ -238,7 +242,7 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
         "-- 8. The manifest: one row per selected sample, sorted by sample_id, with a content hash\n"
         "--    of its caption (the first 64 bits of its md5).\n"
         "SELECT\n"
-        "    p.sample_id, p.run, p.source, p.\"row\", t.caption,"
+        "    p.sample_id, p.run, p.source, p.\"row\", t.caption, t.caption_clean,"
         + (f"\n    {out_cols}," if out_cols else "")
         + "\n    p.quality, p.sampling_weight, p.sample_key, p.repeat,\n"
         "    CAST('0x' || left(md5(t.caption), 16) AS UBIGINT) AS caption_hash\n"

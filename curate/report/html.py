@@ -146,6 +146,7 @@ def run_sections(run: ex.Run, data: dict, title_prefix: str = "") -> list[str]:
         f"<div class='plots'>{_img(_bar_plot(reasons['reason'].to_list(), reasons['rows'].to_list(), 'rows per reason', 'rows'), 'rows per reason')}"
         f"<div class='plot'>{_table(reasons)}</div></div></section>"
     )
+    out += _cleaning_section(run, data, title_prefix)
     # histograms per source
     steps = {s.column: s for s in chain.steps}
     plots, hist_data = [], {}
@@ -188,6 +189,40 @@ def run_sections(run: ex.Run, data: dict, title_prefix: str = "") -> list[str]:
         out.append(f"<section><h2>{title_prefix}Largest duplicate groups</h2>"
                    f"{_table(groups.select('dup_group', 'group_size_total', 'is_representative', 'caption'), max_rows=80)}</section>")
     return out
+
+
+def _cleaning_section(run: ex.Run, data: dict, title_prefix: str, per_op: int = 3) -> list[str]:
+    """Rows changed per transform with before/after examples, and the model-caption signals
+    (run.json's ``cleaning`` and ``model_signals``; absent for runs scored before cleaning)."""
+    info = run.info
+    if "cleaning" not in info:
+        return []
+    per = info["cleaning"]["per_transform"]
+    names = [t.name for t in run.chain.clean] or sorted(per)
+    counts = pl.DataFrame({"transform": names, "rows changed": [per.get(n, 0) for n in names]},
+                          schema={"transform": pl.String, "rows changed": pl.Int64})
+    ex_rows = []
+    for n in names:
+        if per.get(n):
+            got = (run.scores.filter(pl.col("clean_ops").list.contains(n)).select("caption", "caption_clean")
+                   .head(per_op).collect())
+            ex_rows += [{"transform": n, "before": b, "after": a} for b, a in got.iter_rows()]
+    examples = pl.DataFrame(ex_rows, schema={"transform": pl.String, "before": pl.String, "after": pl.String})
+    sig = info["model_signals"]
+    openings = pl.DataFrame(sig["openings"], schema={"words": pl.String, "rows": pl.Int64, "share": pl.Float64})
+    data["cleaning"] = {**info["cleaning"], "examples": examples.to_dicts()}
+    data["model_signals"] = sig
+    warn = ("<p><b>Template:</b> the most common opening starts "
+            f"{100 * sig['openings'][0]['share']:.0f}% of captions; the <code>synthetic</code> chain's "
+            "<code>preamble</code> transform removes model openers.</p>" if sig.get("template") else "")
+    return [
+        f"<section><h2>{title_prefix}Cleaning</h2><p>{info['cleaning']['rows_changed']:,} rows changed; the filters "
+        "scored <code>caption_clean</code>, <code>caption</code> is kept as read.</p>"
+        f"{_table(counts)}<h3>Before and after</h3>{_table(examples, max_rows=60, caption_cols=('before', 'after'))}"
+        f"<h3>Model-caption signals</h3><p>cut off mid-sentence {100 * sig['truncated']:.1f}% · hedging "
+        f"{100 * sig['hedging']:.1f}% · markdown left {100 * sig['markdown']:.1f}%</p>{warn}"
+        f"<h3>Most common openings (first words of caption_clean)</h3>{_table(openings)}</section>"
+    ]
 
 
 def mix_sections(mix: ex.Mix, data: dict) -> list[str]:

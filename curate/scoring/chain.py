@@ -5,6 +5,9 @@ A chain is a TOML file; the packaged ones are the repository's ``filters/`` fold
     name = "default"
     description = "..."
 
+    [[clean]]                # optional, in order: transforms applied before the filters
+    name = "html"            # a key of curate.clean.TRANSFORMS (see curate.clean.apply)
+
     [[filter]]
     name = "length"          # a key of curate.scoring.filters.FILTERS
     min = 3                  # thresholds: within(score, min, max); omitted -> filter default
@@ -28,13 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curate.clean import Transform, parse_clean
+from curate.clean.apply import clean_toml
 from curate.config import read_toml
 from curate.errors import CurateError
 from curate.scoring.filters import FILTERS, Filter
 
 EMPTY = "empty"  # the reason of a caption with nothing in it (see decision.py)
 ENTRY_KEYS = ("name", "id", "min", "max", "allow", "deny", "params")
-CHAIN_KEYS = ("name", "description", "filter")
+CHAIN_KEYS = ("name", "description", "clean", "filter")
 #: The packaged chains: the repository's top-level ``filters/`` folder, installed as this
 #: package (pyproject.toml maps it), so a wheel carries the same files a person edits.
 CHAINS_PACKAGE = "curate.scoring.chains"
@@ -71,12 +76,18 @@ class Chain:
     steps: list[Step]
     path: str | None = None
     extra: dict = field(default_factory=dict)
+    clean: list[Transform] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "filter": [s.to_dict() for s in self.steps]}
+        d: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.clean:
+            d["clean"] = [t.to_dict() for t in self.clean]
+        d["filter"] = [s.to_dict() for s in self.steps]
+        return d
 
     def to_toml(self) -> str:
         lines = [f"name = {json.dumps(self.name)}", f"description = {json.dumps(self.description)}"]
+        lines += clean_toml(self.clean)
         for s in self.steps:
             lines += ["", "[[filter]]", f"name = {json.dumps(s.filter.name)}"]
             if s.id != s.filter.name:
@@ -99,7 +110,9 @@ class Chain:
 
     def scoring_key(self) -> str:
         """Hash of what the scores depend on (filters, versions, params), not thresholds."""
-        desc = [(s.id, s.filter.name, s.filter.version, sorted(s.filter.p.items())) for s in self.steps]
+        desc: list = [(s.id, s.filter.name, s.filter.version, sorted(s.filter.p.items())) for s in self.steps]
+        if self.clean:  # the filters score the cleaned text
+            desc.append([(t.name, t.version, sorted(t.p.items())) for t in self.clean])
         return hashlib.sha256(json.dumps(desc, default=str).encode()).hexdigest()[:16]
 
     def digest(self) -> str:
@@ -214,11 +227,12 @@ def parse_chain(data: dict, where: str = "chain", lid_model: str | None = None) 
     desc = data.get("description", "")
     if not isinstance(name, str) or not isinstance(desc, str):
         raise CurateError(f"{where}: name and description must be strings")
-    return Chain(name, desc, steps, path=where)
+    return Chain(name, desc, steps, path=where, clean=parse_clean(data.get("clean"), where))
 
 
 def chain_of_record(data: dict, where: str) -> Chain:
     """A chain as a run records it (``run.json``'s ``chain``): versions are the recorded
     filters', so they are dropped before parsing (parameters and thresholds are kept)."""
     entries = [{k: v for k, v in f.items() if k != "version"} for f in data.get("filter", [])]
-    return parse_chain({"name": data.get("name", "chain"), "filter": entries}, where)
+    clean = [{k: v for k, v in t.items() if k != "version"} for t in data.get("clean", [])]
+    return parse_chain({"name": data.get("name", "chain"), "clean": clean, "filter": entries}, where)

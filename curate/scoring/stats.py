@@ -12,6 +12,57 @@ from curate.layout import scores_glob
 from curate.scoring.chain import Chain
 
 QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+#: Openings: the first words of ``caption_clean``, lower case, punctuation dropped.
+OPENING_WORDS = 3
+TOP_OPENINGS = 5
+#: A run where this share of captions opens with the same words has a template problem.
+TEMPLATE_SHARE = 0.3
+
+
+def _spilling(con, spill_root) -> str:
+    spill = tempfile.mkdtemp(prefix=".spill-", dir=spill_root)
+    con.execute(f"SET memory_limit = '512MB'; SET temp_directory = '{spill}'")
+    return spill
+
+
+def cleaning_stats(con, run: str | os.PathLike, names: list[str], spill_root) -> dict:
+    """Rows changed per transform, and the model-caption signals, from a run's parts.
+
+    ``openings``: the most common first :data:`OPENING_WORDS` words of ``caption_clean``
+    (lower case, non-letters dropped) with their share of non-empty captions; a GROUP BY
+    that spills beyond 512 MB, so memory stays bounded at any run size."""
+    glob = scores_glob(run)
+    if "caption_clean" not in names:  # a run scored before the clean stage existed
+        return {}
+    rows, changed_any, truncated, hedging, markdown = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE len(clean_ops) > 0), "
+        "count(*) FILTER (WHERE signal__truncated), count(*) FILTER (WHERE signal__hedges > 0), "
+        "count(*) FILTER (WHERE signal__markdown) FROM read_parquet(?)", [glob]).fetchone()
+    per = dict(con.execute(
+        "SELECT op, count(*) FROM (SELECT unnest(clean_ops) AS op FROM read_parquet(?)) GROUP BY op", [glob]
+    ).fetchall())
+    spill = _spilling(con, spill_root)
+    try:
+        words = (r"lower(array_to_string(list_slice(regexp_extract_all(caption_clean, '\pL[\pL\pN''’]*'), "
+                 f"1, {OPENING_WORDS}), ' '))")
+        top = con.execute(
+            f"SELECT o, count(*) AS n FROM (SELECT {words} AS o FROM read_parquet(?)) WHERE o <> '' "
+            f"GROUP BY o ORDER BY n DESC, o LIMIT {TOP_OPENINGS}", [glob]).fetchall()
+        nonempty = con.execute(
+            r"SELECT count(*) FROM read_parquet(?) WHERE regexp_matches(caption_clean, '\pL')", [glob]
+        ).fetchone()[0]
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    share = (lambda n: round(n / rows, 4) if rows else 0.0)
+    openings = [{"words": o, "rows": int(n), "share": round(n / nonempty, 4) if nonempty else 0.0} for o, n in top]
+    return {
+        "cleaning": {"rows_changed": int(changed_any), "per_transform": {k: int(per.get(k, 0)) for k in sorted(per)}},
+        "model_signals": {
+            "truncated": share(truncated), "hedging": share(hedging), "markdown": share(markdown),
+            "openings": openings,
+            "template": bool(openings and openings[0]["share"] >= TEMPLATE_SHARE),
+        },
+    }
 
 
 def _repeated_ids(con, run: str | os.PathLike, spill_root: str | os.PathLike) -> int:
@@ -50,6 +101,7 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
     con = connect(threads=1)  # one thread: the digest, and so run.json, is deterministic
     try:
         duplicates = _repeated_ids(con, run, spill_root or run) if ids_given else 0
+        cleaning = cleaning_stats(con, run, lf.collect_schema().names(), spill_root or run)
         if cols:
             # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
             # would hold every score of the run in memory)
@@ -68,4 +120,5 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
         "quantiles": quant,
         "languages": {str(k): int(v) for k, v in langs.iter_rows()},  # the 20 largest
         "duplicate_sample_ids": int(duplicates),
+        **cleaning,
     }

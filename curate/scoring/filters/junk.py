@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from curate.clean.boilerplate import STOCK
 from curate.scoring.filters.base import TEXT, Filter
 
 # (kind, weight, pattern). Patterns are case-insensitive regular expressions (Rust regex
@@ -29,11 +30,7 @@ PATTERNS: list[tuple[str, float, str | None]] = [
      r"|^[\p{L}[0-9]]+(?:[_-][\p{L}[0-9]]+){2,}$"),
     ("url", 1.0, r"(?-u:\b)https?://|(?-u:\b)www\.[a-z0-9_-]+\.[a-z]+|(?-u:\b)[a-z0-9_-]+\.(?:com|net|org|io|co\.uk|html?|php|aspx?)(?-u:\b)"),
     ("html", 1.0, r"</?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>"),
-    ("stock", 1.0,
-     r"(?-u:\b)stock (?:photo|photograph|image|picture|illustration|vector|footage)s?(?-u:\b)|(?-u:\b)royalty[- ]free(?-u:\b)"
-     r"|(?-u:\b)(?:shutterstock|getty ?images|alamy|dreamstime|depositphotos|123rf|istock(?:photo)?|adobe stock|pond5)(?-u:\b)"
-     r"|(?-u:\b)vector (?:illustration|image|graphic)(?-u:\b)|(?-u:\b)stockfoto(?-u:\b)|(?-u:\b)(?:photo|foto|fotografía) de stock(?-u:\b)"
-     r"|стоковая|стоковое|ストックフォト"),
+    ("stock", 1.0, STOCK),  # the one stock-photo vocabulary, shared with clean and dedup
     ("call_to_action", 1.0,
      r"(?-u:\b)(?:click here|read more|buy now|shop now|order now|free shipping|add to (?:cart|basket)"
      r"|download (?:now|free|here)|learn more|subscribe|sign up|best price|on sale|limited offer)(?-u:\b)"),
