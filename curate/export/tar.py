@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError
+from curate.ingest.webdataset import fixed_text
 
 IMAGE_COLUMNS = ("image_member", "image_offset", "image_size")
 
@@ -136,8 +137,8 @@ def _copy_images(df: pl.DataFrame, img: pl.DataFrame, ok: np.ndarray, blocks: np
         src_blocks = mm[: total // 512 * 512].reshape(-1, 512)
         # the member's header in the source must still name it
         want = member.filter(pl.Series(sel))
-        head = pl.Series(pa.array(np.ascontiguousarray(src_blocks[o // 512 - 1, :100]).view("S100").ravel()))
-        if not (head == want.cast(pl.Binary)).fill_null(False).all():
+        head = fixed_text(src_blocks[o // 512 - 1, :100])
+        if not (head == want).fill_null(False).all():
             raise CurateError(f"{path}: the tar changed since it was scored (a member is not where it "
                               f"was); score it again")
         full = s // 512

@@ -33,8 +33,19 @@ class _Stream:
         self.f = pa.input_stream(path, compression=compression or None) if compression else open(path, "rb")
 
     def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes, fewer only at the end (a codec hands over smaller pieces)."""
         try:
-            return self.f.read(n)
+            out = self.f.read(n)
+            if not self.compression or len(out) == n or not out:
+                return out
+            parts, got = [out], len(out)
+            while got < n:
+                more = self.f.read(n - got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            return b"".join(parts)
         except OSError as e:
             what = f"damaged {self.compression} data" if self.compression else "cannot read the file"
             raise CurateError(f"{self.path}: {what} ({first_line(e)})") from None

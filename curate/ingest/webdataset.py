@@ -68,12 +68,18 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> pa.Array:
     return _binary(buf[idx], offs)
 
 
+def fixed_text(a: np.ndarray) -> pl.Series:
+    """Rows of a uint8 matrix as NUL-padded text (a tar header field); null where not UTF-8."""
+    arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(a.shape[1]), len(a), [None, pa.py_buffer(np.ascontiguousarray(a))])
+    s = pl.from_arrow(arr.cast(pa.binary())).cast(pl.String, strict=False)
+    return s.str.strip_chars_end("\x00")
+
+
 def _names(h: np.ndarray) -> pl.Series:
-    name = pa.array(np.ascontiguousarray(h[:, :100]).view("S100").ravel())
-    out = pl.Series("name", name).cast(pl.String, strict=False)
+    out = fixed_text(h[:, :100])
     prefix = h[:, 345:500] * (h[:, 262:263] != 32)  # GNU headers keep other fields there
     if prefix.any():
-        pre = pl.Series(pa.array(np.ascontiguousarray(prefix).view("S155").ravel())).cast(pl.String, strict=False)
+        pre = fixed_text(prefix)
         out = pl.select(pl.when(pre.str.len_bytes() > 0).then(pre + "/" + out).otherwise(out)).to_series()
     if out.null_count():
         raise _Fallback  # a name that is not UTF-8: tarfile decodes it
