@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError, first_line
-from curate.ingest.text import lone_surrogates_replaced, to_text
+from curate.ingest.text import decode_binary_lossy, lone_surrogates_replaced, to_text
 
 #: Bytes of the tar read at a time (text members are gathered from it, image members skipped).
 WINDOW = 64 << 20
@@ -69,10 +69,10 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> pa.Array:
 
 
 def fixed_text(a: np.ndarray) -> pl.Series:
-    """Rows of a uint8 matrix as NUL-padded text (a tar header field); null where not UTF-8."""
+    """Rows of a uint8 matrix as NUL-padded text (a tar header field); bytes that are not
+    UTF-8 become U+FFFD."""
     arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(a.shape[1]), len(a), [None, pa.py_buffer(np.ascontiguousarray(a))])
-    s = pl.from_arrow(arr.cast(pa.binary())).cast(pl.String, strict=False)
-    return s.str.strip_chars_end("\x00")
+    return decode_binary_lossy(pl.from_arrow(arr.cast(pa.binary()))).str.strip_chars_end("\x00")
 
 
 def _names(h: np.ndarray) -> pl.Series:
@@ -81,8 +81,6 @@ def _names(h: np.ndarray) -> pl.Series:
     if prefix.any():
         pre = fixed_text(prefix)
         out = pl.select(pl.when(pre.str.len_bytes() > 0).then(pre + "/" + out).otherwise(out)).to_series()
-    if out.null_count():
-        raise _Fallback  # a name that is not UTF-8: tarfile decodes it
     return out.alias("name")
 
 
