@@ -91,7 +91,7 @@ def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp:
         f"WHERE run = {sql_str(run_name)} AND source = {sql_str(source)} ORDER BY \"row\""
     )
     f = resolve_inputs([str(path)])[0]
-    inspect_input(f)
+    inspect_input(f, inp.get("header_columns") or ())
     caption, id_col = inp.get("caption_column") or "caption", inp.get("id_column")
     if caption not in f.columns and not getattr(f, "empty", False):
         return want.num_rows, [{"run": run_name, "source": source,

@@ -16,6 +16,8 @@ from curate.report.terminal import summary_table
 @click.option("--caption-column", default="caption", show_default=True, help="Column that holds the caption.")
 @click.option("--id-column", default=None, help="Column with a unique id per row (else ids derive from file and row).")
 @click.option("--carry", multiple=True, help="Extra input column to keep in the outputs (repeatable).")
+@click.option("--carry-all", is_flag=True, help="Keep every input column in the outputs (numbers stay numbers; bytes and names the outputs use are left out).")
+@click.option("--columns", default=None, help="Names of the columns of CSV/TSV files without a header row, in order (e.g. caption,url).")
 @click.option("--lid-model", default=None, type=click.Path(dir_okay=False), help="fastText LID model (default: bundled lid.176.ftz).")
 @click.option("--workers", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: one per core for large inputs).")
 @click.option("--batch-rows", type=click.IntRange(1000, 10_000_000), default=100_000, show_default=True, help="Rows per batch and per output part.")
@@ -24,15 +26,19 @@ from curate.report.terminal import summary_table
               help="Where to score: processes on this machine, or Ray Data (pip install 'curate[ray]').")
 @click.option("--address", default=None, help="With --engine ray: a running Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray.")
 @friendly
-def score(inputs, out, chain, caption_column, id_column, carry, lid_model, workers, batch_rows, overwrite, engine, address):
+def score(inputs, out, chain, caption_column, id_column, carry, carry_all, columns, lid_model, workers, batch_rows,
+          overwrite, engine, address):
     """Score captions with a filter chain: every row gets scores, keep and reason.
 
-    INPUTS are Parquet, JSONL or CSV/TSV files, folders or globs. Writes
-    OUT/scores/*.parquet and, last, OUT/run.json.
+    INPUTS are Parquet, JSONL or CSV/TSV files (also .gz, .zst, .bz2), WebDataset .tar
+    shards, Arrow/Feather files or Hugging Face save_to_disk folders; files, folders or
+    globs. Writes OUT/scores/*.parquet and, last, OUT/run.json.
 
     \b
     Example:
       curate score data/*.parquet --chain filters/english-strict.toml --out runs/en
+      curate score cc3m.tsv.gz --columns caption,url --out runs/cc3m
+      curate score shards/ --out runs/laion --carry-all
       curate score /shared/captions/ --out /shared/runs/web --engine ray --address auto
     """
     from curate.engines import score as run_score
@@ -40,8 +46,9 @@ def score(inputs, out, chain, caption_column, id_column, carry, lid_model, worke
     from curate.scoring.runner import ScoreOptions
 
     ch = load_chain(chain, lid_model=lid_model)
+    names = tuple(c.strip() for c in columns.split(",")) if columns else ()
     opts = ScoreOptions(caption_column, id_column, tuple(carry), workers, batch_rows, overwrite,
-                        engine=engine, address=address)
+                        engine=engine, address=address, columns=names, carry_all=carry_all)
     console = make_console()
     bar = progress(console, "scoring")
     if bar is None:

@@ -10,7 +10,14 @@ counts, sha256 of each shard, the mixture id and how to load them):
   ``<key>.json`` (everything else) per sample (``webdataset.WebDataset``).
 
 Images are not part of a mixture: the shards carry ``url``/``image_path``/``image_id``
-where the inputs had them, for a later download step (e.g. img2dataset).
+where the inputs had them, for a later download step (e.g. img2dataset). A sample scored
+from a WebDataset shard is the exception: the webdataset format copies its image member
+from the source tar, byte for byte (:mod:`curate.export.tar`), so curating and resharding
+are one step.
+
+When the manifest has ``caption_clean`` (cleaned captions), it is the sample's text
+(``caption`` in Parquet and JSONL, ``.txt`` in WebDataset) and the caption as read is kept
+beside it as ``caption_original``.
 
 In JSON (jsonl and the tar's .json members) the 64-bit ``sample_id`` and ``caption_hash``
 are written as strings: JSON readers (pyarrow's, JavaScript's) lose or reject integers
@@ -25,7 +32,6 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,6 +39,7 @@ import pyarrow.parquet as pq
 from curate.atomic import atomic_path, write_json
 from curate.db import arrow_reader, connect, sql_str
 from curate.errors import CurateError
+from curate.export import tar
 from curate.hashing import file_sha256
 from curate.layout import (
     MANIFEST,
@@ -48,6 +55,8 @@ FORMATS = {"parquet": ("part", ".parquet"), "jsonl": ("part", ".jsonl"), "webdat
 BIG_INTS = ("sample_id", "caption_hash")
 IMAGES_NOTE = ("images are not included: a mixture holds captions and provenance; use the url / "
                "image_path / image_id columns (where the inputs had them) to fetch images")
+IMAGES_COPIED = ("the image members of samples scored from WebDataset shards are copied byte for byte "
+                 "(<key>.<ext>); other samples have no image: use their url / image_path / image_id")
 
 
 def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows: int = 10_000,
@@ -88,7 +97,7 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
     """Write every shard and, last, ``index.json`` into ``stage`` (named for ``out``)."""
     prefix, ext = FORMATS[fmt]
     shards = []
-    rows = 0
+    rows = images = 0
     for i, table in enumerate(_shards(mix / MANIFEST, shard_rows, expand_repeats)):
         name = f"{prefix}-{i:05d}{ext}"
         with atomic_path(stage / name) as tmp:
@@ -98,6 +107,8 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
                 _json_frame(table).write_ndjson(tmp)
             else:
                 tmp.write_bytes(tar_bytes(table, expand_repeats))
+                if "image_member" in table.column_names:
+                    images += table.num_rows - table.column("image_member").null_count
         shards.append({"file": name, "rows": table.num_rows, "bytes": (stage / name).stat().st_size,
                        "sha256": file_sha256(stage / name)})
         rows += table.num_rows
@@ -112,8 +123,9 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
         "expand_repeats": expand_repeats,
         "shard_rows": shard_rows,
         "shards": shards,
-        "columns": m["columns"] + (["copy"] if expand_repeats else []),
-        "images": IMAGES_NOTE,
+        "columns": _text_columns(m["columns"]) + (["copy"] if expand_repeats else []),
+        "images": IMAGES_COPIED if images else IMAGES_NOTE,
+        **({"images_copied": images} if fmt == "webdataset" else {}),
         "load_with": {
             "parquet": f'datasets.load_dataset("parquet", data_files="{out}/part-*.parquet", split="train")',
             "jsonl": f'datasets.load_dataset("json", data_files="{out}/part-*.jsonl", split="train")',
@@ -146,9 +158,25 @@ def _shards(manifest: Path, shard_rows: int, expand: bool) -> Iterator[pa.Table]
 
 
 def _plain(t: pa.Table) -> pa.Table:
-    """Plain string columns (DuckDB may hand over string views) in one chunk."""
+    """Plain string columns (DuckDB may hand over string views) in one chunk; with
+    ``caption_clean``, that is the ``caption`` and the caption as read is ``caption_original``."""
     fields = [pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type) else f for f in t.schema]
-    return t.cast(pa.schema(fields)).combine_chunks()
+    t = t.cast(pa.schema(fields)).combine_chunks()
+    if "caption_clean" not in t.column_names:
+        return t
+    cols = {n: t.column(n) for n in t.column_names}
+    names = _text_columns(t.column_names)
+    cols["caption_original"], cols["caption"] = cols["caption"], cols.pop("caption_clean")
+    return pa.table([cols[n] for n in names], names=names)
+
+
+def _text_columns(columns: list[str]) -> list[str]:
+    """The exported columns: ``caption_clean`` becomes ``caption``, the original beside it."""
+    if "caption_clean" not in columns:
+        return list(columns)
+    out = [c for c in columns if c != "caption_clean"]
+    at = out.index("caption") + 1 if "caption" in out else len(out)
+    return out[:at] + ["caption_original"] + out[at:]
 
 
 def _json_frame(t: pa.Table) -> pl.DataFrame:
@@ -156,78 +184,6 @@ def _json_frame(t: pa.Table) -> pl.DataFrame:
     return df.with_columns([pl.col(c).cast(pl.String) for c in BIG_INTS if c in df.columns])
 
 
-# -- WebDataset tar shards -----------------------------------------------------------------
-
-_HEADER = np.zeros(512, np.uint8)
-for _at, _text in ((100, b"0000644\0"), (108, b"0000000\0"), (116, b"0000000\0"),
-                   (136, b"00000000000\0"), (148, b"        "), (156, b"0"), (257, b"ustar\0"),
-                   (263, b"00"), (329, b"0000000\0"), (337, b"0000000\0")):
-    _HEADER[_at:_at + len(_text)] = np.frombuffer(_text, np.uint8)
-
-
-def _octal(h: np.ndarray, at: int, values: np.ndarray, digits: int) -> None:
-    """Write ``values`` as ``digits`` octal digits at column ``at`` of every header row."""
-    v = values.astype(np.int64)
-    for k in range(digits):  # a loop over digit positions, not rows
-        h[:, at + k] = 48 + ((v >> (3 * (digits - 1 - k))) & 7)
-
-
-def _strings(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """UTF-8 bytes and int64 offsets of a string column (nulls as empty strings)."""
-    arr = s.fill_null("").to_arrow().cast(pa.large_string())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    _, offs, data = arr.buffers()
-    offsets = np.frombuffer(offs, np.int64)[arr.offset:arr.offset + len(arr) + 1]
-    values = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    return values, offsets
-
-
-def _headers(names: pl.Series, sizes: np.ndarray) -> np.ndarray:
-    data, offs = _strings(names)
-    width = int(offs[1] - offs[0]) if len(offs) > 1 else 0
-    if len(offs) > 1 and not np.all(np.diff(offs) == width):
-        raise CurateError("internal error: tar member names must have one length per shard")
-    if width > 100:
-        raise CurateError("internal error: tar member name longer than 100 bytes")
-    h = np.tile(_HEADER, (len(sizes), 1))
-    h[:, :width] = data[offs[0]:offs[-1]].reshape(len(sizes), width)
-    _octal(h, 124, sizes, 11)
-    _octal(h, 148, h.sum(axis=1, dtype=np.int64), 6)
-    h[:, 154] = 0
-    h[:, 155] = 32
-    return h
-
-
 def tar_bytes(t: pa.Table, expand: bool) -> bytes:
-    """A POSIX ustar archive with ``<key>.txt`` and ``<key>.json`` per row, in row order.
-
-    ``key`` is the sample id, zero-padded to 20 digits (and ``_<copy>`` with repeats
-    expanded). Every member has mode 0644 and mtime 0, so the same rows give the same bytes.
-    """
-    df = pl.from_arrow(t)
-    n = df.height
-    key = pl.col("sample_id").cast(pl.String).str.zfill(20)
-    if expand and "copy" in df.columns:
-        width = len(str(max(int(df["copy"].max() or 0), 0)))
-        key = key + "_" + pl.col("copy").cast(pl.String).str.zfill(width)
-    meta = _json_frame(t).drop("caption")
-    names = df.select(key.alias("k")).to_series()
-    txt, txt_off = _strings(df["caption"])
-    js, js_off = _strings(meta.select(pl.struct(pl.all()).struct.json_encode().alias("j")).to_series())
-    txt_len, js_len = np.diff(txt_off), np.diff(js_off)
-    pad = lambda x: (x + 511) // 512 * 512  # noqa: E731
-    block = 512 + pad(txt_len) + 512 + pad(js_len)
-    start = np.concatenate([[0], np.cumsum(block)[:-1]]).astype(np.int64)
-    total = int(block.sum()) + 1024  # two zero blocks end the archive
-    buf = np.zeros(total, np.uint8)
-    lanes = np.arange(512, dtype=np.int64)
-    buf[(start[:, None] + lanes).ravel()] = _headers(names + ".txt", txt_len).ravel()
-    js_head = start + 512 + pad(txt_len)
-    buf[(js_head[:, None] + lanes).ravel()] = _headers(names + ".json", js_len).ravel()
-    for dest, values, offs, lens in ((start + 512, txt, txt_off, txt_len), (js_head + 512, js, js_off, js_len)):
-        if lens.sum():
-            idx = np.repeat(dest - offs[:-1], lens) + np.arange(offs[0], offs[-1], dtype=np.int64)
-            buf[idx] = values[offs[0]:offs[-1]]
-    assert n == len(start)
-    return buf.tobytes()
+    """A WebDataset tar of one shard's rows (see :func:`curate.export.tar.tar_bytes`)."""
+    return tar.tar_bytes(t, expand, _json_frame(t).drop("caption"))

@@ -1,6 +1,8 @@
 """Which files a run reads: inputs as given (files, folders, globs), their formats and columns.
 
-Inputs are Parquet (a file, a folder or a glob), JSONL or CSV/TSV. Nothing here reads rows;
+Inputs are Parquet (a file, a folder or a glob), JSONL or CSV/TSV (plain or compressed:
+``.gz``, ``.zst``, ``.bz2``), WebDataset ``.tar`` shards and Arrow IPC / Feather files (a
+Hugging Face ``save_to_disk`` folder holds ``.arrow`` files). Nothing here reads rows;
 :mod:`curate.ingest.readers` streams them and :mod:`curate.ingest.provenance` gives each
 row its ``sample_id``, ``source`` and ``row``.
 """
@@ -9,7 +11,6 @@ from __future__ import annotations
 import glob as globmod
 import io
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError, first_line
+from curate.ingest import arrow as arrow_ipc
+from curate.ingest import compressed
+from curate.ingest import webdataset as wds
+from curate.ingest.text import lone_surrogates_replaced
 
 FORMATS = {
     ".parquet": "parquet",
@@ -25,11 +30,19 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".csv": "csv",
     ".tsv": "tsv",
+    ".tar": "webdataset",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
 }
-#: Extra input columns carried into every output table when present (a trainer needs them
-#: to find the image); more can be named with ``carry``.
-AUTO_CARRY = ("url", "image_url", "image_path", "image_id", "key")
+#: Text formats that may be compressed (``captions.jsonl.gz``).
+TEXT_FORMATS = ("jsonl", "csv", "tsv")
+#: Extra input columns carried into every output table when present, in any case (``URL``):
+#: a trainer needs them to find the image; more can be named with ``carry``.
+AUTO_CARRY = ("url", "image_url", "image_path", "image_id", "key", *wds.INDEX_COLUMNS[2:])
 BOM = b"\xef\xbb\xbf"
+#: Polars types a carried column keeps (others are carried as text): ones DuckDB compares.
+KEPT_TYPES = {"Int": pl.Int64, "UInt": pl.Int64, "Float": pl.Float64, "Boolean": pl.Boolean}
 
 
 @dataclass
@@ -41,29 +54,50 @@ class InputFile:
     fingerprint: str = ""
     columns: list[str] = field(default_factory=list)
     empty: bool = False  # a text file with nothing but white space: zero rows
+    compression: str = ""  # gzip, zstd or bz2 for a compressed text file
+    names: tuple[str, ...] = ()  # CSV/TSV without a header row: the columns' names, in order
+    dtypes: dict[str, str] = field(default_factory=dict)  # column -> type the format declares
+    keep_types: dict[str, str] = field(default_factory=dict)  # carried column -> type it keeps
 
     def describe(self) -> dict:
-        return {
+        d = {
             "source": self.path,
             "format": self.format,
             "bytes": self.size,
             "blake2b": self.fingerprint,
         }
+        if self.compression:
+            d["compression"] = self.compression
+        return d
 
 
-def _format_of(path: str) -> str:
-    ext = Path(path).suffix.lower()
-    if ext not in FORMATS:
+def _suffixes(path: str) -> tuple[str, str]:
+    """(format suffix, compression suffix): ``a.jsonl.gz`` -> (".jsonl", ".gz")."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext in compressed.COMPRESSIONS:
+        return Path(p.stem).suffix.lower(), ext
+    return ext, ""
+
+
+def _format_of(path: str) -> tuple[str, str]:
+    ext, comp = _suffixes(path)
+    fmt = FORMATS.get(ext)
+    if fmt is None or (comp and fmt not in TEXT_FORMATS):
+        shown = ext + comp
         raise CurateError(
-            f"{path}: unsupported input type {ext or '(no extension)'!r}; "
-            f"use one of {', '.join(sorted(FORMATS))}"
+            f"{path}: unsupported input type {shown or '(no extension)'!r}; "
+            f"use one of {', '.join(sorted(FORMATS))} (.jsonl, .ndjson, .csv and .tsv also as "
+            f"{', '.join(compressed.COMPRESSIONS)})"
         )
-    return FORMATS[ext]
+    return fmt, compressed.COMPRESSIONS.get(comp, "")
 
 
 def _is_input(path: Path) -> bool:
     """A file that a folder or glob contributes: a supported type, not hidden."""
-    return path.suffix.lower() in FORMATS and not path.name.startswith(".")
+    ext, comp = _suffixes(str(path))
+    ok = ext in FORMATS and (not comp or FORMATS[ext] in TEXT_FORMATS)
+    return ok and not path.name.startswith(".")
 
 
 def resolve_inputs(specs: list[str]) -> list[InputFile]:
@@ -101,7 +135,8 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
     out = []
     for p in seen.values():
         st = os.stat(p)
-        out.append(InputFile(p, _format_of(p), st.st_size, st.st_mtime_ns))
+        fmt, comp = _format_of(p)
+        out.append(InputFile(p, fmt, st.st_size, st.st_mtime_ns, compression=comp))
     return out
 
 
@@ -112,12 +147,30 @@ def parquet_file(inp: InputFile) -> pq.ParquetFile:
         raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
 
 
-def inspect_input(inp: InputFile) -> None:
-    """Read the input's column names (and check it opens) without reading its rows."""
+def inspect_input(inp: InputFile, names: tuple[str, ...] | list[str] = ()) -> None:
+    """Read the input's column names (and check it opens) without reading its rows.
+
+    ``names``: the columns of a CSV/TSV file without a header row, in order."""
+    if inp.format in ("csv", "tsv") and names:
+        if len(set(names)) != len(names) or not all(names):
+            raise CurateError(f"--columns {','.join(names)}: names must be distinct and not empty")
+        inp.names = tuple(names)
     if inp.format == "parquet":
-        inp.columns = list(parquet_file(inp).schema_arrow.names)
+        sch = parquet_file(inp).schema_arrow
+        inp.columns = list(sch.names)
+        inp.dtypes = {f.name: str(pl.from_arrow(sch.empty_table()).schema[f.name]) for f in sch}
+    elif inp.format == "arrow":
+        sch = arrow_ipc.schema(inp.path)
+        inp.columns = list(sch.names)
+        inp.dtypes = {k: str(v) for k, v in pl.from_arrow(sch.empty_table()).schema.items()}
+    elif inp.format == "webdataset":
+        try:
+            inp.columns, inp.empty = wds.inspect(inp.path)
+        except CurateError as e:
+            raise CurateError(f"{inp.path}: {e}") from None
+        inp.dtypes = dict(wds.INDEX_TYPES)
     elif inp.format == "jsonl":
-        with open(inp.path, "rb") as f:
+        with compressed.open_text(inp.path, inp.compression) as f:
             head = f.read(1 << 20).removeprefix(BOM)
         head_lines = head.split(b"\n")[:-1 if len(head) == (1 << 20) else None][:5000]
         lines = [ln for ln in head_lines if ln.strip()]
@@ -131,11 +184,15 @@ def inspect_input(inp: InputFile) -> None:
             text = [ln.decode("utf-8", "replace") for ln in head_lines]
             raise CurateError(f"{inp.path}: {json_error(text, 0, e)}") from None
         inp.columns = df.columns
+    elif inp.compression:
+        sep = "\t" if inp.format == "tsv" else ","
+        inp.columns = compressed.csv_columns(inp.path, inp.compression, sep, list(inp.names) or None)
+        inp.empty = not inp.columns
     else:
         sep = "\t" if inp.format == "tsv" else ","
         try:
-            lf = pl.scan_csv(inp.path, separator=sep, infer_schema=False, encoding="utf8-lossy")
-            inp.columns = lf.collect_schema().names()
+            opts = compressed.csv_options(sep, list(inp.names) or None)
+            inp.columns = pl.scan_csv(inp.path, **opts).collect_schema().names()
         except pl.exceptions.NoDataError:
             inp.columns, inp.empty = [], True
         except Exception as e:
@@ -160,23 +217,6 @@ def json_error(lines: list[str], start: int, e: BaseException) -> str:
 
 
 
-#: A JSON escape of a UTF-16 surrogate that is not half of a pair (``\udc80``, or
-#: ``\ud800`` with no low half after it): JSON readers reject it or store U+0000.
-_LONE_HIGH = re.compile(r"(?<!\\)((?:\\\\)*)\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
-_LONE_LOW = re.compile(r"(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)((?:\\\\)*)\\u[dD][c-fC-F][0-9a-fA-F]{2}")
-_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def lone_surrogates_replaced(text: str) -> str:
-    """JSON text with every lone surrogate escape replaced by ``\ufffd`` (U+FFFD, which the
-    junk filter reports as kind ``encoding``); pairs are left as they are. One regex pass
-    over the whole chunk, only when it holds a surrogate escape at all."""
-    if not _SURROGATE.search(text):
-        return text
-    text = _LONE_HIGH.sub(lambda m: m.group(1) + "\\ufffd", text)
-    return _LONE_LOW.sub(lambda m: m.group(1) + "\\ufffd", text)
-
-
 def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
     if inp.empty:
         return  # an empty text file: zero rows
@@ -188,3 +228,35 @@ def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
                 + (" (choose one with --caption-column)" if what == "caption" else "")
             )
 
+
+
+def carried_columns(files: list[InputFile], carry: tuple[str, ...] | list[str], carry_all: bool,
+                    taken: list[str]) -> list[str]:
+    """The input columns a run carries: those named, the image links (``url``, ``URL``,
+    ``key``, ... in any case, and a WebDataset's image index) and, with ``carry_all``, every
+    other column that is not named like an output column (``taken``) and is not bytes."""
+    for c in carry:
+        if not any(c in f.columns for f in files):
+            raise CurateError(f"no input has a column {c!r} to carry")
+    seen = list(dict.fromkeys(c for f in files for c in f.columns))
+    auto = [c for c in seen if c.lower() in AUTO_CARRY and c not in taken]
+    out = list(dict.fromkeys([*carry, *auto]))
+    if carry_all:
+        binary = {c for f in files for c, t in f.dtypes.items() if "Binary" in t or "Object" in t}
+        out += [c for c in seen if c not in out and c not in taken and c not in binary]
+    return out
+
+
+def set_carry_types(files: list[InputFile], carry: list[str]) -> None:
+    """A carried column keeps a number or boolean type (Int64, Float64, Boolean) when every
+    input that has it declares it with that type (Parquet, Arrow, a WebDataset's offsets);
+    otherwise it is carried as text. So every part of a run has the same column types."""
+    kinds: dict[str, set] = {}
+    for f in files:
+        for c in carry:
+            if c in f.columns:
+                t = f.dtypes.get(c, "String")
+                kinds.setdefault(c, set()).add(next((v for k, v in KEPT_TYPES.items() if t.startswith(k)), pl.String))
+    keep = {c: str(next(iter(k))) for c, k in kinds.items() if len(k) == 1 and pl.String not in k}
+    for f in files:
+        f.keep_types = dict(keep)

@@ -41,7 +41,10 @@ def with_provenance(batch: pl.DataFrame, inp: InputFile, start: int, id_column: 
     if id_column:
         cols.append(batch["id"])
     for c in carry:
-        cols.append(batch[c].cast(pl.String) if c in batch.columns else pl.Series(c, [None] * n, dtype=pl.String))
+        # a number or boolean column keeps its type where every input declares it so
+        # (``InputFile.keep_types``); others are text
+        t = getattr(pl, inp.keep_types.get(c, "String"))
+        cols.append(batch[c].cast(t) if c in batch.columns else pl.Series(c, [None] * n, dtype=t))
     return pl.DataFrame(cols)
 
 

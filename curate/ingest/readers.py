@@ -9,65 +9,30 @@ import io
 from typing import Iterator
 
 import polars as pl
-import pyarrow as pa
 
 from curate.errors import CurateError, first_line
-from curate.ingest.inputs import BOM, InputFile, json_error, lone_surrogates_replaced, parquet_file
+from curate.ingest import arrow as arrow_ipc
+from curate.ingest import compressed
+from curate.ingest import webdataset as wds
+from curate.ingest.inputs import BOM, InputFile, json_error, parquet_file
+from curate.ingest.text import decode_binary_lossy, lone_surrogates_replaced, to_text
+from curate.tables import exact_tables
 
 #: JSONL is read in blocks of this many bytes, cut at the last newline.
 JSONL_CHUNK_BYTES = 32 << 20
-
-
-def to_text(s: pl.Series, what: str = "caption") -> pl.Series:
-    """Any caption (or id) column type as UTF-8 text; invalid bytes become U+FFFD."""
-    if s.dtype == pl.String:
-        return s
-    if s.dtype == pl.Binary:
-        # Arrow's binary->string cast rejects invalid UTF-8, so decode lossily via Python's
-        # codec, one call for the whole column's buffer.
-        return _decode_binary_lossy(s)
-    if s.dtype.is_nested():
-        raise CurateError(f"{what} column {s.name!r} holds {s.dtype} values, not text")
-    return s.cast(pl.String)
 
 
 def _carried(s: pl.Series) -> pl.Series:
     """A carried column that the outputs can hold as text (they cast it): bytes are decoded
     like a caption's, lists and structs become JSON text; other types are left as they are."""
     if s.dtype == pl.Binary:
-        return _decode_binary_lossy(s)
+        return decode_binary_lossy(s)
     if not s.dtype.is_nested():
         return s
     if "Binary" in str(s.dtype):  # polars cannot write bytes inside a list or struct as JSON
         raise CurateError(f"carried column {s.name!r} holds {s.dtype} values, which have no text form")
     wrapped = pl.select(pl.struct(s.alias("v")).struct.json_encode()).to_series()  # {"v":...}
     text = wrapped.str.strip_prefix('{"v":').str.strip_suffix("}")
-    return pl.select(pl.when(s.is_not_null()).then(text)).to_series().alias(s.name)
-
-
-def _decode_binary_lossy(s: pl.Series) -> pl.Series:
-    """Decode a binary column as UTF-8, replacing invalid bytes with U+FFFD.
-
-    The values are joined with an ASCII separator, decoded by one codec call and split again,
-    so there is no per-row Python work. (An ASCII byte is never swallowed by the replacement
-    of an invalid sequence, so the split gives back exactly one piece per row.)
-    """
-    try:  # the common case: valid UTF-8 (polars raises on invalid bytes even when not strict)
-        return s.cast(pl.String)
-    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError):
-        pass
-    sep = "\x00\x1f\x00"
-    arr = s.fill_null(b"").to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = arr.cast(pa.large_binary())
-    lists = pa.LargeListArray.from_arrays(pa.array([0, len(arr)], pa.int64()), arr)
-    import pyarrow.compute as pc
-
-    joined = pc.binary_join(lists, pa.scalar(sep.encode(), pa.large_binary()))[0].as_py()
-    if joined.count(sep.encode()) != len(arr) - 1:
-        raise CurateError("caption column holds bytes that cannot be decoded as text")
-    text = pl.Series(s.name, joined.decode("utf-8", "replace").split(sep), dtype=pl.String)
     return pl.select(pl.when(s.is_not_null()).then(text)).to_series().alias(s.name)
 
 
@@ -96,17 +61,27 @@ def _read_batches(inp, caption, id_column, carry, batch_rows, row_groups=None) -
             raise
         except Exception as e:
             raise CurateError(f"{inp.path}: damaged Parquet data ({first_line(e)})") from None
+    elif inp.format == "arrow":
+        for t in exact_tables(arrow_ipc.batches(inp.path, cols), batch_rows):
+            yield _shape(pl.from_arrow(t), caption, id_column)
+    elif inp.format == "webdataset":
+        if inp.empty:
+            return
+        for df in wds.read(inp.path, cols, batch_rows):
+            yield _shape(df, caption, id_column)
     elif inp.format == "jsonl":
         yield from _read_jsonl(inp, cols, caption, id_column, batch_rows)
     else:
         if not inp.columns:
             return
         sep = "\t" if inp.format == "tsv" else ","
+        names = list(inp.names) or None
+        if inp.compression:
+            for df in compressed.csv_batches(inp.path, inp.compression, sep, names, batch_rows):
+                yield _shape(df.select(cols), caption, id_column)
+            return
         try:
-            lf = pl.scan_csv(
-                inp.path, separator=sep, infer_schema=False, encoding="utf8-lossy",
-                empty_string_is_null=False, quote_char=None if sep == "\t" else '"',
-            ).select(cols)
+            lf = pl.scan_csv(inp.path, **compressed.csv_options(sep, names)).select(cols)
             for df in lf.collect_batches(chunk_size=batch_rows):
                 yield _shape(df, caption, id_column)
         except Exception as e:
@@ -119,7 +94,7 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
     pending: list[pl.DataFrame] = []
     pending_rows = 0
     line_no = 0
-    with open(inp.path, "rb") as f:
+    with compressed.open_text(inp.path, inp.compression) as f:
         rest = f.read(len(BOM))
         rest = b"" if rest == BOM else rest
         while True:

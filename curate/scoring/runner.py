@@ -26,11 +26,12 @@ from curate.atomic import write_json, write_text
 from curate.errors import CurateError
 from curate.hashing import file_fingerprint
 from curate.ingest.inputs import (
-    AUTO_CARRY,
     InputFile,
+    carried_columns,
     check_columns,
     inspect_input,
     resolve_inputs,
+    set_carry_types,
 )
 from curate.ingest.provenance import read_with_provenance
 from curate.layout import (
@@ -74,6 +75,10 @@ class ScoreOptions:
     engine: str = "local"
     #: with engine "ray": address of a running Ray cluster; None starts a local Ray
     address: str | None = None
+    #: the columns of CSV/TSV inputs without a header row, in order (``--columns caption,url``)
+    columns: tuple[str, ...] = ()
+    #: carry every input column (not bytes, not one named like an output column)
+    carry_all: bool = False
 
 
 #: Where the parts are computed: (files, version folder, chain, options, carried columns,
@@ -94,6 +99,7 @@ def _state_key(chain: Chain, files: list[InputFile], opts: ScoreOptions, carry: 
         "id": opts.id_column,
         "carry": carry,
         "batch_rows": opts.batch_rows,
+        **({"columns": list(opts.columns)} if opts.columns else {}),
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -210,16 +216,14 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     _check_carry(chain, opts)
     t_start = time.perf_counter()
     files = _outside(resolve_inputs(inputs), Path(out))
+    if opts.columns and not any(f.format in ("csv", "tsv") for f in files):
+        raise CurateError("--columns names the columns of CSV/TSV files without a header row; no input is CSV/TSV")
     for f in files:
-        inspect_input(f)
+        inspect_input(f, opts.columns)
         check_columns(f, opts.caption_column, opts.id_column)
-    for c in opts.carry:
-        if not any(c in f.columns for f in files):
-            raise CurateError(f"no input has a column {c!r} to carry")
-    carry = list(dict.fromkeys(
-        [c for c in opts.carry] + [c for c in AUTO_CARRY if any(c in f.columns for f in files)]
-    ))
+    carry = carried_columns(files, opts.carry, opts.carry_all, _taken(chain, opts))
     carry = [c for c in carry if c not in (opts.caption_column, opts.id_column)]
+    set_carry_types(files, carry)
     model_files = _model_files(chain)  # fails early on a missing model
     total = _total_rows(files)
     if total == 0:
@@ -273,6 +277,7 @@ def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, mod
         "caption_column": opts.caption_column,
         "id_column": opts.id_column,
         "carried_columns": carry,
+        **({"header_columns": list(opts.columns)} if opts.columns else {}),
         "batch_rows": opts.batch_rows,
         "workers": workers,
         "engine": opts.engine,
@@ -359,14 +364,19 @@ def _outside(files: list[InputFile], out: Path) -> list[InputFile]:
 
 def _check_carry(chain: Chain, opts: ScoreOptions) -> None:
     """A carried column must not take the name of a column that scoring writes."""
-    taken = ["sample_id", "source", "row", "caption", *(["id"] if opts.id_column else []), "lang",
-             *chain.score_columns, *(s.filter.label for s in chain.steps if s.filter.label), "keep", "reason"]
+    taken = _taken(chain, opts)
     for c in opts.carry:
         if c in taken and c not in (opts.caption_column, opts.id_column):
             raise CurateError(
                 f"cannot carry column {c!r}: the outputs have a column of that name; "
                 f"names taken: {', '.join(dict.fromkeys(taken))}"
             )
+
+
+def _taken(chain: Chain, opts: ScoreOptions) -> list[str]:
+    """The names of the columns that scoring writes."""
+    return ["sample_id", "source", "row", "caption", *(["id"] if opts.id_column else []), "lang",
+            *chain.score_columns, *(s.filter.label for s in chain.steps if s.filter.label), "keep", "reason"]
 
 
 def _names(files: list[InputFile], most: int = 3) -> str:

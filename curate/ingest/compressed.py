@@ -1,0 +1,130 @@
+"""Text inputs, plain or compressed (``.gz``, ``.zst``, ``.bz2``), read as a stream of bytes.
+
+The compression is told by the file name (``captions.jsonl.gz``); the stream is decompressed
+block by block (pyarrow's codecs), so memory does not grow with the file. A damaged stream
+(a bad CRC, a truncated file) is a one-line error naming the file; the rows before it are
+not written as a finished run.
+
+CSV from a compressed stream is cut into pieces at record ends (a newline outside quotes:
+an even number of ``"`` before it) and each piece is parsed by the same polars reader, with
+the same options, as a plain file.
+"""
+from __future__ import annotations
+
+import io
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from curate.errors import CurateError, first_line
+
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}
+#: Decompressed bytes parsed at a time.
+CHUNK_BYTES = 32 << 20
+
+
+class _Stream:
+    """A binary file (plain or decompressed) whose read errors name the file."""
+
+    def __init__(self, path: str, compression: str):
+        self.path, self.compression = path, compression
+        self.f = pa.input_stream(path, compression=compression or None) if compression else open(path, "rb")
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes, fewer only at the end (a codec hands over smaller pieces)."""
+        try:
+            out = self.f.read(n)
+            if not self.compression or len(out) == n or not out:
+                return out
+            parts, got = [out], len(out)
+            while got < n:
+                more = self.f.read(n - got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            return b"".join(parts)
+        except OSError as e:
+            what = f"damaged {self.compression} data" if self.compression else "cannot read the file"
+            raise CurateError(f"{self.path}: {what} ({first_line(e)})") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def open_text(path: str, compression: str) -> _Stream:
+    return _Stream(path, compression)
+
+
+def head(path: str, compression: str, n: int) -> bytes:
+    """The first ``n`` bytes of the (decompressed) file."""
+    with open_text(path, compression) as f:
+        return f.read(n)
+
+
+def csv_options(sep: str, names: list[str] | None) -> dict:
+    """The polars CSV options of every text table read (plain and compressed alike)."""
+    opts = dict(separator=sep, infer_schema=False, encoding="utf8-lossy", empty_string_is_null=False,
+                quote_char=None if sep == "\t" else '"')
+    if names:
+        opts.update(has_header=False, new_columns=list(names))
+    return opts
+
+
+def _record_end(data: bytes, quoted: bool, last: bool = True) -> int:
+    """Bytes up to and including the last (or first) newline that ends a record (0 if none)."""
+    arr = np.frombuffer(data, np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    if quoted and len(nl):
+        nl = nl[np.cumsum(arr == 34)[nl] % 2 == 0]
+    return int(nl[-1 if last else 0]) + 1 if len(nl) else 0
+
+
+def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
+                batch_rows: int) -> Iterator[pl.DataFrame]:
+    """A compressed CSV/TSV as DataFrames of string columns (at most ``batch_rows`` rows each)."""
+    quoted = sep != "\t"
+    opts = csv_options(sep, names)
+    header = b""
+    rest = b""
+    with open_text(path, compression) as f:
+        first = True
+        while True:
+            block = f.read(CHUNK_BYTES)
+            data = rest + block
+            if first:
+                data = data.removeprefix(b"\xef\xbb\xbf")
+            if block:
+                cut = _record_end(data, quoted)
+                data, rest = data[:cut], data[cut:]
+            else:
+                rest = b""
+            if first and not names:
+                end = _record_end(data, quoted, last=False) or len(data)
+                header, data = data[:end], data[end:]
+            first = False
+            if data.strip():
+                try:
+                    df = pl.read_csv(io.BytesIO(header + data), **opts)
+                except Exception as e:
+                    raise CurateError(f"{path}: cannot read CSV ({first_line(e)})") from None
+                for i in range(0, df.height, batch_rows):
+                    yield df.slice(i, batch_rows)
+            if not block:
+                break
+
+
+def csv_columns(path: str, compression: str, sep: str, names: list[str] | None) -> list[str]:
+    data = head(path, compression, 1 << 20).removeprefix(b"\xef\xbb\xbf")
+    if not data.strip():
+        return []
+    cut = _record_end(data, sep != "\t") or len(data)
+    try:
+        return pl.read_csv(io.BytesIO(data[:cut]), n_rows=1, **csv_options(sep, names)).columns
+    except Exception as e:
+        raise CurateError(f"{path}: not a readable CSV file ({first_line(e)})") from None
