@@ -40,8 +40,9 @@ def test_parquet_shards_load_with_datasets(mix, tmp_path):
                                cache_dir=str(tmp_path / "hf-cache"))
     assert ds.num_rows == m.height
     assert ds["sample_id"] == m["sample_id"].to_list()  # shards keep the manifest's order
-    assert ds["caption"] == m["caption"].to_list()
-    assert set(m.columns) <= set(ds.column_names)
+    assert ds["caption"] == m["caption_clean"].to_list()  # the text the trainer gets
+    assert ds["caption_original"] == m["caption"].to_list()
+    assert (set(m.columns) - {"caption_clean"}) | {"caption_original"} == set(ds.column_names)
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert index["mixture"] == json.loads((mix / "manifest.json").read_text())["mixture"]
     assert "images are not included" in index["images"]
@@ -55,7 +56,7 @@ def test_jsonl_shards_load_with_datasets(mix, tmp_path):
     m = manifest(mix)
     assert ds.num_rows == m.height
     assert ds["sample_id"] == [str(x) for x in m["sample_id"].to_list()]  # 64-bit ids as strings
-    assert ds["caption"] == m["caption"].to_list() and ds["repeat"] == m["repeat"].to_list()
+    assert ds["caption"] == m["caption_clean"].to_list() and ds["repeat"] == m["repeat"].to_list()
 
 
 def test_webdataset_shards_load_with_webdataset(mix, tmp_path):
@@ -67,7 +68,7 @@ def test_webdataset_shards_load_with_webdataset(mix, tmp_path):
     got = list(wds.WebDataset(url, shardshuffle=False).decode())
     assert len(got) == m.height
     assert [g["__key__"] for g in got] == [f"{x:020d}" for x in m["sample_id"].to_list()]
-    assert [g["txt"] for g in got] == m["caption"].to_list()
+    assert [g["txt"] for g in got] == m["caption_clean"].to_list()
     meta = [g["json"] for g in got]
     assert [x["sample_id"] for x in meta] == [str(x) for x in m["sample_id"].to_list()]
     assert [x["row"] for x in meta] == m["row"].to_list() and [x["run"] for x in meta] == m["run"].to_list()
@@ -82,7 +83,7 @@ def test_tar_members_are_standard(mix, tmp_path):
         assert len(members) == 2 * m.height
         first = members[0]
         assert first.name == f"{m['sample_id'][0]:020d}.txt" and first.isfile() and first.mode == 0o644
-        assert t.extractfile(first).read().decode() == m["caption"][0]
+        assert t.extractfile(first).read().decode() == m["caption_clean"][0]
         assert json.loads(t.extractfile(members[1]).read())["url"] == m["url"][0]
 
 

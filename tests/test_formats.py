@@ -165,7 +165,7 @@ def test_webdataset_mixed_and_exported_with_images_byte_for_byte(real, tmp_path)
     write_shard(tmp_path / "a.tar", real.head(150))
     write_shard(tmp_path / "b.tar", real.slice(150, 150))
     run = tmp_path / "run"
-    run_scores([tmp_path / "a.tar", tmp_path / "b.tar"], run)
+    scored = run_scores([tmp_path / "a.tar", tmp_path / "b.tar"], run)
     recipe = write_recipe(tmp_path / "m.toml", {"w": run}, {"w": {"share": 1.0}}, size=80)
     build_mixture(recipe, tmp_path / "mix")
     index = export(tmp_path / "mix", "webdataset", tmp_path / "out", shard_rows=30)
@@ -183,9 +183,14 @@ def test_webdataset_mixed_and_exported_with_images_byte_for_byte(real, tmp_path)
         raw = Path(r["source"]).read_bytes()
         o, s = int(r["image_offset"]), int(r["image_size"])
         assert got[f"{key}.jpg"] == raw[o:o + s]
-        assert got[f"{key}.txt"].decode() == r["caption"]
+        assert got[f"{key}.txt"].decode() == r["caption_clean"]  # the cleaned caption is the text
         meta = json.loads(got[f"{key}.json"])
+        assert meta["caption_original"] == r["caption"]
         assert meta["source"] == r["source"] and meta["row"] == r["row"] and meta["url"] == r["url"]
+        # the scores and the decision that chose it, from its run
+        row = scored.filter((pl.col("source") == r["source"]) & (pl.col("row") == r["row"])).row(0, named=True)
+        for c in [c for c in scored.columns if c.startswith("score__")] + ["lang", "keep"]:
+            assert meta[c] == row[c], c
     assert sources  # both shards were sources
     assert {Path(s).name for s in m["source"]} == {"a.tar", "b.tar"}
 

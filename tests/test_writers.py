@@ -87,7 +87,8 @@ def test_decide_killed_at_any_moment_leaves_the_old_run_or_the_new(web_run):
         proc.wait()
         after = consistent(run)
         assert after["kept"] in (before["kept"], *(d["kept"] for d in after["decisions"][-1:]))
-    # whatever the moment, a later decide completes    ok("decide", run, "--chain", chains[0])
+    # whatever the moment, a later decide completes
+    ok("decide", run, "--chain", chains[0])
     consistent(run)
     assert not list((run / ".v").iterdir())[1:]  # one version left
 

@@ -46,6 +46,8 @@ from curate.layout import (
     discard_staging,
     lock_output,
     replace_folder,
+    score_parts,
+    scores_glob,
     staging_folder,
 )
 from curate.mix.manifest import load_mixture
@@ -98,7 +100,8 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
     prefix, ext = FORMATS[fmt]
     shards = []
     rows = images = 0
-    for i, table in enumerate(_shards(mix / MANIFEST, shard_rows, expand_repeats)):
+    runs = {i["name"]: Path(i["run"]) for i in m.get("inputs", [])} if fmt == "webdataset" else {}
+    for i, table in enumerate(_shards(mix / MANIFEST, shard_rows, expand_repeats, runs)):
         name = f"{prefix}-{i:05d}{ext}"
         with atomic_path(stage / name) as tmp:
             if fmt == "parquet":
@@ -138,13 +141,23 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
     return index
 
 
-def _shards(manifest: Path, shard_rows: int, expand: bool) -> Iterator[pa.Table]:
-    """The manifest's rows in order, re-cut into tables of exactly ``shard_rows`` rows."""
-    if expand:
+def _shards(manifest: Path, shard_rows: int, expand: bool, runs: dict[str, Path] | None = None
+            ) -> Iterator[pa.Table]:
+    """The manifest's rows in order, re-cut into tables of exactly ``shard_rows`` rows; with
+    ``runs`` (name -> run folder), each row also gets its scores from its run (``score__*``,
+    ``lang``, ``keep``, ``reason``), for the WebDataset ``.json`` members."""
+    scored = {name: path for name, path in (runs or {}).items() if score_parts(path)}
+    if expand or scored:
         con = connect()
-        sql = (f"SELECT m.* EXCLUDE (file_row_number), CAST(c.copy AS INTEGER) AS copy "
-               f"FROM read_parquet({sql_str(str(manifest))}, file_row_number = true) AS m, "
-               f"range(m.repeat) AS c(copy) ORDER BY m.file_row_number, c.copy")
+        base = f"read_parquet({sql_str(str(manifest))}, file_row_number = true)"
+        sql = f"SELECT m.* FROM {base} AS m"
+        if scored:
+            sql = _with_scores(con, base, scored)
+        if expand:
+            sql = (f"SELECT m.* EXCLUDE (file_row_number), CAST(c.copy AS INTEGER) AS copy "
+                   f"FROM ({sql}) AS m, range(m.repeat) AS c(copy) ORDER BY m.file_row_number, c.copy")
+        else:
+            sql = f"SELECT * EXCLUDE (file_row_number) FROM ({sql}) ORDER BY file_row_number"
         batches = arrow_reader(con, sql, 65_536)
     else:
         con = None
@@ -155,6 +168,26 @@ def _shards(manifest: Path, shard_rows: int, expand: bool) -> Iterator[pa.Table]
     finally:
         if con is not None:
             con.close()
+
+
+def _with_scores(con, base: str, runs: dict[str, Path]) -> str:
+    """The manifest rows joined with their runs' scores (by run, sample_id, source, row)."""
+    from curate.db import ident
+
+    parts = []
+    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {base}").fetchall()}
+    names: list[str] = []
+    for name, path in runs.items():
+        glob = sql_str(scores_glob(path))
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({glob})").fetchall()]
+        take = [c for c in cols if (c.startswith("score__") or c in ("lang", "keep", "reason")) and c not in have]
+        names += [c for c in take if c not in names]
+        sel = ", ".join(ident(c) for c in take)
+        parts.append(f"SELECT {sql_str(name)} AS run, sample_id, source, \"row\", {sel} FROM read_parquet({glob})")
+    union = "\nUNION ALL BY NAME\n".join(parts)
+    extra = ", ".join(f"s.{ident(c)}" for c in names)
+    return (f"SELECT m.*, {extra} FROM {base} AS m LEFT JOIN ({union}) AS s "
+            "ON s.run = m.run AND s.sample_id = m.sample_id AND s.source = m.source AND s.\"row\" = m.\"row\"")
 
 
 def _plain(t: pa.Table) -> pa.Table:

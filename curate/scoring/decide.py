@@ -66,6 +66,12 @@ def _decide_locked(run: Path, chain: Chain) -> dict:
                 f"filter {step.id!r} differs from the one scored in {run} "
                 f"({prev['name']}@{prev['version']} {prev['params']}); re-score to change parameters"
             )
+    scored_clean = [{k: v for k, v in t.items()} for t in info["chain"].get("clean", [])]
+    if chain.clean and [t.to_dict() for t in chain.clean] != scored_clean:
+        raise CurateError(
+            f"the chain's [[clean]] differs from the one {run} was scored with; decide keeps the run's "
+            "cleaning (re-score to clean otherwise, or give a chain without [[clean]] tables)"
+        )
     t0 = time.perf_counter()
     parts = score_parts(run)
     extra = external_scores(run, chain)

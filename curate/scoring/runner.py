@@ -375,7 +375,10 @@ def _check_carry(chain: Chain, opts: ScoreOptions) -> None:
 
 def _taken(chain: Chain, opts: ScoreOptions) -> list[str]:
     """The names of the columns that scoring writes."""
-    return ["sample_id", "source", "row", "caption", *(["id"] if opts.id_column else []), "lang",
+    from curate.clean.signals import SIGNALS
+
+    return ["sample_id", "source", "row", "caption", "caption_clean", "clean_ops", *SIGNALS,
+            *(["id"] if opts.id_column else []), "lang",
             *chain.score_columns, *(s.filter.label for s in chain.steps if s.filter.label), "keep", "reason"]
 
 
