@@ -23,6 +23,7 @@ from curate.clean.base import Transform
 from curate.clean.boilerplate import Boilerplate
 from curate.clean.model import Markdown, Preamble
 from curate.clean.text import Html, Unicode, Urls, Whitespace
+from curate.config import recipe_entry
 from curate.errors import CurateError
 
 TRANSFORMS: dict[str, type[Transform]] = {
@@ -55,17 +56,7 @@ def parse_clean(entries: Any, where: str) -> list[Transform]:
     out: list[Transform] = []
     for i, entry in enumerate(entries, 1):
         at = f"{where}: clean #{i}"
-        if not isinstance(entry, dict):
-            raise CurateError(f"{at}: must be a table")
-        for key in entry:
-            if key not in CLEAN_KEYS:
-                raise CurateError(f"{at}: unknown key {key!r}; valid keys: {', '.join(CLEAN_KEYS)}")
-        name = entry.get("name")
-        if not isinstance(name, str) or name not in TRANSFORMS:
-            raise CurateError(f"{at}: unknown transform {name!r}; valid transforms: {', '.join(TRANSFORMS)}")
-        params = entry.get("params", {})
-        if not isinstance(params, dict):
-            raise CurateError(f"{at} ({name}): params must be a table")
+        name, params = recipe_entry(entry, at, CLEAN_KEYS, TRANSFORMS, "transform")
         try:
             t = TRANSFORMS[name](**params)
         except CurateError as e:

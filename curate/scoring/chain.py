@@ -33,7 +33,7 @@ from typing import Any
 
 from curate.clean import Transform, parse_clean
 from curate.clean.apply import clean_toml
-from curate.config import read_toml
+from curate.config import read_toml, recipe_entry
 from curate.errors import CurateError
 from curate.scoring.filters import FILTERS, Filter
 
@@ -179,17 +179,7 @@ def parse_chain(data: dict, where: str = "chain", lid_model: str | None = None) 
     steps: list[Step] = []
     for i, entry in enumerate(entries, 1):
         at = f"{where}: filter #{i}"
-        if not isinstance(entry, dict):
-            raise CurateError(f"{at}: must be a table")
-        for key in entry:
-            if key not in ENTRY_KEYS:
-                raise CurateError(f"{at}: unknown key {key!r}; valid keys: {', '.join(ENTRY_KEYS)}")
-        name = entry.get("name")
-        if not isinstance(name, str) or name not in FILTERS:
-            raise CurateError(f"{at}: unknown filter {name!r}; valid filters: {', '.join(FILTERS)}")
-        params = entry.get("params", {})
-        if not isinstance(params, dict):
-            raise CurateError(f"{at} ({name}): params must be a table")
+        name, params = recipe_entry(entry, at, ENTRY_KEYS, FILTERS, "filter")
         if name == "language" and lid_model:
             params = {**params, "model": lid_model}
         try:
