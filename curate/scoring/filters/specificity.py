@@ -137,83 +137,109 @@ class Specificity(Filter):
             langs = pl.Series([None] * n, dtype=pl.String)
         labels = langs.unique().to_list()
         lists = {lg: table_language(lg) for lg in labels}
-        points = np.zeros(n, dtype=np.int64)
-        if len(set(lists.values())) == 1:  # the common case: one list for the whole batch
-            points[:] = _score_texts(text, next(iter(lists.values()), "en"))
-        else:  # one group of rows per list: a loop over languages, not rows
+        names = sorted(set(lists.values()))
+        if len(names) <= 1:  # the common case: one list for the whole batch
+            points = _score_texts(text, names[0] if names else "en")
+        else:  # rows grouped by list (a stable sort), scored in one pass, put back in order
+            code = {name: i for i, name in enumerate(names)}
             row_list = langs.replace_strict(
-                [lg for lg in labels if lg is not None], [lists[lg] for lg in labels if lg is not None],
-                default=lists.get(None, "en"), return_dtype=pl.String,
-            )
-            for name in sorted(set(lists.values())):
-                rows = (row_list == name).arg_true()
-                points[rows.to_numpy()] = _score_texts(text.gather(rows), name)
+                [lg for lg in labels if lg is not None], [code[lists[lg]] for lg in labels if lg is not None],
+                default=code[lists[None]] if None in lists else 0, return_dtype=pl.Int32,
+            ).to_numpy()
+            order = np.argsort(row_list, kind="stable")
+            rows = np.searchsorted(row_list[order], np.arange(len(names) + 1))
+            points = np.zeros(n, dtype=np.int64)
+            points[order] = _score_texts(text.gather(order), names, rows)
         return pl.DataFrame({column: points / SCALE})  # numpy division: 1900 -> 1.9 exactly
 
 
-def features(text: pl.Series, lang: str) -> dict[str, np.ndarray]:
-    """Per-caption counts and sums (thousandths) of captions that share one wordfreq list
-    ("" = none): ``content`` (the word weights), ``words``, ``function`` (function words
+def _lists(names, bounds: np.ndarray) -> list[tuple[str, int, int]]:
+    """(list, start, end) of each list's non-empty run of elements."""
+    return [(name, int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(names) if bounds[i + 1] > bounds[i]]
+
+
+def _per_list(values, bounds: np.ndarray) -> np.ndarray:
+    """One value per list, repeated over its run of elements."""
+    return np.repeat(np.asarray(values), np.diff(bounds))
+
+
+def _lookup(hashes: np.ndarray, names, bounds: np.ndarray, table) -> tuple[np.ndarray, np.ndarray]:
+    """Packed values and hits of hashes grouped by list (``bounds``), each run in its
+    list's table (``table(name)``; none for the list "")."""
+    packed = np.zeros(len(hashes), dtype=np.int64)
+    hit = np.zeros(len(hashes), dtype=bool)
+    for name, lo, hi in _lists(names, bounds):  # a loop over languages, not rows
+        if name:
+            packed[lo:hi], hit[lo:hi] = lookup_np(None, table(name), hashes[lo:hi])
+    return packed, hit
+
+
+def features(text: pl.Series, lang, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-caption counts and sums (thousandths) of captions by wordfreq list: ``lang`` is
+    one list ("" = none) for all, or the lists of consecutive runs of rows (``rows``: their
+    bounds). ``content`` (the word weights), ``words``, ``function`` (function words
     written as in a sentence), ``names`` (capitalised words inside a sentence),
     ``separators`` (list separators) and ``quoted`` (1 where the caption quotes text).
 
     Most tokens between spaces are found in the table as they stand (lower-cased, with a
     full stop or comma attached). Only the rest are split by ``TOKEN`` into parts, each
     classified alone, and summed back into their token."""
+    names = [lang] if rows is None else list(lang)
+    rows = np.array([0, len(text)]) if rows is None else rows
     spaced = text.str.split(" ")
     lens = spaced.list.len().to_numpy().astype(np.int64)
     tok = spaced.explode()
-    hashes = tok.hash(HASH_SEED)
-    packed, hit = lookup_np(tok, keyed(lang) if lang and FAST_PATH else None, hashes)
+    hashes = tok.hash(HASH_SEED).to_numpy()
+    ends = np.cumsum(lens)
+    tokens = np.concatenate([[0], ends])[rows]  # each list's run of tokens
+    packed, hit = _lookup(hashes, names if FAST_PATH else [""] * len(names), tokens, keyed)
     kind, end, upper, weight = unpack(packed)
     # a caption without a lower-case letter (all capitals, or a caseless script) says
     # nothing by its capitals; nor does a language that capitalises every noun
-    check_case = bool(lang) and lang not in NOUN_CAPITALS
-    if check_case:
-        cased = np.repeat(text.str.contains(r"\p{Ll}").to_numpy(), lens)
-        upper &= cased
-    else:
-        cased = np.zeros(len(tok), dtype=bool)
-        upper[:] = False
+    check_case = _per_list([bool(name) and name not in NOUN_CAPITALS for name in names], rows)
+    if check_case.any():
+        check_case &= text.str.contains(r"\p{Ll}").to_numpy()
+    cased = np.repeat(check_case, lens)
+    upper &= cased
     stop = (kind == STOP) | (end == STOP)
     miss = np.flatnonzero(~hit)
     parts = None
     if len(miss):  # tokens the table lacks: split into parts, summed back into them
         missed = tok.gather(miss)
-        parts = _parts(missed, lang, cased[miss])
+        parts = _parts(missed, names, np.searchsorted(miss, tokens), cased[miss])
         stop[miss] = parts["ends"]
     first = np.zeros(len(kind), dtype=bool)
-    first[(np.cumsum(lens) - lens)[lens > 0]] = True  # each caption's first token
+    first[(ends - lens)[lens > 0]] = True  # each caption's first token
     initial = first.copy()
     initial[1:] |= stop[:-1]  # a token after a sentence end starts a sentence
     wordish = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
-    names = wordish & upper & ~initial
-    np.minimum(weight, int(NAME_WEIGHT * SCALE), out=weight, where=names)
+    names_ = wordish & upper & ~initial
+    np.minimum(weight, int(NAME_WEIGHT * SCALE), out=weight, where=names_)
     words = (wordish | (kind == NUMBER) | (kind == CODE)).astype(np.int64)
-    function = ((kind == FUNCTION) & ~names).astype(np.int64)
+    function = ((kind == FUNCTION) & ~names_).astype(np.int64)
     separators = ((kind == SEPARATOR) | (end == SEPARATOR)).astype(np.int64)
-    names = names.astype(np.int64)
+    names_ = names_.astype(np.int64)
     if parts is not None:
         lead = initial[miss]  # the token's first part starts a sentence
         weight[miss] = parts["weight"] + np.where(lead, parts["lead_name_weight"], 0)
-        names[miss] = parts["names"] - np.where(lead, parts["lead_name"], 0)
+        names_[miss] = parts["names"] - np.where(lead, parts["lead_name"], 0)
         function[miss] = parts["function"] + np.where(lead, parts["lead_name"] * parts["lead_function"], 0)
         words[miss] = parts["words"]
         separators[miss] = parts["separators"]
-    weight = _unrepeated(weight, hashes.to_numpy(), lens)
+    weight = _unrepeated(weight, hashes, lens)
     # text quoted from the image: quotation marks are never in the table, so only the
     # captions of missed tokens can have them
     quoted = np.zeros(len(lens), dtype=np.int64)
     if len(miss):
         marked = miss[missed.str.contains_any(QUOTES).to_numpy()]
-        rows = np.unique(np.repeat(np.arange(len(lens)), lens)[marked])
-        if len(rows):
-            quoted[rows] = text.gather(rows).str.contains(QUOTED).to_numpy()
+        if len(marked):
+            rows_q = np.unique(np.searchsorted(ends, marked, side="right"))  # their captions
+            quoted[rows_q] = text.gather(rows_q).str.contains(QUOTED).to_numpy()
     out = {"content": segment_sums(weight, lens), "quoted": quoted}
-    counts = {"words": words, "function": function, "names": names, "separators": separators}
+    counts = {"words": words, "function": function, "names": names_, "separators": separators}
     if len(text) and text.str.len_bytes().max() < (1 << 16):
         # no count can reach 2^16: the four sums in one, 16 bits each
-        packed = words + (function << 16) + (names << 32) + (separators << 48)
+        packed = words + (function << 16) + (names_ << 32) + (separators << 48)
         sums = segment_sums(packed, lens)
         for i, name in enumerate(counts):
             out[name] = (sums >> (16 * i)) & 0xFFFF
@@ -222,20 +248,21 @@ def features(text: pl.Series, lang: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _parts(tok: pl.Series, lang: str, check_case: np.ndarray) -> dict[str, np.ndarray]:
-    """Sums over the parts (``TOKEN``) of tokens the table lacks, one value per token.
-    The first part of a token is counted as inside a sentence; ``lead_*`` say what changes
-    when the token starts a sentence: the first part is then no name (its weight back to
-    its own, ``lead_name_weight`` more), and a function word if it is one."""
+def _parts(tok: pl.Series, names, bounds: np.ndarray, check_case: np.ndarray) -> dict[str, np.ndarray]:
+    """Sums over the parts (``TOKEN``) of tokens the table lacks, one value per token
+    (tokens grouped by list: ``bounds``). The first part of a token is counted as inside a
+    sentence; ``lead_*`` say what changes when the token starts a sentence: the first part
+    is then no name (its weight back to its own, ``lead_name_weight`` more), and a function
+    word if it is one."""
     sub = tok.str.replace_all(r"['’]s\b", "").str.extract_all(TOKEN)  # "dog's" is "dog"
     n = sub.list.len().to_numpy().astype(np.int64)
     part = sub.explode().drop_nulls()
     low = part.str.to_lowercase()
-    packed, hit = lookup_np(low, keyed(lang) if lang else None)
+    at = np.concatenate([[0], np.cumsum(n)])[bounds]  # each list's run of parts
+    packed, hit = _lookup(low.hash(HASH_SEED).to_numpy(), names, at, keyed)
     miss = np.flatnonzero(~hit)
     if len(miss):
-        packed = packed.copy()  # (a join's result is read-only)
-        packed[miss] = _second_pass(low.gather(miss), lang)
+        packed[miss] = _second_pass(low.gather(miss), names, np.searchsorted(miss, at))
     kind, _, _, own = unpack(packed)
     starts = np.cumsum(n) - n
     lead = np.zeros(len(part), dtype=bool)
@@ -244,9 +271,9 @@ def _parts(tok: pl.Series, lang: str, check_case: np.ndarray) -> dict[str, np.nd
     after_stop[1:] = (kind[:-1] == STOP) & ~lead[1:]
     wordish = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
     upper = (part != low).to_numpy() & np.repeat(check_case, n)
-    names = wordish & upper & ~after_stop
-    weight = np.where(names, np.minimum(own, int(NAME_WEIGHT * SCALE)), own)
-    function = (kind == FUNCTION) & ~names
+    names_ = wordish & upper & ~after_stop
+    weight = np.where(names_, np.minimum(own, int(NAME_WEIGHT * SCALE)), own)
+    function = (kind == FUNCTION) & ~names_
     last = np.cumsum(n) - 1
     ends = np.zeros(len(n), dtype=bool)
     ends[n > 0] = kind[last[n > 0]] == STOP
@@ -255,14 +282,14 @@ def _parts(tok: pl.Series, lang: str, check_case: np.ndarray) -> dict[str, np.nd
     lead_function = np.zeros(len(n), dtype=np.int64)
     has = n > 0
     first = starts[has]
-    lead_name[has] = names[first]
+    lead_name[has] = names_[first]
     lead_name_weight[has] = own[first] - weight[first]
     lead_function[has] = kind[first] == FUNCTION
     return {
         "weight": segment_sums(weight, n),
         "words": segment_sums((wordish | (kind == NUMBER) | (kind == CODE)).astype(np.int64), n),
         "function": segment_sums(function.astype(np.int64), n),
-        "names": segment_sums(names.astype(np.int64), n),
+        "names": segment_sums(names_.astype(np.int64), n),
         "separators": segment_sums((kind == SEPARATOR).astype(np.int64), n),
         "ends": ends,
         "lead_name": lead_name,
@@ -275,11 +302,11 @@ def _unrepeated(weight: np.ndarray, key: np.ndarray, lens: np.ndarray) -> np.nda
     """``weight``, 0 where a word of weight 1 or more repeats (by the hash it was looked
     up by) one of the REPEAT_WINDOW such words before it in the same caption."""
     at = np.flatnonzero(weight >= SCALE)
-    row = np.repeat(np.arange(len(lens), dtype=np.uint64), lens)[at]
-    k = key[at].astype(np.uint64) ^ (row * np.uint64(0x9E3779B97F4A7C15))  # never equal across captions
+    row = np.repeat(np.arange(len(lens)), lens)[at]
+    k = key[at]
     again = np.zeros(len(k), dtype=bool)
     for shift in range(1, REPEAT_WINDOW + 1):  # a loop over offsets, not rows
-        again[shift:] |= k[shift:] == k[:-shift]
+        again[shift:] |= (k[shift:] == k[:-shift]) & (row[shift:] == row[:-shift])
     out = weight.copy()
     out[at[again]] = 0
     return out
@@ -299,34 +326,45 @@ def sentence_factor(f: dict[str, np.ndarray], lang: str) -> np.ndarray:
     return FLOOR + (1.0 - FLOOR) * sentence
 
 
-def _score_texts(text: pl.Series, lang: str) -> np.ndarray:
-    """Points (thousandths) of captions that share one wordfreq list ("" = none)."""
-    f = features(text, lang)
+def _score_texts(text: pl.Series, lang, rows: np.ndarray | None = None) -> np.ndarray:
+    """Points (thousandths) of captions by wordfreq list ("" = none): one ``lang`` for all,
+    or the lists of consecutive runs of rows (``rows``: their bounds)."""
+    f = features(text, lang, rows)
     content = f["content"] + f["quoted"] * int(TEXT_BONUS * SCALE)
-    factor = sentence_factor(f, lang) if lang else 1.0
+    if rows is None:
+        factor = sentence_factor(f, lang) if lang else 1.0
+    else:
+        factor = np.ones(len(text))
+        for name, lo, hi in _lists(lang, rows):  # a loop over languages, not rows
+            if name:
+                factor[lo:hi] = sentence_factor({k: v[lo:hi] for k, v in f.items()}, name)
     return np.round(content * factor).astype(np.int64)
 
 
-def _second_pass(low: pl.Series, lang: str) -> np.ndarray:
-    """Packed values of lower-case parts (``TOKEN``) the table lacks: other spellings of a
-    listed word ("groß" is listed as "gross"), numbers, codes, Chinese/Japanese runs,
-    punctuation (where there is no table) and unknown words."""
-    unknown = int((UNKNOWN_WEIGHT if lang else NO_TABLE_WEIGHT) * SCALE)
-    out = np.full(len(low), pack(unknown, 0, UNKNOWN), dtype=np.int64)
+def _second_pass(low: pl.Series, names, bounds: np.ndarray) -> np.ndarray:
+    """Packed values of lower-case parts (``TOKEN``) the table lacks, grouped by list
+    (``bounds``): other spellings of a listed word ("groß" is listed as "gross"), numbers,
+    codes, Chinese/Japanese runs, punctuation (where there is no table) and unknown words."""
+    listed = _per_list([bool(name) for name in names], bounds)
+    unknown = np.where(listed, int(UNKNOWN_WEIGHT * SCALE), int(NO_TABLE_WEIGHT * SCALE))
+    out = pack(unknown, 0, UNKNOWN).astype(np.int64)
     digits = low.str.count_matches(r"\p{N}").to_numpy()
     number = digits == low.str.len_chars().to_numpy()
     out[number] = pack(np.where(digits[number] <= 2, int(NUMBER_WEIGHT * SCALE), 0), 0, NUMBER)
     out[~number & (digits > 0)] = pack(0, 0, CODE)  # a code: "dsc0042", "x200"
     out[low.is_in(STOPS).to_numpy()] = pack(0, 0, STOP)
     out[low.is_in(SEPARATORS).to_numpy()] = pack(0, 0, SEPARATOR)
-    fold = low.str.contains_any(["ß", "ς"]).arg_true()
-    if len(fold) and lang:
-        again = lookup(low.gather(fold).str.replace_many(["ß", "ς"], ["ss", "σ"]), keyed(lang))
-        hit = again.is_not_null().to_numpy()
-        out[fold.to_numpy()[hit]] = again.to_numpy()[hit]
-    cjk = low.str.contains(f"^[{HAN}{KANA}]").arg_true()
-    if len(cjk):
-        out[cjk.to_numpy()] = pack(_cjk(low.gather(cjk), "ja" if lang == "ja" else "zh"), 0, CJK)
+    fold = low.str.contains_any(["ß", "ς"]).arg_true().to_numpy()
+    if len(fold) and listed[fold].any():
+        again = low.gather(fold).str.replace_many(["ß", "ς"], ["ss", "σ"]).hash(HASH_SEED).to_numpy()
+        value, hit = _lookup(again, names, np.searchsorted(fold, bounds), keyed)
+        out[fold[hit]] = value[hit]
+    cjk = low.str.contains(f"^[{HAN}{KANA}]").arg_true().to_numpy()
+    if len(cjk):  # Japanese rows by the ja list, all others by the zh list
+        ja = _per_list([name == "ja" for name in names], bounds)[cjk]
+        for script, at in (("ja", cjk[ja]), ("zh", cjk[~ja])):
+            if len(at):
+                out[at] = pack(_cjk(low.gather(at), script), 0, CJK)
     return out
 
 
