@@ -12,7 +12,7 @@ alternating on one frame of captions sampled from ``../shared/data`` (fixed seed
 checks batch independence: all files scored as one batch, and in chunks of uneven sizes,
 give each caption the score it got in its own file.
 
-    python benchmarks/bench_specificity.py speed [--rows 100000] [--reps 5] [--profile]
+    python benchmarks/bench_specificity.py speed [--rows 100000] [--reps 5] [--profile] [--lang en]
     python benchmarks/bench_specificity.py save /tmp/spec-before
     python benchmarks/bench_specificity.py compare /tmp/spec-before
 """
@@ -44,7 +44,7 @@ def with_lang(captions: pl.Series) -> pl.DataFrame:
     return frame.with_columns(Language().score(frame, "score__language"))
 
 
-def speed(rows: int, reps: int, profile: bool) -> None:
+def speed(rows: int, reps: int, profile: bool, lang: str | None) -> None:
     from validate_specificity import old_filter
 
     from curate.scoring.filters.specificity import Specificity
@@ -52,6 +52,8 @@ def speed(rows: int, reps: int, profile: bool) -> None:
     pool = caption_pool(DATA)
     rng = np.random.default_rng(20240611)
     frame = with_lang(pl.Series([pool[i] for i in rng.integers(0, len(pool), rows)]))
+    if lang:  # only the rows of this lang, resampled to ``rows``
+        frame = frame.filter(pl.col("lang") == lang).sample(rows, with_replacement=True, seed=1)
     old, rev = old_filter(None)
     contenders = {"new": Specificity()}
     if old is not None:
@@ -64,7 +66,7 @@ def speed(rows: int, reps: int, profile: bool) -> None:
             t0 = time.process_time()
             f.score(frame, "s")
             times[name].append(time.process_time() - t0)
-    print(f"== speed: {rows:,} captions, {reps} runs each, alternating; {cores()}; load {loadavg()}; "
+    print(f"== speed: {rows:,} captions{f' of lang {lang}' if lang else ''}, {reps} runs each, alternating; {cores()}; load {loadavg()}; "
           f"POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', 'unset')}")
     for name, ts in times.items():
         per = [t * 100_000 / rows for t in ts]
@@ -156,11 +158,12 @@ def main() -> None:
     sp.add_argument("--rows", type=int, default=100_000)
     sp.add_argument("--reps", type=int, default=5)
     sp.add_argument("--profile", action="store_true")
+    sp.add_argument("--lang", default=None, help="only captions of this lang (e.g. en)")
     for name in ("save", "compare"):
         sub.add_parser(name).add_argument("folder", type=Path)
     args = ap.parse_args()
     if args.cmd == "speed":
-        speed(args.rows, args.reps, args.profile)
+        speed(args.rows, args.reps, args.profile, args.lang)
     elif args.cmd == "save":
         save(args.folder)
     else:

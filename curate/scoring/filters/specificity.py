@@ -25,8 +25,10 @@ from curate.scoring.filters.specificity_tables import (
     han_keyed,
     keyed,
     lookup,
-    lookup_np,
+    list_runs,
+    lookup_lists,
     pack,
+    per_list,
     segment_sums,
     sentence_share,
     table_language,
@@ -153,27 +155,6 @@ class Specificity(Filter):
         return pl.DataFrame({column: points / SCALE})  # numpy division: 1900 -> 1.9 exactly
 
 
-def _lists(names, bounds: np.ndarray) -> list[tuple[str, int, int]]:
-    """(list, start, end) of each list's non-empty run of elements."""
-    return [(name, int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(names) if bounds[i + 1] > bounds[i]]
-
-
-def _per_list(values, bounds: np.ndarray) -> np.ndarray:
-    """One value per list, repeated over its run of elements."""
-    return np.repeat(np.asarray(values), np.diff(bounds))
-
-
-def _lookup(hashes: np.ndarray, names, bounds: np.ndarray, table) -> tuple[np.ndarray, np.ndarray]:
-    """Packed values and hits of hashes grouped by list (``bounds``), each run in its
-    list's table (``table(name)``; none for the list "")."""
-    packed = np.zeros(len(hashes), dtype=np.int64)
-    hit = np.zeros(len(hashes), dtype=bool)
-    for name, lo, hi in _lists(names, bounds):  # a loop over languages, not rows
-        if name:
-            packed[lo:hi], hit[lo:hi] = lookup_np(None, table(name), hashes[lo:hi])
-    return packed, hit
-
-
 def features(text: pl.Series, lang, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-caption counts and sums (thousandths) of captions by wordfreq list: ``lang`` is
     one list ("" = none) for all, or the lists of consecutive runs of rows (``rows``: their
@@ -192,11 +173,11 @@ def features(text: pl.Series, lang, rows: np.ndarray | None = None) -> dict[str,
     hashes = tok.hash(HASH_SEED).to_numpy()
     ends = np.cumsum(lens)
     tokens = np.concatenate([[0], ends])[rows]  # each list's run of tokens
-    packed, hit = _lookup(hashes, names if FAST_PATH else [""] * len(names), tokens, keyed)
+    packed, hit = lookup_lists(hashes, names if FAST_PATH else [""] * len(names), tokens, keyed)
     kind, end, upper, weight = unpack(packed)
     # a caption without a lower-case letter (all capitals, or a caseless script) says
     # nothing by its capitals; nor does a language that capitalises every noun
-    check_case = _per_list([bool(name) and name not in NOUN_CAPITALS for name in names], rows)
+    check_case = per_list([bool(name) and name not in NOUN_CAPITALS for name in names], rows)
     if check_case.any():
         check_case &= text.str.contains(r"\p{Ll}").to_numpy()
     cased = np.repeat(check_case, lens)
@@ -259,7 +240,7 @@ def _parts(tok: pl.Series, names, bounds: np.ndarray, check_case: np.ndarray) ->
     part = sub.explode().drop_nulls()
     low = part.str.to_lowercase()
     at = np.concatenate([[0], np.cumsum(n)])[bounds]  # each list's run of parts
-    packed, hit = _lookup(low.hash(HASH_SEED).to_numpy(), names, at, keyed)
+    packed, hit = lookup_lists(low.hash(HASH_SEED).to_numpy(), names, at, keyed)
     miss = np.flatnonzero(~hit)
     if len(miss):
         packed[miss] = _second_pass(low.gather(miss), names, np.searchsorted(miss, at))
@@ -302,11 +283,14 @@ def _unrepeated(weight: np.ndarray, key: np.ndarray, lens: np.ndarray) -> np.nda
     """``weight``, 0 where a word of weight 1 or more repeats (by the hash it was looked
     up by) one of the REPEAT_WINDOW such words before it in the same caption."""
     at = np.flatnonzero(weight >= SCALE)
-    row = np.repeat(np.arange(len(lens)), lens)[at]
     k = key[at]
+    pairs = [(i + shift, i) for shift in range(1, REPEAT_WINDOW + 1)  # a loop over offsets, not rows
+             for i in [np.flatnonzero(k[shift:] == k[:-shift])]]
+    later, earlier = (np.concatenate(side) for side in zip(*pairs))
+    ends = np.cumsum(lens)  # the same word in the same caption (a row by its tokens' end)
+    same = np.searchsorted(ends, at[later], side="right") == np.searchsorted(ends, at[earlier], side="right")
     again = np.zeros(len(k), dtype=bool)
-    for shift in range(1, REPEAT_WINDOW + 1):  # a loop over offsets, not rows
-        again[shift:] |= (k[shift:] == k[:-shift]) & (row[shift:] == row[:-shift])
+    again[later[same]] = True
     out = weight.copy()
     out[at[again]] = 0
     return out
@@ -335,7 +319,7 @@ def _score_texts(text: pl.Series, lang, rows: np.ndarray | None = None) -> np.nd
         factor = sentence_factor(f, lang) if lang else 1.0
     else:
         factor = np.ones(len(text))
-        for name, lo, hi in _lists(lang, rows):  # a loop over languages, not rows
+        for name, lo, hi in list_runs(lang, rows):  # a loop over languages, not rows
             if name:
                 factor[lo:hi] = sentence_factor({k: v[lo:hi] for k, v in f.items()}, name)
     return np.round(content * factor).astype(np.int64)
@@ -345,7 +329,7 @@ def _second_pass(low: pl.Series, names, bounds: np.ndarray) -> np.ndarray:
     """Packed values of lower-case parts (``TOKEN``) the table lacks, grouped by list
     (``bounds``): other spellings of a listed word ("groß" is listed as "gross"), numbers,
     codes, Chinese/Japanese runs, punctuation (where there is no table) and unknown words."""
-    listed = _per_list([bool(name) for name in names], bounds)
+    listed = per_list([bool(name) for name in names], bounds)
     unknown = np.where(listed, int(UNKNOWN_WEIGHT * SCALE), int(NO_TABLE_WEIGHT * SCALE))
     out = pack(unknown, 0, UNKNOWN).astype(np.int64)
     digits = low.str.count_matches(r"\p{N}").to_numpy()
@@ -357,11 +341,11 @@ def _second_pass(low: pl.Series, names, bounds: np.ndarray) -> np.ndarray:
     fold = low.str.contains_any(["ß", "ς"]).arg_true().to_numpy()
     if len(fold) and listed[fold].any():
         again = low.gather(fold).str.replace_many(["ß", "ς"], ["ss", "σ"]).hash(HASH_SEED).to_numpy()
-        value, hit = _lookup(again, names, np.searchsorted(fold, bounds), keyed)
+        value, hit = lookup_lists(again, names, np.searchsorted(fold, bounds), keyed)
         out[fold[hit]] = value[hit]
     cjk = low.str.contains(f"^[{HAN}{KANA}]").arg_true().to_numpy()
     if len(cjk):  # Japanese rows by the ja list, all others by the zh list
-        ja = _per_list([name == "ja" for name in names], bounds)[cjk]
+        ja = per_list([name == "ja" for name in names], bounds)[cjk]
         for script, at in (("ja", cjk[ja]), ("zh", cjk[~ja])):
             if len(at):
                 out[at] = pack(_cjk(low.gather(at), script), 0, CJK)

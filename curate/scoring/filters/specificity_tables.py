@@ -322,6 +322,27 @@ def lookup_np(tokens: pl.Series | None, keyed: pl.DataFrame | None, hashes=None
     return np.where(hit, values[pos], 0), hit
 
 
+def list_runs(names, bounds: np.ndarray) -> list[tuple[str, int, int]]:
+    """(list, start, end) of each list's non-empty run of elements."""
+    return [(name, int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(names) if bounds[i + 1] > bounds[i]]
+
+
+def per_list(values, bounds: np.ndarray) -> np.ndarray:
+    """One value per list, repeated over its run of elements."""
+    return np.repeat(np.asarray(values), np.diff(bounds))
+
+
+def lookup_lists(hashes: np.ndarray, names, bounds: np.ndarray, table) -> tuple[np.ndarray, np.ndarray]:
+    """Packed values and hits of hashes grouped by list (``bounds``), each run in its
+    list's table (``table(name)``; none for the list "")."""
+    packed = np.zeros(len(hashes), dtype=np.int64)
+    hit = np.zeros(len(hashes), dtype=bool)
+    for name, lo, hi in list_runs(names, bounds):  # a loop over languages, not rows
+        if name:
+            packed[lo:hi], hit[lo:hi] = lookup_np(None, table(name), hashes[lo:hi])
+    return packed, hit
+
+
 def segment_sums(values: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Sums of consecutive segments of these lengths (0 for an empty one); exact for integers."""
     ends = np.cumsum(lens)
