@@ -26,10 +26,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, caption_pool, cores, loadavg  # noqa: E402
-
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from common import DATA, caption_pool, cores, loadavg  # noqa: E402
 
 TEXT_COLUMNS = ("caption", "caption_b")
 
@@ -126,7 +125,7 @@ def compare(folder: Path) -> None:
         ref = pl.read_parquet(folder / f"{k}.scores.parquet")["s"]
         same = s.equals(ref)
         bad += not same
-        print(f"  {k}: {len(s)} rows, {'equal' if same else 'DIFFERENT: %d rows' % int((s != ref).sum())}")
+        print(f"  {k}: {len(s)} rows, {'equal' if same else f'DIFFERENT: {int((s != ref).sum())} rows'}")
     # batch independence: one batch of everything; uneven chunks of a shuffled frame
     every = pl.concat(list(frames.values()))
     ref = pl.concat([pl.read_parquet(folder / f"{k}.scores.parquet")["s"] for k in frames])

@@ -24,14 +24,15 @@ from curate.scoring.filters.specificity_tables import (
     fill_missing,
     han_keyed,
     keyed,
-    lookup,
     list_runs,
+    lookup,
     lookup_lists,
     pack,
     per_list,
     segment_sums,
     sentence_share,
     table_language,
+    token_classes,
     traditional_to_simplified,
     unpack,
     wordfreq_digest,
@@ -41,6 +42,7 @@ from curate.scoring.filters.specificity_words import (
     CODE,
     CONTENT,
     FAST_PATH,
+    FLAG_BITS,
     FLOOR,
     FUNCTION,
     HAN,
@@ -174,39 +176,38 @@ def features(text: pl.Series, lang, rows: np.ndarray | None = None) -> dict[str,
     ends = np.cumsum(lens)
     tokens = np.concatenate([[0], ends])[rows]  # each list's run of tokens
     packed, hit = lookup_lists(hashes, names if FAST_PATH else [""] * len(names), tokens, keyed)
-    kind, end, upper, weight = unpack(packed)
+    flags = (packed & ((1 << FLAG_BITS) - 1)).astype(np.intp)  # kind, end mark, capital
+    weight = packed >> FLAG_BITS
+    lut = token_classes()
     # a caption without a lower-case letter (all capitals, or a caseless script) says
     # nothing by its capitals; nor does a language that capitalises every noun
     check_case = per_list([bool(name) and name not in NOUN_CAPITALS for name in names], rows)
     if check_case.any():
         check_case &= text.str.contains(r"\p{Ll}").to_numpy()
     cased = np.repeat(check_case, lens)
-    upper &= cased
-    stop = (kind == STOP) | (end == STOP)
+    stop = lut["stop"][flags]
     miss = np.flatnonzero(~hit)
     parts = None
     if len(miss):  # tokens the table lacks: split into parts, summed back into them
         missed = tok.gather(miss)
         parts = _parts(missed, names, np.searchsorted(miss, tokens), cased[miss])
         stop[miss] = parts["ends"]
-    first = np.zeros(len(kind), dtype=bool)
-    first[(ends - lens)[lens > 0]] = True  # each caption's first token
-    initial = first.copy()
+    initial = np.zeros(len(flags), dtype=bool)
+    initial[(ends - lens)[lens > 0]] = True  # each caption's first token
     initial[1:] |= stop[:-1]  # a token after a sentence end starts a sentence
-    wordish = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
-    names_ = wordish & upper & ~initial
-    np.minimum(weight, int(NAME_WEIGHT * SCALE), out=weight, where=names_)
-    words = (wordish | (kind == NUMBER) | (kind == CODE)).astype(np.int64)
-    function = ((kind == FUNCTION) & ~names_).astype(np.int64)
-    separators = ((kind == SEPARATOR) | (end == SEPARATOR)).astype(np.int64)
-    names_ = names_.astype(np.int64)
+    named = np.flatnonzero(lut["capital_word"][flags] & cased & ~initial)
+    weight[named] = np.minimum(weight[named], int(NAME_WEIGHT * SCALE))
+    # per token: words + function words << 32, names + separators << 32 (32-bit fields)
+    low, high = lut["low"][flags], lut["high"][flags]
+    low[named] -= lut["function"][flags[named]] << 32  # a name is no function word
+    high[named] += 1
     if parts is not None:
         lead = initial[miss]  # the token's first part starts a sentence
         weight[miss] = parts["weight"] + np.where(lead, parts["lead_name_weight"], 0)
-        names_[miss] = parts["names"] - np.where(lead, parts["lead_name"], 0)
-        function[miss] = parts["function"] + np.where(lead, parts["lead_name"] * parts["lead_function"], 0)
-        words[miss] = parts["words"]
-        separators[miss] = parts["separators"]
+        names_ = parts["names"] - np.where(lead, parts["lead_name"], 0)
+        function = parts["function"] + np.where(lead, parts["lead_name"] * parts["lead_function"], 0)
+        low[miss] = parts["words"] + (function << 32)
+        high[miss] = names_ + (parts["separators"] << 32)
     weight = _unrepeated(weight, hashes, lens)
     # text quoted from the image: quotation marks are never in the table, so only the
     # captions of missed tokens can have them
@@ -216,17 +217,10 @@ def features(text: pl.Series, lang, rows: np.ndarray | None = None) -> dict[str,
         if len(marked):
             rows_q = np.unique(np.searchsorted(ends, marked, side="right"))  # their captions
             quoted[rows_q] = text.gather(rows_q).str.contains(QUOTED).to_numpy()
-    out = {"content": segment_sums(weight, lens), "quoted": quoted}
-    counts = {"words": words, "function": function, "names": names_, "separators": separators}
-    if len(text) and text.str.len_bytes().max() < (1 << 16):
-        # no count can reach 2^16: the four sums in one, 16 bits each
-        packed = words + (function << 16) + (names_ << 32) + (separators << 48)
-        sums = segment_sums(packed, lens)
-        for i, name in enumerate(counts):
-            out[name] = (sums >> (16 * i)) & 0xFFFF
-    else:
-        out.update({name: segment_sums(c, lens) for name, c in counts.items()})
-    return out
+    low, high = segment_sums(low, lens), segment_sums(high, lens)
+    mask = (1 << 32) - 1
+    return {"content": segment_sums(weight, lens), "quoted": quoted, "words": low & mask,
+            "function": low >> 32, "names": high & mask, "separators": high >> 32}
 
 
 def _parts(tok: pl.Series, names, bounds: np.ndarray, check_case: np.ndarray) -> dict[str, np.ndarray]:
@@ -367,12 +361,12 @@ def _cjk(run: pl.Series, lang: str) -> np.ndarray:
 def _han(run: pl.Series, lang: str) -> np.ndarray:
     """Han runs: per character, half the larger weight of the character and of the
     two-character word it starts, each counted only where the list has it."""
-    mapping = traditional_to_simplified() if lang == "zh" else {}
-    if mapping:
-        run = run.str.replace_many(mapping)
     chars = run.str.split("")
     lens = chars.list.len().to_numpy()
     char = chars.explode()
+    mapping = traditional_to_simplified() if lang == "zh" else {}
+    if mapping:  # (one character for one: the same as replacing in the run)
+        char = char.replace(mapping)
     last = np.zeros(len(char), dtype=bool)
     last[np.cumsum(lens) - 1] = True
     pair = pl.select(pl.when(pl.Series(last)).then(None).otherwise(char + char.shift(-1))).to_series()

@@ -17,6 +17,7 @@ from curate.scoring.filters.specificity_words import (
     ATTRIBUTE_BONUS,
     ATTRIBUTES,
     CAP_BITS,
+    CODE,
     CONCRETE_EXCEPTIONS,
     CONTENT,
     EMPTY,
@@ -43,6 +44,7 @@ from curate.scoring.filters.specificity_words import (
     SEPARATORS,
     STOP,
     STOPS,
+    UNKNOWN,
     VERSION,
     ZIPF_ZERO,
 )
@@ -357,6 +359,26 @@ def fill_missing(found: pl.Series, parts: pl.Series, score_missing) -> np.ndarra
     if len(missing):
         out[missing] = score_missing(parts.gather(missing))
     return out
+
+
+@lru_cache(maxsize=1)
+def token_classes() -> dict[str, np.ndarray]:
+    """What a token between spaces is, by the flags of its packed value (kind, end mark,
+    capital; its low FLAG_BITS): ``stop`` (a sentence end, or ends with one),
+    ``capital_word`` (a word written capitalised), ``function`` (1: a function word),
+    ``low`` (1 per word + 1 << 32 per function word) and ``high`` (1 << 32 per list
+    separator, or ending with one; names are added where they are found)."""
+    flags = np.arange(1 << FLAG_BITS)
+    kind, end, cap, _ = unpack(flags)
+    word = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
+    function = (kind == FUNCTION).astype(np.int64)
+    return {
+        "stop": (kind == STOP) | (end == STOP),
+        "capital_word": word & cap,
+        "function": function,
+        "low": (word | (kind == NUMBER) | (kind == CODE)).astype(np.int64) + (function << 32),
+        "high": ((kind == SEPARATOR) | (end == SEPARATOR)).astype(np.int64) << 32,
+    }
 
 
 def pack(weight, end, kind, cap=0):
