@@ -24,12 +24,15 @@ from curate.scoring.filters.specificity_tables import (
     fill_missing,
     han_keyed,
     keyed,
+    list_runs,
     lookup,
-    lookup_np,
+    lookup_lists,
     pack,
+    per_list,
     segment_sums,
     sentence_share,
     table_language,
+    token_classes,
     traditional_to_simplified,
     unpack,
     wordfreq_digest,
@@ -39,6 +42,7 @@ from curate.scoring.filters.specificity_words import (
     CODE,
     CONTENT,
     FAST_PATH,
+    FLAG_BITS,
     FLOOR,
     FUNCTION,
     HAN,
@@ -137,105 +141,103 @@ class Specificity(Filter):
             langs = pl.Series([None] * n, dtype=pl.String)
         labels = langs.unique().to_list()
         lists = {lg: table_language(lg) for lg in labels}
-        points = np.zeros(n, dtype=np.int64)
-        if len(set(lists.values())) == 1:  # the common case: one list for the whole batch
-            points[:] = _score_texts(text, next(iter(lists.values()), "en"))
-        else:  # one group of rows per list: a loop over languages, not rows
+        names = sorted(set(lists.values()))
+        if len(names) <= 1:  # the common case: one list for the whole batch
+            points = _score_texts(text, names[0] if names else "en")
+        else:  # rows grouped by list (a stable sort), scored in one pass, put back in order
+            code = {name: i for i, name in enumerate(names)}
             row_list = langs.replace_strict(
-                [lg for lg in labels if lg is not None], [lists[lg] for lg in labels if lg is not None],
-                default=lists.get(None, "en"), return_dtype=pl.String,
-            )
-            for name in sorted(set(lists.values())):
-                rows = (row_list == name).arg_true()
-                points[rows.to_numpy()] = _score_texts(text.gather(rows), name)
+                [lg for lg in labels if lg is not None], [code[lists[lg]] for lg in labels if lg is not None],
+                default=code[lists[None]] if None in lists else 0, return_dtype=pl.Int32,
+            ).to_numpy()
+            order = np.argsort(row_list, kind="stable")
+            rows = np.searchsorted(row_list[order], np.arange(len(names) + 1))
+            points = np.zeros(n, dtype=np.int64)
+            points[order] = _score_texts(text.gather(order), names, rows)
         return pl.DataFrame({column: points / SCALE})  # numpy division: 1900 -> 1.9 exactly
 
 
-def features(text: pl.Series, lang: str) -> dict[str, np.ndarray]:
-    """Per-caption counts and sums (thousandths) of captions that share one wordfreq list
-    ("" = none): ``content`` (the word weights), ``words``, ``function`` (function words
+def features(text: pl.Series, lang, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-caption counts and sums (thousandths) of captions by wordfreq list: ``lang`` is
+    one list ("" = none) for all, or the lists of consecutive runs of rows (``rows``: their
+    bounds). ``content`` (the word weights), ``words``, ``function`` (function words
     written as in a sentence), ``names`` (capitalised words inside a sentence),
     ``separators`` (list separators) and ``quoted`` (1 where the caption quotes text).
 
     Most tokens between spaces are found in the table as they stand (lower-cased, with a
     full stop or comma attached). Only the rest are split by ``TOKEN`` into parts, each
     classified alone, and summed back into their token."""
+    names = [lang] if rows is None else list(lang)
+    rows = np.array([0, len(text)]) if rows is None else rows
     spaced = text.str.split(" ")
     lens = spaced.list.len().to_numpy().astype(np.int64)
     tok = spaced.explode()
-    hashes = tok.hash(HASH_SEED)
-    packed, hit = lookup_np(tok, keyed(lang) if lang and FAST_PATH else None, hashes)
-    kind, end, upper, weight = unpack(packed)
+    hashes = tok.hash(HASH_SEED).to_numpy()
+    ends = np.cumsum(lens)
+    tokens = np.concatenate([[0], ends])[rows]  # each list's run of tokens
+    packed, hit = lookup_lists(hashes, names if FAST_PATH else [""] * len(names), tokens, keyed)
+    flags = (packed & ((1 << FLAG_BITS) - 1)).astype(np.intp)  # kind, end mark, capital
+    weight = packed >> FLAG_BITS
+    lut = token_classes()
     # a caption without a lower-case letter (all capitals, or a caseless script) says
     # nothing by its capitals; nor does a language that capitalises every noun
-    check_case = bool(lang) and lang not in NOUN_CAPITALS
-    if check_case:
-        cased = np.repeat(text.str.contains(r"\p{Ll}").to_numpy(), lens)
-        upper &= cased
-    else:
-        cased = np.zeros(len(tok), dtype=bool)
-        upper[:] = False
-    stop = (kind == STOP) | (end == STOP)
+    check_case = per_list([bool(name) and name not in NOUN_CAPITALS for name in names], rows)
+    if check_case.any():
+        check_case &= text.str.contains(r"\p{Ll}").to_numpy()
+    cased = np.repeat(check_case, lens)
+    stop = lut["stop"][flags]
     miss = np.flatnonzero(~hit)
     parts = None
     if len(miss):  # tokens the table lacks: split into parts, summed back into them
         missed = tok.gather(miss)
-        parts = _parts(missed, lang, cased[miss])
+        parts = _parts(missed, names, np.searchsorted(miss, tokens), cased[miss])
         stop[miss] = parts["ends"]
-    first = np.zeros(len(kind), dtype=bool)
-    first[(np.cumsum(lens) - lens)[lens > 0]] = True  # each caption's first token
-    initial = first.copy()
+    initial = np.zeros(len(flags), dtype=bool)
+    initial[(ends - lens)[lens > 0]] = True  # each caption's first token
     initial[1:] |= stop[:-1]  # a token after a sentence end starts a sentence
-    wordish = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
-    names = wordish & upper & ~initial
-    np.minimum(weight, int(NAME_WEIGHT * SCALE), out=weight, where=names)
-    words = (wordish | (kind == NUMBER) | (kind == CODE)).astype(np.int64)
-    function = ((kind == FUNCTION) & ~names).astype(np.int64)
-    separators = ((kind == SEPARATOR) | (end == SEPARATOR)).astype(np.int64)
-    names = names.astype(np.int64)
+    named = np.flatnonzero(lut["capital_word"][flags] & cased & ~initial)
+    weight[named] = np.minimum(weight[named], int(NAME_WEIGHT * SCALE))
+    # per token: words + function words << 32, names + separators << 32 (32-bit fields)
+    low, high = lut["low"][flags], lut["high"][flags]
+    low[named] -= lut["function"][flags[named]] << 32  # a name is no function word
+    high[named] += 1
     if parts is not None:
         lead = initial[miss]  # the token's first part starts a sentence
         weight[miss] = parts["weight"] + np.where(lead, parts["lead_name_weight"], 0)
-        names[miss] = parts["names"] - np.where(lead, parts["lead_name"], 0)
-        function[miss] = parts["function"] + np.where(lead, parts["lead_name"] * parts["lead_function"], 0)
-        words[miss] = parts["words"]
-        separators[miss] = parts["separators"]
-    weight = _unrepeated(weight, hashes.to_numpy(), lens)
+        names_ = parts["names"] - np.where(lead, parts["lead_name"], 0)
+        function = parts["function"] + np.where(lead, parts["lead_name"] * parts["lead_function"], 0)
+        low[miss] = parts["words"] + (function << 32)
+        high[miss] = names_ + (parts["separators"] << 32)
+    weight = _unrepeated(weight, hashes, lens)
     # text quoted from the image: quotation marks are never in the table, so only the
     # captions of missed tokens can have them
     quoted = np.zeros(len(lens), dtype=np.int64)
     if len(miss):
         marked = miss[missed.str.contains_any(QUOTES).to_numpy()]
-        rows = np.unique(np.repeat(np.arange(len(lens)), lens)[marked])
-        if len(rows):
-            quoted[rows] = text.gather(rows).str.contains(QUOTED).to_numpy()
-    out = {"content": segment_sums(weight, lens), "quoted": quoted}
-    counts = {"words": words, "function": function, "names": names, "separators": separators}
-    if len(text) and text.str.len_bytes().max() < (1 << 16):
-        # no count can reach 2^16: the four sums in one, 16 bits each
-        packed = words + (function << 16) + (names << 32) + (separators << 48)
-        sums = segment_sums(packed, lens)
-        for i, name in enumerate(counts):
-            out[name] = (sums >> (16 * i)) & 0xFFFF
-    else:
-        out.update({name: segment_sums(c, lens) for name, c in counts.items()})
-    return out
+        if len(marked):
+            rows_q = np.unique(np.searchsorted(ends, marked, side="right"))  # their captions
+            quoted[rows_q] = text.gather(rows_q).str.contains(QUOTED).to_numpy()
+    low, high = segment_sums(low, lens), segment_sums(high, lens)
+    mask = (1 << 32) - 1
+    return {"content": segment_sums(weight, lens), "quoted": quoted, "words": low & mask,
+            "function": low >> 32, "names": high & mask, "separators": high >> 32}
 
 
-def _parts(tok: pl.Series, lang: str, check_case: np.ndarray) -> dict[str, np.ndarray]:
-    """Sums over the parts (``TOKEN``) of tokens the table lacks, one value per token.
-    The first part of a token is counted as inside a sentence; ``lead_*`` say what changes
-    when the token starts a sentence: the first part is then no name (its weight back to
-    its own, ``lead_name_weight`` more), and a function word if it is one."""
+def _parts(tok: pl.Series, names, bounds: np.ndarray, check_case: np.ndarray) -> dict[str, np.ndarray]:
+    """Sums over the parts (``TOKEN``) of tokens the table lacks, one value per token
+    (tokens grouped by list: ``bounds``). The first part of a token is counted as inside a
+    sentence; ``lead_*`` say what changes when the token starts a sentence: the first part
+    is then no name (its weight back to its own, ``lead_name_weight`` more), and a function
+    word if it is one."""
     sub = tok.str.replace_all(r"['’]s\b", "").str.extract_all(TOKEN)  # "dog's" is "dog"
     n = sub.list.len().to_numpy().astype(np.int64)
     part = sub.explode().drop_nulls()
     low = part.str.to_lowercase()
-    packed, hit = lookup_np(low, keyed(lang) if lang else None)
+    at = np.concatenate([[0], np.cumsum(n)])[bounds]  # each list's run of parts
+    packed, hit = lookup_lists(low.hash(HASH_SEED).to_numpy(), names, at, keyed)
     miss = np.flatnonzero(~hit)
     if len(miss):
-        packed = packed.copy()  # (a join's result is read-only)
-        packed[miss] = _second_pass(low.gather(miss), lang)
+        packed[miss] = _second_pass(low.gather(miss), names, np.searchsorted(miss, at))
     kind, _, _, own = unpack(packed)
     starts = np.cumsum(n) - n
     lead = np.zeros(len(part), dtype=bool)
@@ -244,9 +246,9 @@ def _parts(tok: pl.Series, lang: str, check_case: np.ndarray) -> dict[str, np.nd
     after_stop[1:] = (kind[:-1] == STOP) & ~lead[1:]
     wordish = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
     upper = (part != low).to_numpy() & np.repeat(check_case, n)
-    names = wordish & upper & ~after_stop
-    weight = np.where(names, np.minimum(own, int(NAME_WEIGHT * SCALE)), own)
-    function = (kind == FUNCTION) & ~names
+    names_ = wordish & upper & ~after_stop
+    weight = np.where(names_, np.minimum(own, int(NAME_WEIGHT * SCALE)), own)
+    function = (kind == FUNCTION) & ~names_
     last = np.cumsum(n) - 1
     ends = np.zeros(len(n), dtype=bool)
     ends[n > 0] = kind[last[n > 0]] == STOP
@@ -255,14 +257,14 @@ def _parts(tok: pl.Series, lang: str, check_case: np.ndarray) -> dict[str, np.nd
     lead_function = np.zeros(len(n), dtype=np.int64)
     has = n > 0
     first = starts[has]
-    lead_name[has] = names[first]
+    lead_name[has] = names_[first]
     lead_name_weight[has] = own[first] - weight[first]
     lead_function[has] = kind[first] == FUNCTION
     return {
         "weight": segment_sums(weight, n),
         "words": segment_sums((wordish | (kind == NUMBER) | (kind == CODE)).astype(np.int64), n),
         "function": segment_sums(function.astype(np.int64), n),
-        "names": segment_sums(names.astype(np.int64), n),
+        "names": segment_sums(names_.astype(np.int64), n),
         "separators": segment_sums((kind == SEPARATOR).astype(np.int64), n),
         "ends": ends,
         "lead_name": lead_name,
@@ -275,11 +277,14 @@ def _unrepeated(weight: np.ndarray, key: np.ndarray, lens: np.ndarray) -> np.nda
     """``weight``, 0 where a word of weight 1 or more repeats (by the hash it was looked
     up by) one of the REPEAT_WINDOW such words before it in the same caption."""
     at = np.flatnonzero(weight >= SCALE)
-    row = np.repeat(np.arange(len(lens), dtype=np.uint64), lens)[at]
-    k = key[at].astype(np.uint64) ^ (row * np.uint64(0x9E3779B97F4A7C15))  # never equal across captions
+    k = key[at]
+    pairs = [(i + shift, i) for shift in range(1, REPEAT_WINDOW + 1)  # a loop over offsets, not rows
+             for i in [np.flatnonzero(k[shift:] == k[:-shift])]]
+    later, earlier = (np.concatenate(side) for side in zip(*pairs))
+    ends = np.cumsum(lens)  # the same word in the same caption (a row by its tokens' end)
+    same = np.searchsorted(ends, at[later], side="right") == np.searchsorted(ends, at[earlier], side="right")
     again = np.zeros(len(k), dtype=bool)
-    for shift in range(1, REPEAT_WINDOW + 1):  # a loop over offsets, not rows
-        again[shift:] |= k[shift:] == k[:-shift]
+    again[later[same]] = True
     out = weight.copy()
     out[at[again]] = 0
     return out
@@ -299,34 +304,45 @@ def sentence_factor(f: dict[str, np.ndarray], lang: str) -> np.ndarray:
     return FLOOR + (1.0 - FLOOR) * sentence
 
 
-def _score_texts(text: pl.Series, lang: str) -> np.ndarray:
-    """Points (thousandths) of captions that share one wordfreq list ("" = none)."""
-    f = features(text, lang)
+def _score_texts(text: pl.Series, lang, rows: np.ndarray | None = None) -> np.ndarray:
+    """Points (thousandths) of captions by wordfreq list ("" = none): one ``lang`` for all,
+    or the lists of consecutive runs of rows (``rows``: their bounds)."""
+    f = features(text, lang, rows)
     content = f["content"] + f["quoted"] * int(TEXT_BONUS * SCALE)
-    factor = sentence_factor(f, lang) if lang else 1.0
+    if rows is None:
+        factor = sentence_factor(f, lang) if lang else 1.0
+    else:
+        factor = np.ones(len(text))
+        for name, lo, hi in list_runs(lang, rows):  # a loop over languages, not rows
+            if name:
+                factor[lo:hi] = sentence_factor({k: v[lo:hi] for k, v in f.items()}, name)
     return np.round(content * factor).astype(np.int64)
 
 
-def _second_pass(low: pl.Series, lang: str) -> np.ndarray:
-    """Packed values of lower-case parts (``TOKEN``) the table lacks: other spellings of a
-    listed word ("groß" is listed as "gross"), numbers, codes, Chinese/Japanese runs,
-    punctuation (where there is no table) and unknown words."""
-    unknown = int((UNKNOWN_WEIGHT if lang else NO_TABLE_WEIGHT) * SCALE)
-    out = np.full(len(low), pack(unknown, 0, UNKNOWN), dtype=np.int64)
+def _second_pass(low: pl.Series, names, bounds: np.ndarray) -> np.ndarray:
+    """Packed values of lower-case parts (``TOKEN``) the table lacks, grouped by list
+    (``bounds``): other spellings of a listed word ("groß" is listed as "gross"), numbers,
+    codes, Chinese/Japanese runs, punctuation (where there is no table) and unknown words."""
+    listed = per_list([bool(name) for name in names], bounds)
+    unknown = np.where(listed, int(UNKNOWN_WEIGHT * SCALE), int(NO_TABLE_WEIGHT * SCALE))
+    out = pack(unknown, 0, UNKNOWN).astype(np.int64)
     digits = low.str.count_matches(r"\p{N}").to_numpy()
     number = digits == low.str.len_chars().to_numpy()
     out[number] = pack(np.where(digits[number] <= 2, int(NUMBER_WEIGHT * SCALE), 0), 0, NUMBER)
     out[~number & (digits > 0)] = pack(0, 0, CODE)  # a code: "dsc0042", "x200"
     out[low.is_in(STOPS).to_numpy()] = pack(0, 0, STOP)
     out[low.is_in(SEPARATORS).to_numpy()] = pack(0, 0, SEPARATOR)
-    fold = low.str.contains_any(["ß", "ς"]).arg_true()
-    if len(fold) and lang:
-        again = lookup(low.gather(fold).str.replace_many(["ß", "ς"], ["ss", "σ"]), keyed(lang))
-        hit = again.is_not_null().to_numpy()
-        out[fold.to_numpy()[hit]] = again.to_numpy()[hit]
-    cjk = low.str.contains(f"^[{HAN}{KANA}]").arg_true()
-    if len(cjk):
-        out[cjk.to_numpy()] = pack(_cjk(low.gather(cjk), "ja" if lang == "ja" else "zh"), 0, CJK)
+    fold = low.str.contains_any(["ß", "ς"]).arg_true().to_numpy()
+    if len(fold) and listed[fold].any():
+        again = low.gather(fold).str.replace_many(["ß", "ς"], ["ss", "σ"]).hash(HASH_SEED).to_numpy()
+        value, hit = lookup_lists(again, names, np.searchsorted(fold, bounds), keyed)
+        out[fold[hit]] = value[hit]
+    cjk = low.str.contains(f"^[{HAN}{KANA}]").arg_true().to_numpy()
+    if len(cjk):  # Japanese rows by the ja list, all others by the zh list
+        ja = per_list([name == "ja" for name in names], bounds)[cjk]
+        for script, at in (("ja", cjk[ja]), ("zh", cjk[~ja])):
+            if len(at):
+                out[at] = pack(_cjk(low.gather(at), script), 0, CJK)
     return out
 
 
@@ -345,12 +361,12 @@ def _cjk(run: pl.Series, lang: str) -> np.ndarray:
 def _han(run: pl.Series, lang: str) -> np.ndarray:
     """Han runs: per character, half the larger weight of the character and of the
     two-character word it starts, each counted only where the list has it."""
-    mapping = traditional_to_simplified() if lang == "zh" else {}
-    if mapping:
-        run = run.str.replace_many(mapping)
     chars = run.str.split("")
     lens = chars.list.len().to_numpy()
     char = chars.explode()
+    mapping = traditional_to_simplified() if lang == "zh" else {}
+    if mapping:  # (one character for one: the same as replacing in the run)
+        char = char.replace(mapping)
     last = np.zeros(len(char), dtype=bool)
     last[np.cumsum(lens) - 1] = True
     pair = pl.select(pl.when(pl.Series(last)).then(None).otherwise(char + char.shift(-1))).to_series()

@@ -17,6 +17,7 @@ from curate.scoring.filters.specificity_words import (
     ATTRIBUTE_BONUS,
     ATTRIBUTES,
     CAP_BITS,
+    CODE,
     CONCRETE_EXCEPTIONS,
     CONTENT,
     EMPTY,
@@ -43,6 +44,7 @@ from curate.scoring.filters.specificity_words import (
     SEPARATORS,
     STOP,
     STOPS,
+    UNKNOWN,
     VERSION,
     ZIPF_ZERO,
 )
@@ -142,11 +144,11 @@ def _disk_cached(build):
         name = (f"{build.__name__.strip('_')}-v{VERSION}-wordfreq{version('wordfreq')}"
                 f"-polars{pl.__version__}-sorted-{lang}.arrow")
         path = cache_root() / "specificity" / name
-        try:
-            return pl.read_ipc(path)
+        try:  # in one chunk: a lookup's ``to_numpy`` is then a view, not a copy
+            return pl.read_ipc(path).rechunk()
         except Exception:  # noqa: BLE001 - missing or damaged: rebuild below
             pass
-        table = build(lang)
+        table = build(lang).rechunk()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".tmp-{os.getpid()}-{name}")
@@ -255,11 +257,32 @@ def traditional_to_simplified() -> dict[str, str]:
     return {chr(k): v for k, v in mapping.items() if chr(k) != v}
 
 
-#: Up to this many tokens, a lookup is a binary search (``np.searchsorted``) in the table's
-#: sorted keys: it builds nothing, where a join hashes the whole 300k-word table every time
-#: (about 20 ms, paid by each of the 30-odd languages of a batch of web captions). Beyond
-#: it a join's faster probing wins (about 0.3 against 0.05 s for a million tokens).
-SEARCH_MAX_TOKENS = 60_000
+#: Up to this many tokens (all, by default), a lookup is a bucketed search in the table's
+#: sorted keys (``_buckets``): a hash's top bits give the first key of its bucket, and a
+#: bucket holds one key or two, so that a token costs about one read of the keys where a
+#: binary search costs 18 and a join hashes the whole 300k-word table every time. Beyond
+#: it, a join (the same values: a test checks that both agree).
+SEARCH_MAX_TOKENS = 1 << 62
+
+#: the bucket index of each table looked up, by ``id`` (with the table, so that the id
+#: is never reused while the entry lives)
+_BUCKETS: dict[int, tuple] = {}
+
+
+def _buckets(keyed: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.uint64]:
+    """keys, values, bucket starts and the shift that gives a hash's bucket (its top bits),
+    for a table sorted by key: about 4 buckets for 3 keys; ``starts[b]..starts[b+1]`` are
+    the positions of bucket ``b``'s keys."""
+    got = _BUCKETS.get(id(keyed))
+    if got is not None and got[0] is keyed:
+        return got[1:]
+    keys, values = keyed["k"].to_numpy(), keyed["v"].to_numpy()
+    bits = len(keys).bit_length() + 1
+    shift = np.uint64(64 - bits)
+    starts = np.zeros((1 << bits) + 1, dtype=np.int32)
+    np.cumsum(np.bincount((keys >> shift).astype(np.intp), minlength=1 << bits), out=starts[1:])
+    _BUCKETS[id(keyed)] = (keyed, keys, values, starts, shift)
+    return keys, values, starts, shift
 
 
 def lookup(tokens: pl.Series, keyed: pl.DataFrame | None, hashes: pl.Series | None = None) -> pl.Series:
@@ -269,22 +292,57 @@ def lookup(tokens: pl.Series, keyed: pl.DataFrame | None, hashes: pl.Series | No
     return pl.from_arrow(pa.array(values, mask=~hit))
 
 
-def lookup_np(tokens: pl.Series, keyed: pl.DataFrame | None, hashes: pl.Series | None = None
+def lookup_np(tokens: pl.Series | None, keyed: pl.DataFrame | None, hashes=None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Values of tokens in a keyed table (0 where absent) and where they were found."""
+    """Values of tokens in a keyed table (0 where absent) and where they were found.
+    ``hashes`` (a Series or an array) stand for the tokens where the caller has them."""
+    n = len(tokens) if hashes is None else len(hashes)
     if keyed is None or keyed.height == 0:
-        return np.zeros(len(tokens), dtype=np.int64), np.zeros(len(tokens), dtype=bool)
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
     h = tokens.hash(HASH_SEED) if hashes is None else hashes
-    if len(h) > SEARCH_MAX_TOKENS:
+    if n > SEARCH_MAX_TOKENS:
         # (the lazy join is about 40% faster than the eager one here)
+        h = h if isinstance(h, pl.Series) else pl.Series(h, dtype=pl.UInt64)
         v = (h.to_frame("k").lazy().join(keyed.lazy(), on="k", how="left", maintain_order="left")
              .select(pl.col("v").is_not_null().alias("hit"), pl.col("v").fill_null(0)).collect())
         return v["v"].to_numpy(), v["hit"].to_numpy()
-    keys, values = keyed["k"].to_numpy(), keyed["v"].to_numpy()
-    h = h.to_numpy()
-    pos = np.searchsorted(keys, h).clip(max=len(keys) - 1)
+    keys, values, starts, shift = _buckets(keyed)
+    h = h.to_numpy() if isinstance(h, pl.Series) else h
+    b = (h >> shift).astype(np.intp)
+    pos = np.minimum(starts[b], len(keys) - 1)  # the bucket's first key (another bucket's never equals h)
     hit = keys[pos] == h
+    rest = np.flatnonzero(~hit)
+    rest = rest[starts[b[rest] + 1] - pos[rest] > 1]
+    p = pos[rest] + 1
+    while len(rest):  # the bucket's next keys: a loop over offsets (a bucket holds a few), not rows
+        inside = p < starts[b[rest] + 1]
+        rest, p = rest[inside], p[inside]
+        eq = keys[p] == h[rest]
+        pos[rest[eq]] = p[eq]
+        hit[rest[eq]] = True
+        rest, p = rest[~eq], p[~eq] + 1
     return np.where(hit, values[pos], 0), hit
+
+
+def list_runs(names, bounds: np.ndarray) -> list[tuple[str, int, int]]:
+    """(list, start, end) of each list's non-empty run of elements."""
+    return [(name, int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(names) if bounds[i + 1] > bounds[i]]
+
+
+def per_list(values, bounds: np.ndarray) -> np.ndarray:
+    """One value per list, repeated over its run of elements."""
+    return np.repeat(np.asarray(values), np.diff(bounds))
+
+
+def lookup_lists(hashes: np.ndarray, names, bounds: np.ndarray, table) -> tuple[np.ndarray, np.ndarray]:
+    """Packed values and hits of hashes grouped by list (``bounds``), each run in its
+    list's table (``table(name)``; none for the list "")."""
+    packed = np.zeros(len(hashes), dtype=np.int64)
+    hit = np.zeros(len(hashes), dtype=bool)
+    for name, lo, hi in list_runs(names, bounds):  # a loop over languages, not rows
+        if name:
+            packed[lo:hi], hit[lo:hi] = lookup_np(None, table(name), hashes[lo:hi])
+    return packed, hit
 
 
 def segment_sums(values: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -301,6 +359,26 @@ def fill_missing(found: pl.Series, parts: pl.Series, score_missing) -> np.ndarra
     if len(missing):
         out[missing] = score_missing(parts.gather(missing))
     return out
+
+
+@lru_cache(maxsize=1)
+def token_classes() -> dict[str, np.ndarray]:
+    """What a token between spaces is, by the flags of its packed value (kind, end mark,
+    capital; its low FLAG_BITS): ``stop`` (a sentence end, or ends with one),
+    ``capital_word`` (a word written capitalised), ``function`` (1: a function word),
+    ``low`` (1 per word + 1 << 32 per function word) and ``high`` (1 << 32 per list
+    separator, or ending with one; names are added where they are found)."""
+    flags = np.arange(1 << FLAG_BITS)
+    kind, end, cap, _ = unpack(flags)
+    word = (kind == CONTENT) | (kind == FUNCTION) | (kind == UNKNOWN)
+    function = (kind == FUNCTION).astype(np.int64)
+    return {
+        "stop": (kind == STOP) | (end == STOP),
+        "capital_word": word & cap,
+        "function": function,
+        "low": (word | (kind == NUMBER) | (kind == CODE)).astype(np.int64) + (function << 32),
+        "high": ((kind == SEPARATOR) | (end == SEPARATOR)).astype(np.int64) << 32,
+    }
 
 
 def pack(weight, end, kind, cap=0):
