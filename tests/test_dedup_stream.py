@@ -141,3 +141,43 @@ def test_auto_switch_and_bad_memory_option(both, tmp_path, monkeypatch):
     assert info2["out_of_core"] and info2["index"]["exact"]  # out of core, flat search below 40k
     t_in, _ = find_duplicates(rows, resolve(DedupOptions(memory="in")), tmp_path / "c")
     assert t_auto.equals(t_in)
+
+
+def test_ray_engine_out_of_core_equals_local_in_memory(read_data, tmp_path, monkeypatch):
+    """--engine ray --memory out (Ray actors embed into the same float16 shards; each batch
+    of partitions is searched as Ray tasks) gives the local in-memory path's table."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+    from curate.dedup import index as dedup_index
+
+    df = perturbed(read_data, 3_000, seed=11).select("caption")
+    df.write_parquet(tmp_path / "caps.parquet")
+    res = CliRunner().invoke(cli, ["score", str(tmp_path / "caps.parquet"), "--out", str(tmp_path / "local")])
+    assert res.exit_code == 0, res.output
+    import shutil
+
+    shutil.copytree(tmp_path / "local", tmp_path / "ray")
+    monkeypatch.setattr(dedup_index, "FLAT_MAX", 100)
+    monkeypatch.setattr(dedup_index, "CLUSTER_SIZE", 100)
+    monkeypatch.setattr(stream, "BATCH_ROWS", 1_000)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        for name, extra in (("local", ["--memory", "in"]), ("ray", ["--memory", "out", "--engine", "ray"])):
+            res = CliRunner().invoke(cli, ["dedup", str(tmp_path / name)] + extra)
+            assert res.exit_code == 0, res.output
+    finally:
+        if started:
+            ray.shutdown()
+    import json
+
+    b = json.loads((tmp_path / "ray" / "dedup" / "dedup.json").read_text())
+    assert b["engine"] == "ray" and b["neighbors"]["out_of_core"] and b["index"]["batches"] > 3
+    ga = pl.read_parquet(tmp_path / "local" / "dedup" / "groups.parquet")
+    gb = pl.read_parquet(tmp_path / "ray" / "dedup" / "groups.parquet")
+    assert ga.equals(gb) and ga["duplicate_of"].is_not_null().sum() > 300
+    assert neighbor_table(tmp_path / "local" / "dedup").equals(neighbor_table(tmp_path / "ray" / "dedup"))

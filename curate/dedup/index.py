@@ -125,7 +125,7 @@ def partition(vecs: np.ndarray, p: dict) -> np.ndarray:
                       max_points_per_centroid=TRAIN_PER_CENTROID, verbose=False)
     km.train(project(train))
     assign = np.empty((n, NPROBE), np.int64)
-    step = 200_000
+    step = 32_768  # bounded: the projection of a batch holds a few float32 copies of it
     for s in range(0, n, step):
         _, assign[s:s + step] = km.index.search(project(np.asarray(vecs[s:s + step], np.float32)), NPROBE)
     return assign

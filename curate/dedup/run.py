@@ -302,8 +302,9 @@ def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: Dedup
     t_read = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
     also = tuple(p / DEDUP / EMBEDDINGS for p in paths)
-    table, info = find_duplicates(rows, cfg, cache, reporter, neighbors, also=also)
-    del rows
+    hold = [rows]
+    del rows  # find_duplicates holds the only reference: the captions go once their texts are made
+    table, info = find_duplicates(hold.pop(), cfg, cache, reporter, neighbors, also=also)
     for note in foreign_caches(paths, info["embedder"]["model_sha256"]):
         (reporter or Reporter()).note(note)
         notes.append(note)

@@ -18,7 +18,7 @@ once (about 2.2 KB per distinct text). This path keeps only small per-text array
    merged into running ``[n, k]`` best-neighbour arrays (int32 ids, float32 cosines:
    8 bytes per neighbour) with the in-memory path's rule
    (:func:`curate.dedup.index.top_distinct`): the same neighbours, in the same order.
-4. **Table.** Written to Parquet part by part (:data:`PART_TEXTS` texts a part) with the word
+4. **Table.** Written to Parquet part by part (:data:`PART_PAIRS` rows a part) with the word
    Jaccard of each pair above the floor.
 5. **Groups.** The per-text arrays of :func:`curate.dedup.groups.best_better` and
    :func:`~curate.dedup.groups.nearest` are computed part by part from the Parquet table
@@ -39,7 +39,7 @@ import polars as pl
 from curate.atomic import write_parquet
 from curate.dedup.groups import FLOOR
 from curate.dedup.index import NPROBE, partition, plan, search_cluster, search_local, top_distinct
-from curate.dedup.neighbors import NEIGHBOR_PART_ROWS, embed_progress, pair_jaccard, word_sets
+from curate.dedup.neighbors import embed_progress, pair_jaccard, word_sets
 
 #: distinct texts from which ``memory="auto"`` takes this path
 OUT_OF_CORE_TEXTS = 200_000
@@ -47,6 +47,8 @@ OUT_OF_CORE_TEXTS = 200_000
 BATCH_ROWS = 65_536
 #: texts embedded per cache shard on this path (float16 shards; bounded model output)
 EMBED_CHUNK = 50_000
+#: neighbour rows per Parquet part on this path (a part's frame and word lists stay small)
+PART_PAIRS = 250_000
 SCRATCH = "scratch"
 
 
@@ -144,7 +146,7 @@ def write_pairs(ids: np.ndarray, sims: np.ndarray, texts: pl.DataFrame, folder: 
     """The neighbour table from the best arrays, part by part (the in-memory path's rows,
     in the same order); returns (parts, rows)."""
     n, kk = ids.shape
-    step = max(1, NEIGHBOR_PART_ROWS // max(kk, 1))
+    step = max(1, PART_PAIRS // max(kk, 1))
     words = word_sets(texts)
     heads = texts["head"].to_numpy()
     hashes = texts["clean_hash"].to_numpy()
