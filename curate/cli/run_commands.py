@@ -169,8 +169,11 @@ def report(target, out):
               help="With several runs: this run's rows represent their groups first (repeat: most preferred first), e.g. human captions over web alt-text.")
 @click.option("--cache", default=None, type=click.Path(file_okay=False),
               help="Folder for the embeddings and the kNN table (default: RUN/dedup for one run, $CURATE_CACHE/dedup for several); texts embedded once are reused by every set that uses it.")
+@click.option("--memory", type=click.Choice(["auto", "in", "out"]), default="auto", show_default=True,
+              help="out: out of core (float16 shards on disk, partitions searched batch by batch, the kNN table streamed; "
+                   "memory does not grow with the vectors); in: all in memory (fastest for small runs); auto: out from 200k distinct texts.")
 @friendly
-def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, prefer, cache):
+def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, prefer, cache, memory):
     """Find near-duplicate groups in scored runs and score each row against better ones.
 
     Several runs are deduplicated together, in one group space: a caption in two runs is one
@@ -192,7 +195,7 @@ def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, 
     from curate.engines import dedup as run_dedup
 
     console = make_console()
-    opts = DedupOptions(embedder, threshold, device, k, preset, order, engine, address, list(prefer), cache)
+    opts = DedupOptions(embedder, threshold, device, k, preset, order, engine, address, list(prefer), cache, memory)
     with RichReporter(console) as reporter:
         info = run_dedup(list(runs), opts, reporter)
     c, t = info["set_counts"], info["timings"]

@@ -33,9 +33,11 @@ class EmbeddingCache:
     through float16, so a fresh run and a cached run see bit-identical vectors.
     """
 
-    def __init__(self, folder: Path, embedder: Embedder) -> None:
+    def __init__(self, folder: Path, embedder: Embedder, lazy: bool = False) -> None:
         self.dir = Path(folder) / embedder.model_hash[:16]
         self.embedder = embedder
+        #: lazy: vectors stay in their shards on disk (:meth:`write_matrix` reads them shard by shard)
+        self.lazy = lazy
         self.problem: str | None = None
         self.keys = np.zeros(0, np.uint64)
         self.vecs: np.ndarray | None = None
@@ -63,15 +65,17 @@ class EmbeddingCache:
                     if file_fingerprint(f) != sh[f"{kind}_blake2b"]:
                         raise ValueError(f"{f.name}: checksum mismatch")
                 k = np.load(self.dir / sh["keys"], allow_pickle=False)
-                v = np.load(self.dir / sh["vecs"], allow_pickle=False)
+                v = np.load(self.dir / sh["vecs"], allow_pickle=False, mmap_mode="r" if self.lazy else None)
                 if k.dtype != np.uint64 or v.dtype != np.float16 or v.ndim != 2 or v.shape[0] != len(k) or len(k) != sh["rows"]:
                     raise ValueError(f"{sh['vecs']}: unexpected shape or type")
                 keys.append(k)
-                vecs.append(v)
+                if not self.lazy:
+                    vecs.append(v)
+                del v
             self.shards = meta["shards"]
             if keys:
                 self.keys = np.concatenate(keys)
-                self.vecs = np.concatenate(vecs)
+                self.vecs = np.concatenate(vecs) if vecs else None
         except (OSError, ValueError, KeyError, TypeError) as e:
             self.problem = f"embedding cache {self.dir} is corrupt ({e}); rebuilt it"
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -101,7 +105,37 @@ class EmbeddingCache:
         self.shards.append(entry)
         write_json({**self.embedder.describe(), "dim": int(v16.shape[1]), "shards": self.shards}, self.dir / MANIFEST)
         self.keys = np.concatenate([self.keys, hashes.astype(np.uint64)])
-        self.vecs = v16 if self.vecs is None else np.concatenate([self.vecs, v16])
+        if not self.lazy:
+            self.vecs = v16 if self.vecs is None else np.concatenate([self.vecs, v16])
+
+    def write_matrix(self, hashes: np.ndarray, path: Path, step: int = 100_000) -> None:
+        """Write the float16 vectors of ``hashes`` (all cached), in that order, to the ``.npy``
+        file ``path``, ``step`` rows at a time, each read from its shard through a mapping
+        that is closed at once (memory: ``step`` rows, not the matrix)."""
+        dim = int(json.loads((self.dir / MANIFEST).read_text())["dim"]) if self.shards else 0
+        g = np.zeros(0, np.int64)
+        if len(hashes):
+            order = np.argsort(self.keys, kind="stable")
+            g = order[np.minimum(np.searchsorted(self.keys, hashes, sorter=order), len(order) - 1)]
+            if not np.array_equal(self.keys[g], hashes):
+                raise CurateError("internal error: embedding cache lookup missed a text")
+        starts = np.cumsum([0] + [sh["rows"] for sh in self.shards])
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+                  "shape": (len(hashes), dim)}
+        from curate.atomic import atomic_path
+
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for a in range(0, len(hashes), step):
+                gg = g[a:a + step]
+                shard = np.searchsorted(starts, gg, side="right") - 1
+                block = np.empty((len(gg), dim), np.float16)
+                for s in np.unique(shard):  # a loop over shards, not rows
+                    rows = np.flatnonzero(shard == s)
+                    v = np.load(self.dir / self.shards[s]["vecs"], allow_pickle=False, mmap_mode="r")
+                    block[rows] = v[gg[rows] - starts[s]]
+                    del v
+                f.write(block.tobytes())
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """float32 vectors for ``hashes`` (all must be cached), in the order given."""
@@ -113,7 +147,6 @@ class EmbeddingCache:
         if len(hashes) and not np.array_equal(self.keys[idx], hashes):
             raise CurateError("internal error: embedding cache lookup missed a text")
         return self.vecs[idx].astype(np.float32)
-
 
 def seed_from(cache: EmbeddingCache, hashes: np.ndarray, also: "list[Path] | tuple" = ()) -> int:
     """Copy into ``cache`` the vectors of ``hashes`` that it lacks and the caches in ``also``
@@ -137,7 +170,8 @@ def seed_from(cache: EmbeddingCache, hashes: np.ndarray, also: "list[Path] | tup
 
 def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cache_dir: Path,
                 progress: Progress | None = None, chunk: int = 200_000,
-                loading: Callable[[], None] | None = None, also: "list[Path] | tuple" = ()) -> tuple[np.ndarray, dict]:
+                loading: Callable[[], None] | None = None, also: "list[Path] | tuple" = (),
+                out_file: Path | None = None) -> tuple[np.ndarray, dict]:
     """Vectors for ``texts`` (a String Series; ``hashes``: their uint64 content hashes),
     embedding only the ones not cached yet (in ``cache_dir``, or in one of the caches
     ``also`` names: see :func:`seed_from`).
@@ -145,8 +179,12 @@ def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cach
     Returns (float32 vectors, info) where info has ``embedded``, ``cached`` and ``problem``
     (the corrupt-cache message, or None). ``loading`` is called before the model is loaded
     (only when something needs embedding).
+
+    ``out_file`` (the out-of-core path): the vectors are not held; they are written, float16
+    in the order of ``hashes``, to that ``.npy`` file, and the first value returned is a
+    read-only memory map of it.
     """
-    cache = EmbeddingCache(cache_dir, embedder)
+    cache = EmbeddingCache(cache_dir, embedder, lazy=out_file is not None)
     seed_from(cache, hashes, also)
     need = np.flatnonzero(cache.missing(hashes))
     if progress and len(hashes) - len(need):
@@ -162,11 +200,19 @@ def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cach
         step = max(embedder.batch_size, 1024)
         for b in range(0, len(idx), step):
             sub = idx[b:b + step]
-            parts.append(embedder.encode(texts.gather(sub)))
+            parts.append(np.asarray(embedder.encode(texts.gather(sub))).astype(np.float16))
             if progress:
                 progress(len(sub))
         cache.add(hashes[idx], np.concatenate(parts))
     seconds = time.perf_counter() - t0
-    vecs = cache.lookup(hashes)
+    vecs = matrix(cache, hashes, out_file)
     return vecs, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
                   "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": cache.problem}
+
+
+def matrix(cache: EmbeddingCache, hashes: np.ndarray, out_file: Path | None) -> np.ndarray:
+    """The vectors of ``hashes``: float32 in memory, or (``out_file``) a float16 memory map."""
+    if out_file is None:
+        return cache.lookup(hashes)
+    cache.write_matrix(hashes, out_file)
+    return np.load(out_file, mmap_mode="r")

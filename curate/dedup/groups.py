@@ -63,10 +63,19 @@ def groups(rows: pl.DataFrame, texts: pl.DataFrame, pairs: pl.DataFrame, rule: s
     """The groups table: one row per sample (see the module docstring)."""
     n = texts.height
     score, target = best_better(pairs, rule, n)
+    nb, nb_cos = nearest(pairs, n)
+    return groups_from_arrays(rows, texts, score, target, nb, nb_cos, threshold)
+
+
+def groups_from_arrays(rows: pl.DataFrame, texts: pl.DataFrame, score: np.ndarray, target: np.ndarray,
+                       nb: np.ndarray, nb_cos: np.ndarray, threshold: float) -> pl.DataFrame:
+    """The groups table from per-text arrays: :func:`best_better`'s (score, target) and
+    :func:`nearest`'s (neighbour, cosine); the out-of-core path computes them part by part
+    (:func:`curate.dedup.stream.text_arrays`)."""
+    n = texts.height
     dup = score > threshold
     parent = np.where(dup, target, np.arange(n))
     root = roots(parent)
-    nb, nb_cos = nearest(pairs, n)
     heads = texts["head"].to_numpy()
     tx = pl.DataFrame({
         "text": np.arange(n, dtype=np.int64),

@@ -64,7 +64,7 @@ def knn(vecs: np.ndarray, k: int, progress: Progress | None = None,
     if p["exact"]:
         ids, sims = _flat(vecs, np.arange(n), k, progress)
         return ids, sims, p
-    assign = _partition(vecs, p)
+    assign = partition(vecs, p)
     # members of each cluster, cluster by cluster (a vector is in NPROBE clusters)
     owner = np.repeat(np.arange(n), NPROBE)
     order = np.argsort(assign.ravel(), kind="stable")
@@ -75,8 +75,8 @@ def knn(vecs: np.ndarray, k: int, progress: Progress | None = None,
     out_ids = np.full((n * NPROBE, k), -1, np.int64)
     out_sims = np.full((n * NPROBE, k), -np.inf, np.float32)
 
-    (search_clusters or _search_local)(vecs, owner, bounds, k, out_ids, out_sims, progress)
-    ids, sims = _merge(order, out_ids, out_sims, n, k)
+    (search_clusters or search_local)(vecs, owner, bounds, k, out_ids, out_sims, progress)
+    ids, sims = merge_lists(order, out_ids, out_sims, n, k)
     return ids, sims, p
 
 
@@ -85,7 +85,7 @@ def search_cluster(vecs: np.ndarray, members: np.ndarray, k: int) -> tuple[np.nd
     return _flat(vecs, members, k, None) if len(members) >= 2 else None
 
 
-def _search_local(vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
+def search_local(vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
     sizes = np.diff(bounds)
 
     def search(c: int) -> None:
@@ -99,13 +99,14 @@ def _search_local(vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
     _threaded(search, np.argsort(-sizes, kind="stable"))
 
 
-def _partition(vecs: np.ndarray, p: dict) -> np.ndarray:
+def partition(vecs: np.ndarray, p: dict) -> np.ndarray:
     """Each vector's NPROBE nearest k-means centroids, [n, NPROBE]."""
     import faiss
 
     n, dim = vecs.shape
     rng = np.random.default_rng(SEED)
-    train = vecs[np.sort(rng.choice(n, p["kmeans_train"], replace=False))]
+    # float32 whether ``vecs`` is float32 in memory or a float16 memory map (the same values)
+    train = np.asarray(vecs[np.sort(rng.choice(n, p["kmeans_train"], replace=False))], np.float32)
     d = p["kmeans_dims"]
     mean = train.mean(0)
     if d < dim:
@@ -124,9 +125,9 @@ def _partition(vecs: np.ndarray, p: dict) -> np.ndarray:
                       max_points_per_centroid=TRAIN_PER_CENTROID, verbose=False)
     km.train(project(train))
     assign = np.empty((n, NPROBE), np.int64)
-    step = 200_000
+    step = 32_768  # bounded: the projection of a batch holds a few float32 copies of it
     for s in range(0, n, step):
-        _, assign[s:s + step] = km.index.search(project(vecs[s:s + step]), NPROBE)
+        _, assign[s:s + step] = km.index.search(project(np.asarray(vecs[s:s + step], np.float32)), NPROBE)
     return assign
 
 
@@ -149,7 +150,7 @@ def _flat(vecs: np.ndarray, members: np.ndarray, k: int, progress: Progress | No
     """Exact kNN among ``vecs[members]``; returns global ids, self excluded."""
     import faiss
 
-    sub = vecs[members]
+    sub = np.ascontiguousarray(vecs[members], dtype=np.float32)
     m = len(members)
     kk = min(k + 1, m)
     index = faiss.IndexFlatIP(sub.shape[1])
@@ -174,7 +175,7 @@ def _flat(vecs: np.ndarray, members: np.ndarray, k: int, progress: Progress | No
     return gids, keep_sims
 
 
-def _merge(order: np.ndarray, ids: np.ndarray, sims: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_lists(order: np.ndarray, ids: np.ndarray, sims: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Combine each vector's NPROBE lists: distinct neighbours, best k by cosine.
 
     Row r of ``ids`` belongs to vector ``order[r] // NPROBE``; putting the rows back in
@@ -182,9 +183,19 @@ def _merge(order: np.ndarray, ids: np.ndarray, sims: np.ndarray, n: int, k: int)
     """
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
-    cid = ids[back].reshape(n, NPROBE * k)
-    csim = sims[back].reshape(n, NPROBE * k)
-    # a neighbour found in two clusters appears twice: keep one copy (sort by id, mark repeats)
+    return top_distinct(ids[back].reshape(n, NPROBE * k), sims[back].reshape(n, NPROBE * k), k)
+
+
+def top_distinct(cid: np.ndarray, csim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best ``k`` distinct candidates by cosine (ties: the lower id); of a
+    neighbour listed twice (found in two clusters, its cosines may differ in the last bit)
+    the higher cosine counts. The result does not depend on the order of the candidates, so
+    lists merged in any order or in several steps (:mod:`curate.dedup.stream`) give the same
+    rows. -1 / -inf pad a row short of ``k``."""
+    # keep one copy of a repeated neighbour: sort by cosine (descending), then by id (stable)
+    o = np.argsort(-csim, axis=1, kind="stable")
+    cid = np.take_along_axis(cid, o, 1)
+    csim = np.take_along_axis(csim, o, 1)
     o = np.argsort(cid, axis=1, kind="stable")
     cid = np.take_along_axis(cid, o, 1)
     csim = np.take_along_axis(csim, o, 1)

@@ -34,7 +34,7 @@ def neighbor_key(embedder_hash: str, texts: pl.DataFrame, k: int) -> str:
     from curate.dedup.index import plan
 
     desc = {"embedder": embedder_hash, "texts": _texts_digest(texts), "k": k,
-            "index": {x: y for x, y in plan(texts.height, 0, k).items() if x != "dim"}, "floor": FLOOR, "v": 1}
+            "index": {x: y for x, y in plan(texts.height, 0, k).items() if x != "dim"}, "floor": FLOOR, "v": 2}
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -55,6 +55,23 @@ def pair_jaccard(words: pl.Series, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return out
 
 
+def embed_progress(reporter, emb, n: int):
+    """(loading, tick) callbacks for embedding ``n`` texts: a model-loading stage shown only
+    when the model is loaded, then the embedding stage."""
+    ticks: dict = {}
+
+    def loading() -> None:
+        ticks["load"] = reporter.stage(f"loading {emb.id}", 1)
+
+    def tick(m: float) -> None:
+        if "embed" not in ticks:
+            ticks.get("load", lambda _: None)(1)
+            ticks["embed"] = reporter.stage("embedding", n)
+        ticks["embed"](m)
+
+    return loading, tick
+
+
 def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
                     embed_texts=None, knn=None, also=()) -> tuple[pl.DataFrame, dict]:
     """Embed, search and write the neighbour table; returns (pairs, info).
@@ -70,16 +87,7 @@ def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
     knn = knn or dedup_index.knn
 
     t0 = time.perf_counter()
-    ticks: dict = {}
-
-    def loading() -> None:
-        ticks["load"] = reporter.stage(f"loading {emb.id}", 1)
-
-    def tick(n: float) -> None:
-        if "embed" not in ticks:
-            ticks.get("load", lambda _: None)(1)
-            ticks["embed"] = reporter.stage("embedding", texts.height)
-        ticks["embed"](n)
+    loading, tick = embed_progress(reporter, emb, texts.height)
 
     vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / "embeddings", tick,
                               loading=loading, also=also)

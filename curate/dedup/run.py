@@ -45,7 +45,7 @@ from typing import Callable
 import polars as pl
 
 from curate.atomic import write_json, write_parquet
-from curate.dedup.groups import FLOOR, counts, groups
+from curate.dedup.groups import FLOOR, counts, groups, groups_from_arrays
 from curate.dedup.neighbors import (
     NEIGHBORS_META,
     build_neighbors,
@@ -64,6 +64,7 @@ from curate.dedup.runs import (
     run_paths,
     set_info,
 )
+from curate.dedup.stream import OUT_OF_CORE_TEXTS, build_neighbors_stream, text_arrays
 from curate.dedup.text import texts_of
 from curate.errors import CurateError
 from curate.layout import (
@@ -89,6 +90,7 @@ PRESETS: dict[str, dict] = {
 DEFAULT_PRESET = "copies"
 DEFAULT_K = 10
 DEFAULT_ORDER = "keep desc, score__specificity desc"
+MEMORY = ("auto", "in", "out")
 
 
 @dataclass
@@ -103,6 +105,7 @@ class DedupOptions:
     address: str | None = None  # with engine ray: a running cluster; None starts a local Ray
     prefer: list[str] | None = None  # runs whose rows represent a group first, most preferred first
     cache: str | None = None  # embeddings + neighbour table; None: RUN/dedup (one run), $CURATE_CACHE/dedup (several)
+    memory: str = "auto"  # in, out (of core: curate.dedup.stream), auto: out from OUT_OF_CORE_TEXTS distinct texts
 
 
 def resolve(opts: DedupOptions) -> dict:
@@ -112,11 +115,13 @@ def resolve(opts: DedupOptions) -> dict:
     t = p["threshold"] if opts.threshold is None else float(opts.threshold)
     if not FLOOR <= t < 1.0:
         raise CurateError(f"threshold must be at least {FLOOR} and below 1, got {t}")
+    if opts.memory not in MEMORY:
+        raise CurateError(f"memory must be one of {', '.join(MEMORY)}, got {opts.memory!r}")
     if not 1 <= opts.k <= 1000:
         raise CurateError(f"k must be between 1 and 1000, got {opts.k}")
     return {"preset": opts.preset, "embedder": opts.embedder or p["embedder"], "threshold": t,
             "rule": p["rule"], "k": opts.k, "device": opts.device,
-            "engine": opts.engine, "address": opts.address}
+            "engine": opts.engine, "address": opts.address, "memory": opts.memory}
 
 
 # -- reading the run ----------------------------------------------------------------------
@@ -210,27 +215,46 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
     check_device(cfg["device"])
     t0 = time.perf_counter()
     rows, texts = texts_of(rows)
+    rows = rows.select("sample_id", "rank", "text", "norm_hash")  # the caption texts are not needed again
     t_text = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     emb = load_embedder(cfg["embedder"], cfg["device"], *_build_hooks(reporter))
     key = neighbor_key(emb.model_hash, texts, cfg["k"])
-    pairs = None
+    mode = cfg.get("memory", "auto")
+    ooc = mode == "out" or (mode == "auto" and texts.height >= OUT_OF_CORE_TEXTS)
+    pairs = arrays = None
     meta = out / "neighbors" / NEIGHBORS_META
     nb = read_json(meta)
     if nb.get("key") == key:
-        pairs = load_neighbors(out, texts, nb["parts"])
-        if pairs is not None:
+        if ooc:
+            files = [out / "neighbors" / f"part-{p:05d}.parquet" for p in range(nb["parts"])]
+            arrays = text_arrays(files, texts, cfg["rule"])
+        else:
+            pairs = load_neighbors(out, texts, nb["parts"])
+        if pairs is not None or arrays is not None:
             info = {"index": nb["index"], "parts": nb["parts"], "rows": nb["rows"], "reused": True,
                     "embedding": {**nb.get("embedding", {}), "embedded": 0, "cached": texts.height,
                                   "embed_s": 0.0, "problem": None},
                     "timings": {"embed_s": 0.0, "index_s": 0.0, "pairs_s": 0.0}}
-    if pairs is None:
-        pairs, info = (neighbors or build_neighbors)(texts, emb, out, cfg["k"], reporter, also=also)
+    if pairs is None and arrays is None:
+        build = neighbors or (build_neighbors_stream if ooc else build_neighbors)
+        extra = {"out_of_core": ooc} if neighbors is not None else {}
+        pairs, info = build(texts, emb, out, cfg["k"], reporter, also=also, **extra)
         info["reused"] = False
         write_json({"key": key, **{x: info[x] for x in ("index", "parts", "rows", "embedding")}}, meta)
+        if ooc:
+            files = [out / "neighbors" / f"part-{p:05d}.parquet" for p in range(info["parts"])]
+            arrays = text_arrays(files, texts, cfg["rule"])
+            if arrays is None:
+                raise CurateError(f"{out / 'neighbors'}: a part just written cannot be read back")
     info["key"] = key
+    info["out_of_core"] = ooc
     t_nb = time.perf_counter()
-    table = groups(rows, texts, pairs, cfg["rule"], cfg["threshold"])
+    if ooc:
+        table = groups_from_arrays(rows, texts, *arrays, cfg["threshold"])
+    else:
+        table = groups(rows, texts, pairs, cfg["rule"], cfg["threshold"])
+    del pairs, arrays
     info["embedder"] = emb.describe()
     info["texts"] = texts.height
     info["timings"] = {"texts_s": round(t_text - t0, 3), **info["timings"],
@@ -278,8 +302,9 @@ def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: Dedup
     t_read = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
     also = tuple(p / DEDUP / EMBEDDINGS for p in paths)
-    table, info = find_duplicates(rows, cfg, cache, reporter, neighbors, also=also)
-    del rows
+    hold = [rows]
+    del rows  # find_duplicates holds the only reference: the captions go once their texts are made
+    table, info = find_duplicates(hold.pop(), cfg, cache, reporter, neighbors, also=also)
     for note in foreign_caches(paths, info["embedder"]["model_sha256"]):
         (reporter or Reporter()).note(note)
         notes.append(note)
@@ -317,7 +342,7 @@ def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: Dedup
             "index": info["index"],
             "embedding": info["embedding"],
             "cache": str(cache.resolve()),
-            "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index")},
+            "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index", "out_of_core")},
             "counts": tally,
             "set_counts": total,
             **({"engine_info": info["engine_info"]} if "engine_info" in info else {}),

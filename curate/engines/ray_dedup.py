@@ -47,13 +47,15 @@ class _Encoder:
 
 
 def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embedder, cache_dir: Path,
-                 progress=None, chunk: int = 200_000, loading=None, also=()) -> tuple[np.ndarray, dict]:
-    """:func:`curate.dedup.cache.embed_texts`, with the model calls on a Ray actor pool."""
+                 progress=None, chunk: int = 200_000, loading=None, also=(),
+                 out_file: Path | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`curate.dedup.cache.embed_texts`, with the model calls on a Ray actor pool
+    (``out_file``: the out-of-core path's float16 matrix, as there)."""
     import pyarrow as pa
 
-    from curate.dedup.cache import EmbeddingCache, seed_from
+    from curate.dedup.cache import EmbeddingCache, matrix, seed_from
 
-    cache = EmbeddingCache(cache_dir, embedder)
+    cache = EmbeddingCache(cache_dir, embedder, lazy=out_file is not None)
     seed_from(cache, hashes, also)
     need = np.flatnonzero(cache.missing(hashes))
     if progress and len(hashes) - len(need):
@@ -80,7 +82,7 @@ def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embed
         ids, vecs, held = [], [], 0
         for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
             ids.append(np.asarray(b["i"], np.int64))
-            vecs.append(np.asarray(b["vec"], np.float32))
+            vecs.append(np.asarray(b["vec"], np.float16))  # what the cache stores
             held += len(ids[-1])
             if progress:
                 progress(len(ids[-1]))
@@ -90,7 +92,7 @@ def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embed
         if ids:
             cache.add(hashes[np.concatenate(ids)], np.concatenate(vecs))
     seconds = time.perf_counter() - t0
-    out = cache.lookup(hashes)
+    out = matrix(cache, hashes, out_file)
     return out, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": cache.problem,
                  **({"ray": info} if info else {})}
@@ -137,10 +139,13 @@ def _search_clusters(ray, cluster: dict, vecs, owner, bounds, k, out_ids, out_si
 
 
 def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
-                        address: str | None, also=()) -> tuple[pl.DataFrame, dict]:
-    """:func:`curate.dedup.neighbors.build_neighbors` with embedding and search on Ray."""
+                        address: str | None, also=(), out_of_core: bool = False) -> tuple[pl.DataFrame | None, dict]:
+    """:func:`curate.dedup.neighbors.build_neighbors` (or, ``out_of_core``,
+    :func:`curate.dedup.stream.build_neighbors_stream`: the same float16 shards, one batch of
+    partitions at a time in the object store) with embedding and search on Ray."""
     from curate.dedup.index import knn
     from curate.dedup.neighbors import build_neighbors
+    from curate.dedup.stream import build_neighbors_stream
 
     ray = import_ray()
     t0 = time.perf_counter()
@@ -150,9 +155,14 @@ def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
         res = ray.cluster_resources()
         cluster = {"cpus": max(1, int(res.get("CPU", 1))), "gpus": int(res.get("GPU", 0))}
         search = partial(_search_clusters, ray, cluster)
-        pairs, info = build_neighbors(
-            texts, emb, out, k, reporter, also=also, embed_texts=partial(_embed_texts, ray, cluster),
-            knn=lambda vecs, kk, progress=None: knn(vecs, kk, progress, search_clusters=search))
+        embed = partial(_embed_texts, ray, cluster)
+        if out_of_core:
+            pairs, info = build_neighbors_stream(texts, emb, out, k, reporter, embed_texts=embed,
+                                                 search_clusters=search, also=also)
+        else:
+            pairs, info = build_neighbors(
+                texts, emb, out, k, reporter, also=also, embed_texts=embed,
+                knn=lambda vecs, kk, progress=None: knn(vecs, kk, progress, search_clusters=search))
         info["engine_info"] = {"engine": "ray", "address": address or "local", "ray_version": ray.__version__,
                                "cluster_cpus": cluster["cpus"], "cluster_gpus": cluster["gpus"],
                                "ray_s": round(time.perf_counter() - t0, 3)}

@@ -1,0 +1,260 @@
+"""Out-of-core dedup: the same neighbour table and groups in memory that does not grow with
+the vectors or the table.
+
+The in-memory path (:func:`curate.dedup.neighbors.build_neighbors`) holds every vector as
+float32, the k-means assignments, the ``NPROBE x k`` candidate lists and the pair frame at
+once (about 2.2 KB per distinct text). This path keeps only small per-text arrays:
+
+1. **Vectors.** The embedding cache's float16 shards stay on disk (a lazy
+   :class:`~curate.dedup.cache.EmbeddingCache`); the texts' vectors are copied, shard by
+   shard, into one float16 ``.npy`` file in text order (``scratch/vectors.npy``, removed at
+   the end). :class:`VectorFile` reads rows of it as float32 and unmaps at once, so the
+   pages never count in the process's memory.
+2. **Partition.** Spherical k-means on a sample, and each vector's ``NPROBE`` nearest
+   centroids, exactly as :func:`curate.dedup.index.partition` (same sample, same seed).
+3. **Search.** Partition-ordered index arrays (vector ids sorted by partition); a bounded
+   batch of whole partitions (:data:`BATCH_ROWS` entries) is read, searched exactly
+   (:func:`curate.dedup.index.search_local`, or an engine's hook such as Ray tasks), and
+   merged into running ``[n, k]`` best-neighbour arrays (int32 ids, float32 cosines:
+   8 bytes per neighbour) with the in-memory path's rule
+   (:func:`curate.dedup.index.top_distinct`): the same neighbours, in the same order.
+4. **Table.** Written to Parquet part by part (:data:`PART_PAIRS` rows a part) with the word
+   Jaccard of each pair above the floor.
+5. **Groups.** The per-text arrays of :func:`curate.dedup.groups.best_better` and
+   :func:`~curate.dedup.groups.nearest` are computed part by part from the Parquet table
+   (:func:`text_arrays`, 32 bytes per text), then :func:`~curate.dedup.groups.groups_from_arrays`.
+
+Results equal the in-memory path's (``tests/test_dedup_stream.py`` compares them).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from curate.atomic import write_parquet
+from curate.dedup.groups import FLOOR
+from curate.dedup.index import NPROBE, partition, plan, search_cluster, search_local, top_distinct
+from curate.dedup.neighbors import embed_progress, pair_jaccard, word_sets
+
+#: distinct texts from which ``memory="auto"`` takes this path
+OUT_OF_CORE_TEXTS = 200_000
+#: partition entries (vector, partition) searched per batch: 64k x 256-d float32 = 64 MiB
+BATCH_ROWS = 65_536
+#: texts embedded per cache shard on this path (float16 shards; bounded model output)
+EMBED_CHUNK = 50_000
+#: neighbour rows per Parquet part on this path (a part's frame and word lists stay small)
+PART_PAIRS = 250_000
+SCRATCH = "scratch"
+
+
+class VectorFile:
+    """Rows of a float16 ``.npy`` matrix as float32 copies; the file is mapped only while a
+    read lasts, so its pages are not held in the process's memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        m = np.load(self.path, mmap_mode="r")
+        self.shape = m.shape
+        del m
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        m = np.load(self.path, mmap_mode="r")
+        out = np.array(m[key], dtype=np.float32)
+        del m
+        return out
+
+
+def merge_batch(best_ids: np.ndarray, best_sims: np.ndarray, own: np.ndarray, ids: np.ndarray,
+                sims: np.ndarray, k: int) -> None:
+    """Merge the lists found in one batch (row r belongs to vector ``own[r]``; rows in
+    partition order) into the running best arrays, in place. Earlier partitions' lists come
+    first, as in :func:`curate.dedup.index.merge_lists`."""
+    eo = np.argsort(own, kind="stable")
+    u, start, cnt = np.unique(own[eo], return_index=True, return_counts=True)
+    grp = np.repeat(np.arange(len(u)), cnt)
+    rank = np.arange(len(eo)) - start[grp]
+    width = 1 + int(cnt.max())
+    cid = np.full((len(u), width, k), -1, np.int64)
+    cs = np.full((len(u), width, k), -np.inf, np.float32)
+    cid[:, 0] = best_ids[u]
+    cs[:, 0] = best_sims[u]
+    cid[grp, 1 + rank] = ids[eo]
+    cs[grp, 1 + rank] = sims[eo]
+    top_ids, top_sims = top_distinct(cid.reshape(len(u), width * k), cs.reshape(len(u), width * k), k)
+    best_ids[u] = top_ids
+    best_sims[u] = top_sims
+
+
+def knn_stream(vecs, k: int, progress: Callable | None = None,
+               search_clusters: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`curate.dedup.index.knn` over a :class:`VectorFile` (or any array) in bounded
+    memory: (ids [n, k] int32, cosines [n, k] float32, params), the same values.
+
+    ``search_clusters`` has :func:`curate.dedup.index.search_local`'s signature; it is called
+    once per batch with the batch's vectors and batch-local ids."""
+    n, dim = vecs.shape
+    p = plan(n, dim, k)
+    k = p["k"]
+    p["batch_rows"] = BATCH_ROWS
+    if k == 0:
+        return np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32), p
+    if p["exact"]:  # small: one exact search, as in memory
+        found = search_cluster(vecs[np.arange(n)], np.arange(n), k)
+        if progress:
+            progress(n)
+        return found[0].astype(np.int32), found[1], p
+    flat = partition(vecs, p).ravel()
+    order = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(p["nlist"] + 1))
+    del flat
+    owner = order // NPROBE  # = np.repeat(np.arange(n), NPROBE)[order]
+    del order
+    sizes = np.diff(bounds)
+    p["cluster_sizes"] = {"min": int(sizes.min()), "median": int(np.median(sizes)), "max": int(sizes.max())}
+    best_ids = np.full((n, k), -1, np.int32)
+    best_sims = np.full((n, k), -np.inf, np.float32)
+    c0, batches = 0, 0
+    while c0 < p["nlist"]:  # a loop over batches of partitions, not rows
+        c1 = max(c0 + 1, int(np.searchsorted(bounds, bounds[c0] + BATCH_ROWS, side="right")) - 1)
+        c1 = min(c1, p["nlist"])
+        lo, hi = int(bounds[c0]), int(bounds[c1])
+        if hi > lo:
+            own = owner[lo:hi]
+            uniq, inv = np.unique(own, return_inverse=True)
+            sub = vecs[uniq]
+            out_ids = np.full((hi - lo, k), -1, np.int64)
+            out_sims = np.full((hi - lo, k), -np.inf, np.float32)
+            (search_clusters or search_local)(sub, inv.astype(np.int64), bounds[c0:c1 + 1] - lo, k,
+                                              out_ids, out_sims, progress)
+            gids = np.where(out_ids >= 0, uniq[np.maximum(out_ids, 0)], -1)
+            merge_batch(best_ids, best_sims, own, gids, out_sims, k)
+            batches += 1
+        c0 = c1
+    p["batches"] = batches
+    return best_ids, best_sims, p
+
+
+def write_pairs(ids: np.ndarray, sims: np.ndarray, texts: pl.DataFrame, folder: Path) -> tuple[int, int]:
+    """The neighbour table from the best arrays, part by part (the in-memory path's rows,
+    in the same order); returns (parts, rows)."""
+    n, kk = ids.shape
+    step = max(1, PART_PAIRS // max(kk, 1))
+    words = word_sets(texts)
+    heads = texts["head"].to_numpy()
+    hashes = texts["clean_hash"].to_numpy()
+    parts = rows = 0
+    for a in range(0, max(n, 1), step):
+        b = min(n, a + step)
+        i = np.repeat(np.arange(a, b, dtype=np.int64), kk)
+        j = ids[a:b].astype(np.int64).ravel()
+        cos = np.clip(sims[a:b].ravel(), -1.0, 1.0).astype(np.float32)
+        ok = j >= 0
+        i, j, cos = i[ok], j[ok], cos[ok]
+        jaccard = np.zeros(len(i), np.float32)
+        near = np.flatnonzero(cos >= FLOOR)
+        jaccard[near] = pair_jaccard(words, i[near], j[near])
+        frame = pl.DataFrame({
+            "sample_id": pl.Series(heads[i], dtype=pl.UInt64),
+            "neighbor_id": pl.Series(heads[j], dtype=pl.UInt64),
+            "cosine": cos, "jaccard": jaccard,
+            "text_hash": pl.Series(hashes[i], dtype=pl.UInt64),
+            "neighbor_hash": pl.Series(hashes[j], dtype=pl.UInt64),
+        })
+        write_parquet(frame.to_arrow(), folder / f"part-{parts:05d}.parquet")
+        parts += 1
+        rows += frame.height
+    return parts, rows
+
+
+def keep_best(val: np.ndarray, tgt: np.ndarray, rows: np.ndarray, v: np.ndarray, t: np.ndarray) -> None:
+    """In place: ``val[r], tgt[r]`` become the highest ``v`` offered for row r (ties: the
+    lowest ``t``), if it beats what they hold."""
+    if len(rows) == 0:
+        return
+    o = np.lexsort((t, -v, rows))
+    r = rows[o]
+    first = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    r, v, t = r[first], v[o][first], t[o][first]
+    better = (v > val[r]) | ((v == val[r]) & (t < tgt[r]))
+    val[r[better]] = v[better]
+    tgt[r[better]] = t[better]
+
+
+def text_arrays(files: list[Path], texts: pl.DataFrame, rule: str):
+    """(score, target, nearest, nearest_cosine) per text, as :func:`groups.best_better` and
+    :func:`groups.nearest` compute them, read one Parquet part at a time; None when a part
+    is missing or damaged."""
+    n = texts.height
+    hs = texts["clean_hash"].to_numpy()
+    srt = np.argsort(hs)
+    sh = hs[srt]
+    score, target = np.zeros(n, np.float64), np.full(n, -1, np.int64)
+    ncos, nb = np.full(n, -np.inf, np.float64), np.full(n, -1, np.int64)
+
+    def index(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.minimum(np.searchsorted(sh, h), max(n - 1, 0))
+        return srt[pos], sh[pos] == h if n else np.zeros(len(h), bool)
+
+    for f in files:
+        try:
+            t = pl.read_parquet(f, columns=["text_hash", "neighbor_hash", "cosine", "jaccard"])
+        except Exception:  # a damaged or missing part: recompute
+            return None
+        i, ok_i = index(t["text_hash"].to_numpy())
+        j, ok_j = index(t["neighbor_hash"].to_numpy())
+        ok = ok_i & ok_j
+        i, j = i[ok], j[ok]
+        cos = t["cosine"].to_numpy()[ok]
+        sim = np.minimum(cos, t["jaccard"].to_numpy()[ok]) if rule.startswith("min") else cos
+        s = np.where(cos >= FLOOR, sim, 0).astype(np.float64)
+        c = cos.astype(np.float64)
+        keep_best(ncos, nb, np.r_[i, j], np.r_[c, c], np.r_[j, i])
+        live = (s > 0) & (i != j)
+        keep_best(score, target, np.maximum(i, j)[live], s[live], np.minimum(i, j)[live])
+    ncos[nb < 0] = np.nan
+    return score, target, nb, ncos
+
+
+def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter, embed_texts=None,
+                           search_clusters=None, also=()) -> tuple[None, dict]:
+    """:func:`curate.dedup.neighbors.build_neighbors` out of core: writes the same table to
+    ``out/neighbors/``; returns (None, info). Hooks as there (``embed_texts`` must accept
+    ``out_file``; ``search_clusters`` as :func:`knn_stream`'s)."""
+    from curate.dedup import cache as embed_cache
+
+    embed_texts = embed_texts or embed_cache.embed_texts
+    t0 = time.perf_counter()
+    loading, tick = embed_progress(reporter, emb, texts.height)
+    scratch = out / SCRATCH
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    vfile = scratch / "vectors.npy"
+    try:
+        vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / "embeddings", tick,
+                                  chunk=EMBED_CHUNK, loading=loading, also=also, out_file=vfile)
+        del vecs
+        if einfo["problem"]:
+            reporter.note(einfo["problem"])
+        t1 = time.perf_counter()
+        vf = VectorFile(vfile)
+        ids, sims, params = knn_stream(vf, k, reporter.stage("searching", texts.height), search_clusters)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    t2 = time.perf_counter()
+    folder = out / "neighbors"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    nparts, rows = write_pairs(ids, sims, texts, folder)
+    t3 = time.perf_counter()
+    info = {"index": {**params, "dim": int(vf.shape[1]), "out_of_core": True}, "embedding": einfo,
+            "timings": {"embed_s": round(t1 - t0, 3), "index_s": round(t2 - t1, 3), "pairs_s": round(t3 - t2, 3)},
+            "parts": nparts, "rows": rows}
+    return None, info
