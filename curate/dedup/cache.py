@@ -168,6 +168,19 @@ def seed_from(cache: EmbeddingCache, hashes: np.ndarray, also: "list[Path] | tup
     return copied
 
 
+def open_cache(cache_dir: Path, embedder: "Embedder", hashes: np.ndarray, also=(), lazy: bool = False,
+               progress: Callable[[int], None] | None = None) -> tuple["EmbeddingCache", np.ndarray]:
+    """The embedder's cache in ``cache_dir``, seeded from the caches in ``also``; returns it
+    and the positions of ``hashes`` it still lacks (the cached ones are reported to
+    ``progress`` at once)."""
+    cache = EmbeddingCache(cache_dir, embedder, lazy=lazy)
+    seed_from(cache, hashes, also)
+    need = np.flatnonzero(cache.missing(hashes))
+    if progress and len(hashes) - len(need):
+        progress(len(hashes) - len(need))
+    return cache, need
+
+
 def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cache_dir: Path,
                 progress: Progress | None = None, chunk: int = 200_000,
                 loading: Callable[[], None] | None = None, also: "list[Path] | tuple" = (),
@@ -184,11 +197,7 @@ def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cach
     in the order of ``hashes``, to that ``.npy`` file, and the first value returned is a
     read-only memory map of it.
     """
-    cache = EmbeddingCache(cache_dir, embedder, lazy=out_file is not None)
-    seed_from(cache, hashes, also)
-    need = np.flatnonzero(cache.missing(hashes))
-    if progress and len(hashes) - len(need):
-        progress(len(hashes) - len(need))
+    cache, need = open_cache(cache_dir, embedder, hashes, also, out_file is not None, progress)
     t0 = time.perf_counter()
     if len(need):
         if loading:

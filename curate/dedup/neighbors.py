@@ -72,6 +72,24 @@ def embed_progress(reporter, emb, n: int):
     return loading, tick
 
 
+def pair_frame(heads: np.ndarray, hashes: np.ndarray, words: pl.Series, i: np.ndarray, j: np.ndarray,
+               cos: np.ndarray) -> pl.DataFrame:
+    """Rows of the neighbour table for the (text i, neighbour j, cosine) pairs of a kNN search
+    (``j < 0``: no neighbour found, dropped); word Jaccard only where cosine reaches FLOOR."""
+    ok = j >= 0
+    i, j, cos = i[ok], j[ok], cos[ok]
+    jaccard = np.zeros(len(i), np.float32)
+    near = np.flatnonzero(cos >= FLOOR)
+    jaccard[near] = pair_jaccard(words, i[near], j[near])
+    return pl.DataFrame({
+        "sample_id": pl.Series(heads[i], dtype=pl.UInt64),
+        "neighbor_id": pl.Series(heads[j], dtype=pl.UInt64),
+        "cosine": cos, "jaccard": jaccard,
+        "text_hash": pl.Series(hashes[i], dtype=pl.UInt64),
+        "neighbor_hash": pl.Series(hashes[j], dtype=pl.UInt64),
+    })
+
+
 def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
                     embed_texts=None, knn=None, also=()) -> tuple[pl.DataFrame, dict]:
     """Embed, search and write the neighbour table; returns (pairs, info).
@@ -103,20 +121,7 @@ def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
     i = np.repeat(np.arange(n, dtype=np.int64), kk)
     j = ids.ravel()
     cos = np.clip(sims.ravel(), -1.0, 1.0).astype(np.float32)
-    ok = j >= 0
-    i, j, cos = i[ok], j[ok], cos[ok]
-    jaccard = np.zeros(len(i), np.float32)
-    near = np.flatnonzero(cos >= FLOOR)
-    jaccard[near] = pair_jaccard(word_sets(texts), i[near], j[near])
-    heads = texts["head"].to_numpy()
-    hashes = texts["clean_hash"].to_numpy()
-    pairs = pl.DataFrame({
-        "sample_id": pl.Series(heads[i], dtype=pl.UInt64),
-        "neighbor_id": pl.Series(heads[j], dtype=pl.UInt64),
-        "cosine": cos, "jaccard": jaccard,
-        "text_hash": pl.Series(hashes[i], dtype=pl.UInt64),
-        "neighbor_hash": pl.Series(hashes[j], dtype=pl.UInt64),
-    })
+    pairs = pair_frame(texts["head"].to_numpy(), texts["clean_hash"].to_numpy(), word_sets(texts), i, j, cos)
     folder = out / "neighbors"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

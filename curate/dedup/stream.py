@@ -39,7 +39,7 @@ import polars as pl
 from curate.atomic import write_parquet
 from curate.dedup.groups import FLOOR
 from curate.dedup.index import NPROBE, partition, plan, search_cluster, search_local, top_distinct
-from curate.dedup.neighbors import embed_progress, pair_jaccard, word_sets
+from curate.dedup.neighbors import embed_progress, pair_frame, word_sets
 
 #: distinct texts from which ``memory="auto"`` takes this path
 OUT_OF_CORE_TEXTS = 200_000
@@ -156,18 +156,7 @@ def write_pairs(ids: np.ndarray, sims: np.ndarray, texts: pl.DataFrame, folder: 
         i = np.repeat(np.arange(a, b, dtype=np.int64), kk)
         j = ids[a:b].astype(np.int64).ravel()
         cos = np.clip(sims[a:b].ravel(), -1.0, 1.0).astype(np.float32)
-        ok = j >= 0
-        i, j, cos = i[ok], j[ok], cos[ok]
-        jaccard = np.zeros(len(i), np.float32)
-        near = np.flatnonzero(cos >= FLOOR)
-        jaccard[near] = pair_jaccard(words, i[near], j[near])
-        frame = pl.DataFrame({
-            "sample_id": pl.Series(heads[i], dtype=pl.UInt64),
-            "neighbor_id": pl.Series(heads[j], dtype=pl.UInt64),
-            "cosine": cos, "jaccard": jaccard,
-            "text_hash": pl.Series(hashes[i], dtype=pl.UInt64),
-            "neighbor_hash": pl.Series(hashes[j], dtype=pl.UInt64),
-        })
+        frame = pair_frame(heads, hashes, words, i, j, cos)
         write_parquet(frame.to_arrow(), folder / f"part-{parts:05d}.parquet")
         parts += 1
         rows += frame.height

@@ -53,13 +53,9 @@ def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embed
     (``out_file``: the out-of-core path's float16 matrix, as there)."""
     import pyarrow as pa
 
-    from curate.dedup.cache import EmbeddingCache, matrix, seed_from
+    from curate.dedup.cache import matrix, open_cache
 
-    cache = EmbeddingCache(cache_dir, embedder, lazy=out_file is not None)
-    seed_from(cache, hashes, also)
-    need = np.flatnonzero(cache.missing(hashes))
-    if progress and len(hashes) - len(need):
-        progress(len(hashes) - len(need))
+    cache, need = open_cache(cache_dir, embedder, hashes, also, out_file is not None, progress)
     t0 = time.perf_counter()
     info: dict = {}
     if len(need):
