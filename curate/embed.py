@@ -218,6 +218,10 @@ class Embedder:
                 raise CurateError(f"cannot load embedder {self.id!r} from {self.path}: {first}") from None
         return self._model
 
+    def __getstate__(self) -> dict:
+        """Pickled without the loaded model (a child process loads its own)."""
+        return {**self.__dict__, "_model": None}
+
     @property
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())

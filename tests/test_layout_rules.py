@@ -14,7 +14,7 @@ PKG = REPO / "curate"
 MAX_LINES = 400
 #: the data flow: a stage may import from the stages before it and from the shared modules
 STAGES = ["ingest", "clean", "scoring", "dedup", "train", "mix", "export", "audit", "report", "engines"]
-SHARED = {"errors", "version", "atomic", "layout", "db", "hashing", "config", "tables", "embed"}
+SHARED = {"errors", "version", "atomic", "layout", "db", "hashing", "config", "tables", "embed", "memory"}
 TOP = {"cli", "demo"}  # they call every stage
 
 

@@ -203,20 +203,28 @@ def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cach
         if loading:
             loading()
         embedder.model  # noqa: B018 - load now, so that progress shows embedding only
+    embed_into(cache, texts, hashes, need, chunk, progress)
+    seconds = time.perf_counter() - t0
+    vecs = matrix(cache, hashes, out_file)
+    return vecs, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
+                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": cache.problem}
+
+
+def embed_into(cache: EmbeddingCache, texts: "pl.Series", hashes: np.ndarray, need: np.ndarray, chunk: int,
+               progress: Progress | None = None) -> None:
+    """Embed ``texts[need]`` with the cache's embedder and add them to the cache, one shard
+    per ``chunk`` texts (one model call per batch; float16 kept, so memory is a chunk's)."""
+    embedder = cache.embedder
+    step = max(embedder.batch_size, 1024)
     for s in range(0, len(need), chunk):
         idx = need[s:s + chunk]
         parts = []
-        step = max(embedder.batch_size, 1024)
         for b in range(0, len(idx), step):
             sub = idx[b:b + step]
             parts.append(np.asarray(embedder.encode(texts.gather(sub))).astype(np.float16))
             if progress:
                 progress(len(sub))
         cache.add(hashes[idx], np.concatenate(parts))
-    seconds = time.perf_counter() - t0
-    vecs = matrix(cache, hashes, out_file)
-    return vecs, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
-                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": cache.problem}
 
 
 def matrix(cache: EmbeddingCache, hashes: np.ndarray, out_file: Path | None) -> np.ndarray:

@@ -16,6 +16,7 @@ Every parameter is returned so that ``dedup.json`` can record it.
 """
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -27,10 +28,26 @@ CLUSTER_SIZE = 400
 NPROBE = 2
 KMEANS_DIMS = 64
 TRAIN_PER_CENTROID = 64
+#: k-means sample at most (the sample's k-means costs sample x nlist per iteration)
+KMEANS_TRAIN_MAX = 262_144
+#: up to this many centroids every vector is compared with each of them; above, the
+#: centroids are themselves put in sqrt(nlist) lists and a vector is compared with the
+#: centroids of its ASSIGN_NPROBE nearest lists (FAISS IndexIVFFlat)
+ASSIGN_EXACT_MAX = 4_096
+ASSIGN_NPROBE = 8
 KMEANS_ITER = 10
 SEED = 1234
+#: vectors read, projected or assigned at a time by :func:`partition`
+ASSIGN_STEP = 32_768
 
 Progress = Callable[[float], None]
+
+
+def cluster_size(n: int) -> int:
+    """Members per cluster for ``n`` vectors: :data:`CLUSTER_SIZE`, growing as sqrt(n / 8)
+    past 1.28M vectors. Searching costs n x size, placing the vectors n x n / size (k-means
+    dimensions: 64 against 256 x NPROBE for the search), so the two stay balanced."""
+    return max(CLUSTER_SIZE, int(round(math.sqrt(n / 8))))
 
 
 def plan(n: int, dim: int, k: int) -> dict:
@@ -38,13 +55,17 @@ def plan(n: int, dim: int, k: int) -> dict:
     k = max(1, min(k, n - 1)) if n > 1 else 0
     if n <= FLAT_MAX:
         return {"type": "IndexFlatIP", "exact": True, "n": n, "dim": dim, "k": k}
-    nlist = max(2, int(round(n / CLUSTER_SIZE)))
-    return {
+    nlist = max(2, int(round(n / cluster_size(n))))
+    p = {
         "type": "partitioned IndexFlatIP (SemDeDup-style spherical k-means)",
         "exact": False, "n": n, "dim": dim, "k": k, "nlist": nlist, "nprobe": NPROBE,
-        "kmeans_dims": min(dim, KMEANS_DIMS), "kmeans_train": min(n, nlist * TRAIN_PER_CENTROID),
+        "kmeans_dims": min(dim, KMEANS_DIMS), "kmeans_train": min(n, nlist * TRAIN_PER_CENTROID, KMEANS_TRAIN_MAX),
         "kmeans_iter": KMEANS_ITER, "seed": SEED,
     }
+    if nlist > ASSIGN_EXACT_MAX:
+        p["assign"] = {"type": "IndexIVFFlat over the centroids", "lists": int(round(math.sqrt(nlist))),
+                       "nprobe": ASSIGN_NPROBE}
+    return p
 
 
 def knn(vecs: np.ndarray, k: int, progress: Progress | None = None,
@@ -100,34 +121,58 @@ def search_local(vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
 
 
 def partition(vecs: np.ndarray, p: dict) -> np.ndarray:
-    """Each vector's NPROBE nearest k-means centroids, [n, NPROBE]."""
+    """Each vector's NPROBE nearest k-means centroids, [n, NPROBE] int32.
+
+    The k-means sample is read :data:`ASSIGN_STEP` rows at a time, twice: once for its mean
+    and covariance (float64 sums), once for its PCA projection; only the projected sample
+    (``kmeans_dims`` float32 a point) is held, never the sample in full dimension."""
     import faiss
 
     n, dim = vecs.shape
     rng = np.random.default_rng(SEED)
-    # float32 whether ``vecs`` is float32 in memory or a float16 memory map (the same values)
-    train = np.asarray(vecs[np.sort(rng.choice(n, p["kmeans_train"], replace=False))], np.float32)
+    sample = np.sort(rng.choice(n, p["kmeans_train"], replace=False))
     d = p["kmeans_dims"]
-    mean = train.mean(0)
+    # float32 whether ``vecs`` is float32 in memory or a float16 memory map (the same values)
+    batches = [sample[s:s + ASSIGN_STEP] for s in range(0, len(sample), ASSIGN_STEP)]
+    total, outer = np.zeros(dim), np.zeros((dim, dim))
+    for b in batches:  # a loop over batches, not rows
+        x = np.asarray(vecs[b], np.float32)
+        total += x.sum(0, dtype=np.float64)
+        outer += x.T @ x
+    mean = total / len(sample)
     if d < dim:
-        cov = np.cov((train - mean).T)
+        cov = (outer - len(sample) * np.outer(mean, mean)) / max(len(sample) - 1, 1)
         eigval, eigvec = np.linalg.eigh(cov)
         proj = np.ascontiguousarray(eigvec[:, ::-1][:, :d], dtype=np.float32)
     else:
         proj = np.eye(dim, dtype=np.float32)
+    mean = mean.astype(np.float32)
 
     def project(x: np.ndarray) -> np.ndarray:
         y = (x - mean) @ proj
         y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(y, dtype=np.float32)
 
+    train = np.empty((len(sample), d), np.float32)
+    at = 0
+    for b in batches:
+        train[at:at + len(b)] = project(np.asarray(vecs[b], np.float32))
+        at += len(b)
     km = faiss.Kmeans(d, p["nlist"], niter=KMEANS_ITER, seed=SEED, spherical=True,
-                      max_points_per_centroid=TRAIN_PER_CENTROID, verbose=False)
-    km.train(project(train))
-    assign = np.empty((n, NPROBE), np.int64)
-    step = 32_768  # bounded: the projection of a batch holds a few float32 copies of it
-    for s in range(0, n, step):
-        _, assign[s:s + step] = km.index.search(project(np.asarray(vecs[s:s + step], np.float32)), NPROBE)
+                      max_points_per_centroid=TRAIN_PER_CENTROID, min_points_per_centroid=1, verbose=False)
+    km.train(train)
+    del train
+    index = km.index
+    if "assign" in p:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, p["assign"]["lists"], faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = SEED
+        index.train(km.centroids)
+        index.add(km.centroids)
+        index.nprobe = p["assign"]["nprobe"]
+    assign = np.empty((n, NPROBE), np.int32)
+    for s in range(0, n, ASSIGN_STEP):  # bounded: a batch's projection holds a few float32 copies of it
+        _, found = index.search(project(np.asarray(vecs[s:s + ASSIGN_STEP], np.float32)), NPROBE)
+        assign[s:s + ASSIGN_STEP] = found
     return assign
 
 

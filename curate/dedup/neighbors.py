@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,10 @@ from curate.dedup.groups import FLOOR
 from curate.dedup.text import word_jaccard
 
 NEIGHBOR_PART_ROWS = 1_000_000
-PAIR_CHUNK = 1_000_000
+#: words of both sides per Jaccard chunk (8 MB of hashes a side)
+PAIR_WORDS = 2_000_000
+#: texts split into words at a time
+WORD_TEXTS = 100_000
 NEIGHBORS_META = "neighbors.json"
 
 
@@ -38,20 +42,41 @@ def neighbor_key(embedder_hash: str, texts: pl.DataFrame, k: int) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def word_sets(texts: pl.DataFrame) -> pl.Series:
-    """Each text's distinct words as hashed ids (in-process only; never stored)."""
-    return texts.select(
-        pl.col("clean").str.split(" ").list.eval(pl.element().hash()).list.unique().alias("w")
-    )["w"]
+@dataclass
+class WordSets:
+    """Each text's distinct words as 32-bit hashes (in-process only; never stored), and how
+    many each has."""
+
+    lists: pl.Series
+    lens: np.ndarray
 
 
-def pair_jaccard(words: pl.Series, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def word_sets(texts: pl.DataFrame) -> WordSets:
+    """:class:`WordSets` of the texts' ``clean`` column, built :data:`WORD_TEXTS` texts at a
+    time (the split words of every text are never held at once)."""
+    parts = [
+        texts["clean"].slice(a, WORD_TEXTS).to_frame().select(
+            pl.col("clean").str.split(" ").list.eval((pl.element().hash() & 0xFFFFFFFF).cast(pl.UInt32))
+            .list.unique().alias("w"))["w"]
+        for a in range(0, texts.height, WORD_TEXTS)  # a loop over slices, not rows
+    ]
+    lists = pl.concat(parts, rechunk=True) if parts else pl.Series("w", [], pl.List(pl.UInt32))
+    return WordSets(lists, lists.list.len().to_numpy().astype(np.int64))
+
+
+def pair_jaccard(words: WordSets, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Word Jaccard of the text pairs (i, j), in chunks of about :data:`PAIR_WORDS` words
+    (a chunk of long captions holds fewer pairs, so memory stays bounded)."""
     out = np.zeros(len(i), np.float32)
-    for s in range(0, len(i), PAIR_CHUNK):  # chunks bound the memory of the list columns
-        a = words.gather(i[s:s + PAIR_CHUNK])
-        b = words.gather(j[s:s + PAIR_CHUNK])
-        out[s:s + PAIR_CHUNK] = pl.DataFrame({"a": a, "b": b}).select(
-            word_jaccard(pl.col("a"), pl.col("b")))[:, 0].to_numpy()
+    if len(i) == 0:
+        return out
+    cost = np.cumsum(words.lens[i] + words.lens[j] + 1)
+    cuts = np.searchsorted(cost, np.arange(PAIR_WORDS, int(cost[-1]), PAIR_WORDS), side="right")
+    edges = np.unique(np.r_[0, cuts, len(i)])
+    for a, b in zip(edges[:-1], edges[1:]):  # a loop over chunks, not rows
+        x = words.lists.gather(i[a:b])
+        y = words.lists.gather(j[a:b])
+        out[a:b] = pl.DataFrame({"a": x, "b": y}).select(word_jaccard(pl.col("a"), pl.col("b")))[:, 0].to_numpy()
     return out
 
 
@@ -72,7 +97,7 @@ def embed_progress(reporter, emb, n: int):
     return loading, tick
 
 
-def pair_frame(heads: np.ndarray, hashes: np.ndarray, words: pl.Series, i: np.ndarray, j: np.ndarray,
+def pair_frame(heads: np.ndarray, hashes: np.ndarray, words: WordSets, i: np.ndarray, j: np.ndarray,
                cos: np.ndarray) -> pl.DataFrame:
     """Rows of the neighbour table for the (text i, neighbour j, cosine) pairs of a kNN search
     (``j < 0``: no neighbour found, dropped); word Jaccard only where cosine reaches FLOOR."""

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import polars as pl
 
 from curate.atomic import write_json, write_parquet
@@ -173,15 +174,14 @@ def select_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
 
 
 def rank_rows(df: pl.DataFrame, order: list[tuple[str, bool]], first: list[str] = ()) -> pl.DataFrame:
-    """``df`` sorted by ``first`` (ascending), then ``order``; adds ``rank`` (0 = best)."""
+    """``df`` (in its own order) with ``rank`` (0 = best): by ``first`` ascending, then
+    ``order``. Only the key columns are sorted; the captions are never copied."""
     by = list(first) + [c for c, _ in order]
     desc = [False] * len(first) + [d for _, d in order]
-    return df.sort(by, descending=desc, nulls_last=True).with_row_index("rank")
-
-
-def read_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
-    """sample_id, caption, and ``rank`` (0 = best) of every row of the run."""
-    return rank_rows(select_rows(run, order), order).select("sample_id", "caption", "rank")
+    idx = df.select(pl.arg_sort_by(by, descending=desc, nulls_last=True)).to_series().to_numpy()
+    rank = np.empty(len(idx), np.uint32)
+    rank[idx] = np.arange(len(idx), dtype=np.uint32)
+    return df.with_columns(pl.Series("rank", rank))
 
 
 def check_run(run: Path) -> dict:

@@ -40,6 +40,7 @@ from curate.atomic import write_parquet
 from curate.dedup.groups import FLOOR
 from curate.dedup.index import NPROBE, partition, plan, search_cluster, search_local, top_distinct
 from curate.dedup.neighbors import embed_progress, pair_frame, word_sets
+from curate.memory import bound_allocator, release
 
 #: distinct texts from which ``memory="auto"`` takes this path
 OUT_OF_CORE_TEXTS = 200_000
@@ -115,7 +116,7 @@ def knn_stream(vecs, k: int, progress: Callable | None = None,
     order = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[order], np.arange(p["nlist"] + 1))
     del flat
-    owner = order // NPROBE  # = np.repeat(np.arange(n), NPROBE)[order]
+    owner = (order // NPROBE).astype(np.int32)  # = np.repeat(np.arange(n), NPROBE)[order]
     del order
     sizes = np.diff(bounds)
     p["cluster_sizes"] = {"min": int(sizes.min()), "median": int(np.median(sizes)), "max": int(sizes.max())}
@@ -217,9 +218,10 @@ def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter
     """:func:`curate.dedup.neighbors.build_neighbors` out of core: writes the same table to
     ``out/neighbors/``; returns (None, info). Hooks as there (``embed_texts`` must accept
     ``out_file``; ``search_clusters`` as :func:`knn_stream`'s)."""
-    from curate.dedup import cache as embed_cache
+    from curate.dedup.embed_process import embed_texts_child
 
-    embed_texts = embed_texts or embed_cache.embed_texts
+    bound_allocator()
+    embed_texts = embed_texts or embed_texts_child
     t0 = time.perf_counter()
     loading, tick = embed_progress(reporter, emb, texts.height)
     scratch = out / SCRATCH
@@ -230,11 +232,13 @@ def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter
         vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / "embeddings", tick,
                                   chunk=EMBED_CHUNK, loading=loading, also=also, out_file=vfile)
         del vecs
+        release()
         if einfo["problem"]:
             reporter.note(einfo["problem"])
         t1 = time.perf_counter()
         vf = VectorFile(vfile)
         ids, sims, params = knn_stream(vf, k, reporter.stage("searching", texts.height), search_clusters)
+        release()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     t2 = time.perf_counter()

@@ -26,6 +26,8 @@ PREFIX = rf"^(?:{ATOM} ?)+"
 SUFFIX = rf"(?: {ATOM})+$"
 APOSTROPHE = r"\s*['’`´ʼ]"
 PUNCT = r"[\p{P}\p{S}\p{Cc}\p{Cf}]"
+#: rows whose normal forms are made at a time (:func:`texts_of`)
+TEXT_ROWS = 250_000
 
 
 def norm_text(col: pl.Expr) -> pl.Expr:
@@ -84,25 +86,35 @@ def word_jaccard(a: pl.Expr, b: pl.Expr) -> pl.Expr:
 
 
 def texts_of(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(rows + norm_hash, clean_hash, text; distinct texts in rank order).
+    """(rows without ``caption``, + norm_hash, clean_hash, text; distinct texts in rank order).
 
     ``text`` is the index of the row's distinct clean text, numbered by the rank of its best
-    row; null for an empty caption. The texts frame has text, clean, clean_hash, head (the
-    best row's sample_id), rows (how many rows share it).
+    row; null for an empty caption. The texts frame has text, clean_hash, clean, head (the
+    best row's sample_id), rows (how many rows share it). The normal forms are made
+    :data:`TEXT_ROWS` rows at a time: only one slice's strings and the distinct ``clean``
+    texts are held, never every row's normal forms.
     """
-    rows = text_columns(rows)
-    rows = rows.with_columns(
-        text_hash64(rows["norm"]).alias("norm_hash"),
-        text_hash64(rows["clean"]).alias("clean_hash"),
-        (pl.col("clean") != "").alias("_has"),
-    )
+    hashed, cleans = [], []
+    for a in range(0, max(rows.height, 1), TEXT_ROWS):  # a loop over slices, not rows
+        part = text_columns(rows.slice(a, TEXT_ROWS))
+        part = part.with_columns(
+            text_hash64(part["norm"]).alias("norm_hash"),
+            text_hash64(part["clean"]).alias("clean_hash"),
+            (pl.col("clean") != "").alias("_has"),
+        )
+        cleans.append(part.filter("_has").select("clean_hash", "clean").unique("clean_hash"))
+        hashed.append(part.drop("caption", "norm", "clean"))
+    rows = pl.concat(hashed)
     texts = (
         rows.filter("_has").group_by("clean_hash")
-        .agg(pl.col("clean").first(), pl.col("rank").min(), pl.col("sample_id").sort_by("rank").first().alias("head"),
-             pl.len().alias("rows"))
+        .agg(pl.col("rank").min(), pl.col("sample_id").sort_by("rank").first().alias("head"), pl.len().alias("rows"))
         .sort("rank").with_row_index("text").drop("rank")
         .with_columns(pl.col("text").cast(pl.Int64))
     )
-    rows = rows.join(texts.select("clean_hash", "text"), on="clean_hash", how="left")
-    rows = rows.with_columns(pl.when("_has").then(pl.col("text")).alias("text")).drop("_has", "norm")
+    clean = pl.concat(cleans).unique("clean_hash")
+    del cleans
+    texts = texts.join(clean, on="clean_hash", how="left", maintain_order="left").select(
+        "text", "clean_hash", "clean", "head", "rows")
+    rows = rows.join(texts.select("clean_hash", "text"), on="clean_hash", how="left", maintain_order="left")
+    rows = rows.with_columns(pl.when("_has").then(pl.col("text")).alias("text")).drop("_has")
     return rows, texts

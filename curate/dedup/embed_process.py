@@ -1,0 +1,125 @@
+"""Embedding in a child process, for the out-of-core path.
+
+The model libraries (torch, transformers, sentence-transformers) take about 450 MB of a
+process's memory once imported, and never give it back. Out of core, every later stage
+(search, neighbour table, groups) would carry them, so the model calls run in a spawned
+child: it reads the texts to embed from a Parquet file, adds their float16 vectors to the
+embedding cache shard by shard (:func:`curate.dedup.cache.embed_into`, the same code the
+in-process path runs), reports progress over a pipe and exits, taking the libraries with it.
+The parent opens the cache again and continues exactly as in-process.
+
+The child dies with its parent (``PR_SET_PDEATHSIG``); a child that fails says why in one
+line (a :class:`~curate.errors.CurateError` in the parent), one killed by a signal is named.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from curate.atomic import write_parquet
+from curate.dedup.cache import EmbeddingCache, embed_into, matrix, open_cache
+from curate.errors import CurateError
+from curate.memory import libc
+
+#: prctl option: the signal the child gets when its parent dies
+PR_SET_PDEATHSIG = 1
+INPUT = "embed-input.parquet"
+
+
+def _die_with_parent() -> None:
+    lib = libc()
+    if lib is not None and hasattr(lib, "prctl"):
+        lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
+    """The child's whole life: embed every text of ``input_path`` into the cache."""
+    _die_with_parent()
+    try:
+        t = pl.read_parquet(input_path)
+        cache = EmbeddingCache(Path(cache_dir), embedder, lazy=True)
+        embedder.model  # noqa: B018 - load before the first progress message
+        conn.send(("loaded", 0))
+        embed_into(cache, t["text"], t["hash"].to_numpy(), np.arange(t.height), chunk,
+                   lambda n: conn.send(("progress", int(n))))
+        conn.send(("done", cache.problem))
+    except CurateError as e:
+        conn.send(("error", str(e)))
+    except Exception as e:  # noqa: BLE001 - reported in one line by the parent
+        first = (str(e).strip().splitlines() or [""])[0]
+        conn.send(("error", f"{type(e).__name__}: {first}" if first else type(e).__name__))
+    finally:
+        conn.close()
+
+
+def run_child(texts: pl.Series, hashes: np.ndarray, embedder, cache_dir: Path, scratch: Path, chunk: int,
+              progress: Callable[[int], None] | None = None) -> None:
+    """Embed ``texts`` (their ``hashes``) into the cache at ``cache_dir`` in a child process."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / INPUT
+    write_parquet(pl.DataFrame({"text": texts, "hash": pl.Series(hashes, dtype=pl.UInt64)}).to_arrow(), path)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(str(path), embedder, str(cache_dir), chunk, child), daemon=True)
+    proc.start()
+    child.close()
+    outcome = None
+    try:
+        while outcome is None:
+            if parent.poll(0.2):
+                try:
+                    kind, value = parent.recv()
+                except EOFError:
+                    break
+                if kind == "progress" and progress:
+                    progress(value)
+                elif kind in ("done", "error"):
+                    outcome = (kind, value)
+            elif not proc.is_alive():
+                break
+        proc.join()
+    finally:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        parent.close()
+        path.unlink(missing_ok=True)
+    if outcome is None:
+        code = proc.exitcode
+        how = (f"was killed by signal {signal.Signals(-code).name}" if code and code < 0
+               else f"exited with status {code}")
+        raise CurateError(f"the embedding process {how} before it finished (out of memory?); "
+                          "the texts embedded so far are cached, so a rerun goes on from there")
+    if outcome[0] == "error":
+        raise CurateError(f"embedding failed: {outcome[1]}")
+
+
+def embed_texts_child(texts: pl.Series, hashes: np.ndarray, embedder, cache_dir: Path,
+                      progress: Callable[[int], None] | None = None, chunk: int = 200_000,
+                      loading: Callable[[], None] | None = None, also=(),
+                      out_file: Path | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`curate.dedup.cache.embed_texts` with the model calls in a child process
+    (same signature; ``out_file`` is required: the out-of-core path's float16 matrix)."""
+    if out_file is None:
+        raise CurateError("internal error: embedding in a child process needs an out_file")
+    cache, need = open_cache(cache_dir, embedder, hashes, also, lazy=True, progress=progress)
+    problem = cache.problem
+    t0 = time.perf_counter()
+    if len(need):
+        if loading:
+            loading()
+        run_child(texts.gather(need), hashes[need], embedder, cache_dir, Path(out_file).parent, chunk, progress)
+        cache = EmbeddingCache(cache_dir, embedder, lazy=True)
+        if cache.problem:  # the child's shards did not check out
+            raise CurateError(f"after embedding: {cache.problem}")
+    seconds = time.perf_counter() - t0
+    vecs = matrix(cache, hashes, out_file)
+    return vecs, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
+                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": problem,
+                  "process": "child" if len(need) else None}
