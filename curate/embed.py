@@ -49,7 +49,7 @@ STATIC_VERSION = 1
 STATIC_DIMS = 256
 SIF_COEFFICIENT = 1e-4
 #: texts per model call: large for the static model (a table lookup), small for a transformer
-BATCH = {"static": 25_000, "minilm": 256}
+BATCH = {"static": 100_000, "minilm": 256}
 DEFAULT_BATCH = 128
 
 Progress = Callable[[int], None]
@@ -265,9 +265,8 @@ class Embedder:
             .with_columns(pl.col("t").str.split(" ")).explode("t")
         )
         uniq = chunks["t"].unique()
-        enc = module.tokenizer.encode_batch(uniq.to_list(), add_special_tokens=False)
-        ids = pl.Series("ids", [e.ids for e in enc], dtype=pl.List(pl.Int64))
-        table = pl.DataFrame({"t": uniq, "ids": ids})
+        enc = [e.ids for e in module.tokenizer.encode_batch_fast(uniq.to_list(), add_special_tokens=False)]
+        table = pl.DataFrame({"t": uniq, "ids": token_lists(enc)})
         flat = (
             chunks.join(table, on="t", how="left").select("i", "ids").explode("ids")
             .drop_nulls("ids").sort("i")
@@ -282,6 +281,21 @@ class Embedder:
             ) if len(flat) else torch.zeros((len(texts), self.dim))
             out = torch.nn.functional.normalize(out.float(), dim=1)
         return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
+
+
+def token_lists(ids: list[list[int]]) -> "pl.Series":
+    """A List(Int64) Series from the tokenizer's id lists, built from flat NumPy arrays and
+    offsets (constructing it from the Python lists directly costs more than tokenizing)."""
+    import itertools
+
+    import pyarrow as pa
+    import polars as pl
+
+    lens = np.fromiter(map(len, ids), np.int64, len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lens.sum()))
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32 if len(flat) < 2**31 else np.int64)
+    make = pa.ListArray if offsets.dtype == np.int32 else pa.LargeListArray
+    return pl.Series("ids", pl.from_arrow(make.from_arrays(pa.array(offsets), pa.array(flat))), dtype=pl.List(pl.Int64))
 
 
 def load_embedder(spec: str, device: str = "cpu", build_progress: Progress | None = None,

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from curate.atomic import write_parquet
+from curate.atomic import atomic_path
 from curate.dedup.cache import EmbeddingCache, embed_into, matrix, open_cache
 from curate.errors import CurateError
 from curate.memory import libc
@@ -42,12 +42,15 @@ def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
     """The child's whole life: embed every text of ``input_path`` into the cache."""
     _die_with_parent()
     try:
-        t = pl.read_parquet(input_path)
+        import pyarrow.parquet as pq
+
         cache = EmbeddingCache(Path(cache_dir), embedder, lazy=True)
         embedder.model  # noqa: B018 - load before the first progress message
         conn.send(("loaded", 0))
-        embed_into(cache, t["text"], t["hash"].to_numpy(), np.arange(t.height), chunk,
-                   lambda n: conn.send(("progress", int(n))))
+        for batch in pq.ParquetFile(input_path).iter_batches(batch_size=chunk):  # one shard each
+            t = pl.from_arrow(batch)
+            embed_into(cache, t["text"], t["hash"].to_numpy(), np.arange(t.height), chunk,
+                       lambda n: conn.send(("progress", int(n))))
         conn.send(("done", cache.problem))
     except CurateError as e:
         conn.send(("error", str(e)))
@@ -58,12 +61,26 @@ def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
         conn.close()
 
 
-def run_child(texts: pl.Series, hashes: np.ndarray, embedder, cache_dir: Path, scratch: Path, chunk: int,
-              progress: Callable[[int], None] | None = None) -> None:
-    """Embed ``texts`` (their ``hashes``) into the cache at ``cache_dir`` in a child process."""
+def write_input(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, path: Path, chunk: int) -> None:
+    """The child's input: (text, hash) of ``need``, in row groups of ``chunk`` rows, written
+    a row group at a time (the texts are never copied at once)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("text", pa.large_string()), ("hash", pa.uint64())])
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        for a in range(0, len(need), chunk):  # a loop over row groups, not rows
+            idx = need[a:a + chunk]
+            part = pl.DataFrame({"text": texts.gather(idx), "hash": pl.Series(hashes[idx], dtype=pl.UInt64)})
+            w.write_table(part.to_arrow().cast(schema), row_group_size=chunk)
+
+
+def run_child(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, embedder, cache_dir: Path, scratch: Path,
+              chunk: int, progress: Callable[[int], None] | None = None) -> None:
+    """Embed ``texts[need]`` (their ``hashes``) into the cache at ``cache_dir`` in a child process."""
     scratch.mkdir(parents=True, exist_ok=True)
     path = scratch / INPUT
-    write_parquet(pl.DataFrame({"text": texts, "hash": pl.Series(hashes, dtype=pl.UInt64)}).to_arrow(), path)
+    write_input(texts, hashes, need, path, chunk)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(str(path), embedder, str(cache_dir), chunk, child), daemon=True)
@@ -114,7 +131,7 @@ def embed_texts_child(texts: pl.Series, hashes: np.ndarray, embedder, cache_dir:
     if len(need):
         if loading:
             loading()
-        run_child(texts.gather(need), hashes[need], embedder, cache_dir, Path(out_file).parent, chunk, progress)
+        run_child(texts, hashes, need, embedder, cache_dir, Path(out_file).parent, chunk, progress)
         cache = EmbeddingCache(cache_dir, embedder, lazy=True)
         if cache.problem:  # the child's shards did not check out
             raise CurateError(f"after embedding: {cache.problem}")

@@ -28,11 +28,12 @@ CLUSTER_SIZE = 400
 NPROBE = 2
 KMEANS_DIMS = 64
 TRAIN_PER_CENTROID = 64
-#: k-means sample at most (the sample's k-means costs sample x nlist per iteration)
-KMEANS_TRAIN_MAX = 262_144
-#: up to this many centroids every vector is compared with each of them; above, the
-#: centroids are themselves put in sqrt(nlist) lists and a vector is compared with the
-#: centroids of its ASSIGN_NPROBE nearest lists (FAISS IndexIVFFlat)
+#: k-means sample at most (64-d float32: 128 MB)
+KMEANS_TRAIN_MAX = 524_288
+#: up to this many centroids, one k-means and every vector compared with each centroid;
+#: above, k-means in two levels (:func:`two_level`) and the centroids put in sqrt(nlist)
+#: lists, a vector compared with the centroids of its ASSIGN_NPROBE nearest lists
+#: (FAISS IndexIVFFlat)
 ASSIGN_EXACT_MAX = 4_096
 ASSIGN_NPROBE = 8
 KMEANS_ITER = 10
@@ -43,19 +44,12 @@ ASSIGN_STEP = 32_768
 Progress = Callable[[float], None]
 
 
-def cluster_size(n: int) -> int:
-    """Members per cluster for ``n`` vectors: :data:`CLUSTER_SIZE`, growing as sqrt(n / 8)
-    past 1.28M vectors. Searching costs n x size, placing the vectors n x n / size (k-means
-    dimensions: 64 against 256 x NPROBE for the search), so the two stay balanced."""
-    return max(CLUSTER_SIZE, int(round(math.sqrt(n / 8))))
-
-
 def plan(n: int, dim: int, k: int) -> dict:
     """The index a corpus of ``n`` vectors gets, with its parameters."""
     k = max(1, min(k, n - 1)) if n > 1 else 0
     if n <= FLAT_MAX:
         return {"type": "IndexFlatIP", "exact": True, "n": n, "dim": dim, "k": k}
-    nlist = max(2, int(round(n / cluster_size(n))))
+    nlist = max(2, int(round(n / CLUSTER_SIZE)))
     p = {
         "type": "partitioned IndexFlatIP (SemDeDup-style spherical k-means)",
         "exact": False, "n": n, "dim": dim, "k": k, "nlist": nlist, "nprobe": NPROBE,
@@ -63,9 +57,44 @@ def plan(n: int, dim: int, k: int) -> dict:
         "kmeans_iter": KMEANS_ITER, "seed": SEED,
     }
     if nlist > ASSIGN_EXACT_MAX:
-        p["assign"] = {"type": "IndexIVFFlat over the centroids", "lists": int(round(math.sqrt(nlist))),
-                       "nprobe": ASSIGN_NPROBE}
+        lists = int(round(math.sqrt(nlist)))
+        p["levels"] = {"coarse": lists, "how": "k-means into sqrt(nlist) clusters, each split by its own "
+                                                "k-means in proportion to its share of the sample"}
+        p["assign"] = {"type": "IndexIVFFlat over the centroids", "lists": lists, "nprobe": ASSIGN_NPROBE}
     return p
+
+
+def two_level(train: np.ndarray, nlist: int, coarse: int) -> np.ndarray:
+    """About ``nlist`` spherical k-means centroids in two levels: ``coarse`` clusters of the
+    sample, then each split into centroids in proportion to its share of the sample (every
+    non-empty cluster at least one, none more than it has points). Costs sample x (coarse +
+    nlist / coarse) instead of sample x nlist."""
+    import faiss
+
+    d = train.shape[1]
+    top = faiss.Kmeans(d, coarse, niter=KMEANS_ITER, seed=SEED, spherical=True, max_points_per_centroid=256,
+                       min_points_per_centroid=1, verbose=False)
+    top.train(train)
+    cell = top.index.search(train, 1)[1].ravel()
+    counts = np.bincount(cell, minlength=coarse)
+    share = nlist * counts / counts.sum()
+    fine = np.floor(share).astype(np.int64)
+    fine[np.argsort(-(share - fine), kind="stable")[: nlist - int(fine.sum())]] += 1
+    fine = np.minimum(np.maximum(fine, counts > 0), counts)
+    order = np.argsort(cell, kind="stable")
+    starts = np.r_[0, np.cumsum(counts)]
+    out = []
+    for c in np.flatnonzero(fine):  # a loop over coarse clusters, not rows
+        pts = np.ascontiguousarray(train[order[starts[c]:starts[c + 1]]])
+        if fine[c] == 1:
+            m = pts.mean(0, keepdims=True)
+            out.append(m / max(float(np.linalg.norm(m)), 1e-12))
+            continue
+        km = faiss.Kmeans(d, int(fine[c]), niter=KMEANS_ITER, seed=SEED + int(c), spherical=True,
+                          max_points_per_centroid=256, min_points_per_centroid=1, verbose=False)
+        km.train(pts)
+        out.append(km.centroids)
+    return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
 
 
 def knn(vecs: np.ndarray, k: int, progress: Progress | None = None,
@@ -158,17 +187,22 @@ def partition(vecs: np.ndarray, p: dict) -> np.ndarray:
     for b in batches:
         train[at:at + len(b)] = project(np.asarray(vecs[b], np.float32))
         at += len(b)
-    km = faiss.Kmeans(d, p["nlist"], niter=KMEANS_ITER, seed=SEED, spherical=True,
-                      max_points_per_centroid=TRAIN_PER_CENTROID, min_points_per_centroid=1, verbose=False)
-    km.train(train)
-    del train
-    index = km.index
-    if "assign" in p:
+    if "levels" in p:
+        centroids = two_level(train, p["nlist"], p["levels"]["coarse"])
+        p["nlist"] = len(centroids)  # the apportionment can differ from the plan by a few
+        del train
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, p["assign"]["lists"], faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = SEED
-        index.train(km.centroids)
-        index.add(km.centroids)
+        index.cp.min_points_per_centroid = 1
+        index.train(centroids)
+        index.add(centroids)
         index.nprobe = p["assign"]["nprobe"]
+    else:
+        km = faiss.Kmeans(d, p["nlist"], niter=KMEANS_ITER, seed=SEED, spherical=True,
+                          max_points_per_centroid=TRAIN_PER_CENTROID, verbose=False)
+        km.train(train)
+        del train
+        index = km.index
     assign = np.empty((n, NPROBE), np.int32)
     for s in range(0, n, ASSIGN_STEP):  # bounded: a batch's projection holds a few float32 copies of it
         _, found = index.search(project(np.asarray(vecs[s:s + ASSIGN_STEP], np.float32)), NPROBE)

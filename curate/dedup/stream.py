@@ -47,7 +47,7 @@ OUT_OF_CORE_TEXTS = 200_000
 #: partition entries (vector, partition) searched per batch: 64k x 256-d float32 = 64 MiB
 BATCH_ROWS = 65_536
 #: texts embedded per cache shard on this path (float16 shards; bounded model output)
-EMBED_CHUNK = 50_000
+EMBED_CHUNK = 100_000
 #: neighbour rows per Parquet part on this path (a part's frame and word lists stay small)
 PART_PAIRS = 250_000
 SCRATCH = "scratch"
