@@ -51,25 +51,49 @@ EMBED_CHUNK = 100_000
 #: neighbour rows per Parquet part on this path (a part's frame and word lists stay small)
 PART_PAIRS = 250_000
 SCRATCH = "scratch"
+#: bytes of the scratch matrix mapped at a time (:class:`VectorFile`)
+WINDOW_BYTES = 64 << 20
 
 
 class VectorFile:
-    """Rows of a float16 ``.npy`` matrix as float32 copies; the file is mapped only while a
-    read lasts, so its pages are not held in the process's memory."""
+    """Rows of a float16 ``.npy`` matrix as float32 copies, read through windows of
+    :data:`WINDOW_BYTES` of the file mapped one at a time and unmapped at once.
+
+    Mapping the whole file would not do: a scattered read faults in the pages around each
+    row (the kernel's fault-around), so one batch of rows from all over the file maps nearly
+    all of it (4 GB at 8.6M texts) into the process's resident memory while the read lasts."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         m = np.load(self.path, mmap_mode="r")
-        self.shape = m.shape
+        self.shape, self.dtype, self.offset = m.shape, m.dtype, int(m.offset)
         del m
+        row = max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize)
+        self.window = max(1, WINDOW_BYTES // row)
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, key) -> np.ndarray:
-        m = np.load(self.path, mmap_mode="r")
-        out = np.array(m[key], dtype=np.float32)
-        del m
+        n = self.shape[0]
+        idx = np.arange(n)[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
+        out = np.empty((len(idx),) + tuple(self.shape[1:]), np.float32)
+        if len(idx) == 0:
+            return out
+        idx = np.where(idx < 0, idx + n, idx)
+        order = np.argsort(idx, kind="stable")
+        win = idx[order] // self.window
+        starts = np.flatnonzero(np.r_[True, win[1:] != win[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        row = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        for a, b in zip(starts, ends):  # a loop over file windows, not rows
+            w = int(win[a])
+            lo = w * self.window
+            rows = min(self.window, n - lo)
+            m = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset + lo * row,
+                          shape=(rows,) + tuple(self.shape[1:]))
+            out[order[a:b]] = m[idx[order[a:b]] - lo]
+            del m
         return out
 
 
