@@ -225,6 +225,7 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
     pairs = arrays = None
     meta = out / "neighbors" / NEIGHBORS_META
     nb = read_json(meta)
+    t_read_table = time.perf_counter()
     if nb.get("key") == key:
         if ooc:
             files = [out / "neighbors" / f"part-{p:05d}.parquet" for p in range(nb["parts"])]
@@ -235,18 +236,17 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
             info = {"index": nb["index"], "parts": nb["parts"], "rows": nb["rows"], "reused": True,
                     "embedding": {**nb.get("embedding", {}), "embedded": 0, "cached": texts.height,
                                   "embed_s": 0.0, "problem": None},
-                    "timings": {"embed_s": 0.0, "index_s": 0.0, "pairs_s": 0.0}}
+                    "timings": {"embed_s": 0.0, "index_s": 0.0, "pairs_s": 0.0,
+                                "table_read_s": round(time.perf_counter() - t_read_table, 3)}}
     if pairs is None and arrays is None:
         build = neighbors or (build_neighbors_stream if ooc else build_neighbors)
         extra = {"out_of_core": ooc} if neighbors is not None else {}
         pairs, info = build(texts, emb, out, cfg["k"], reporter, also=also, **extra)
         info["reused"] = False
         write_json({"key": key, **{x: info[x] for x in ("index", "parts", "rows", "embedding")}}, meta)
-        if ooc:
-            files = [out / "neighbors" / f"part-{p:05d}.parquet" for p in range(info["parts"])]
-            arrays = text_arrays(files, texts, cfg["rule"])
-            if arrays is None:
-                raise CurateError(f"{out / 'neighbors'}: a part just written cannot be read back")
+        if ooc:  # the arrays were accumulated while the table was written
+            arrays = pairs.result(cfg["rule"])
+            pairs = None
     info["key"] = key
     info["out_of_core"] = ooc
     t_nb = time.perf_counter()

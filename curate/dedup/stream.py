@@ -167,9 +167,11 @@ def knn_stream(vecs, k: int, progress: Callable | None = None,
     return best_ids, best_sims, p
 
 
-def write_pairs(ids: np.ndarray, sims: np.ndarray, texts: pl.DataFrame, folder: Path) -> tuple[int, int]:
+def write_pairs(ids: np.ndarray, sims: np.ndarray, texts: pl.DataFrame, folder: Path,
+                acc: TextArrays | None = None) -> tuple[int, int]:
     """The neighbour table from the best arrays, part by part (the in-memory path's rows,
-    in the same order); returns (parts, rows)."""
+    in the same order); returns (parts, rows). ``acc`` takes each part's pairs, so that the
+    groups need not read the table back."""
     n, kk = ids.shape
     step = max(1, PART_PAIRS // max(kk, 1))
     words = word_sets(texts)
@@ -183,6 +185,9 @@ def write_pairs(ids: np.ndarray, sims: np.ndarray, texts: pl.DataFrame, folder: 
         cos = np.clip(sims[a:b].ravel(), -1.0, 1.0).astype(np.float32)
         frame = pair_frame(heads, hashes, words, i, j, cos)
         write_parquet(frame.to_arrow(), folder / f"part-{parts:05d}.parquet")
+        if acc is not None:
+            ok = j >= 0  # the rows pair_frame keeps, in its order
+            acc.add(i[ok], j[ok], frame["cosine"].to_numpy(), frame["jaccard"].to_numpy())
         parts += 1
         rows += frame.height
     return parts, rows
@@ -202,19 +207,51 @@ def keep_best(val: np.ndarray, tgt: np.ndarray, rows: np.ndarray, v: np.ndarray,
     tgt[r[better]] = t[better]
 
 
-def text_arrays(files: list[Path], texts: pl.DataFrame, rule: str):
+def rule_kind(rule: str) -> str:
+    """``min`` for ``min(cosine, jaccard)``, ``cosine`` for ``cosine``."""
+    return "min" if rule.startswith("min") else "cosine"
+
+
+class TextArrays:
     """(score, target, nearest, nearest_cosine) per text, as :func:`groups.best_better` and
-    :func:`groups.nearest` compute them, read one Parquet part at a time; None when a part
-    is missing or damaged."""
+    :func:`groups.nearest` compute them, accumulated one batch of pairs at a time for each
+    rule kind (:func:`rule_kind`): 16 bytes a text for the nearest, 16 per kind."""
+
+    def __init__(self, n: int, kinds=("min", "cosine")) -> None:
+        self.best = {kd: (np.zeros(n, np.float64), np.full(n, -1, np.int64)) for kd in kinds}
+        self.ncos, self.nb = np.full(n, -np.inf, np.float64), np.full(n, -1, np.int64)
+
+    def add(self, i: np.ndarray, j: np.ndarray, cos: np.ndarray, jac: np.ndarray) -> None:
+        c = cos.astype(np.float64)
+        keep_best(self.ncos, self.nb, np.r_[i, j], np.r_[c, c], np.r_[j, i])
+        for kind, (score, target) in self.best.items():
+            sim = np.minimum(cos, jac) if kind == "min" else cos
+            s = np.where(cos >= FLOOR, sim, 0).astype(np.float64)
+            live = (s > 0) & (i != j)
+            keep_best(score, target, np.maximum(i, j)[live], s[live], np.minimum(i, j)[live])
+
+    def result(self, rule: str):
+        score, target = self.best[rule_kind(rule)]
+        ncos = self.ncos.copy()
+        ncos[self.nb < 0] = np.nan
+        return score, target, self.nb, ncos
+
+
+def text_arrays(files: list[Path], texts: pl.DataFrame, rule: str):
+    """:class:`TextArrays` of ``rule`` read back from the table one Parquet part at a time
+    (a rerun); None when a part is missing or damaged."""
     n = texts.height
     hs = texts["clean_hash"].to_numpy()
     srt = np.argsort(hs)
     sh = hs[srt]
-    score, target = np.zeros(n, np.float64), np.full(n, -1, np.int64)
-    ncos, nb = np.full(n, -np.inf, np.float64), np.full(n, -1, np.int64)
+    acc = TextArrays(n, kinds=(rule_kind(rule),))
 
     def index(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pos = np.minimum(np.searchsorted(sh, h), max(n - 1, 0))
+        # sorted needles: each search starts from the last one's place (5x faster at 9M texts)
+        o = np.argsort(h, kind="stable")
+        pos = np.empty(len(h), np.int64)
+        pos[o] = np.searchsorted(sh, h[o])
+        pos = np.minimum(pos, max(n - 1, 0))
         return srt[pos], sh[pos] == h if n else np.zeros(len(h), bool)
 
     for f in files:
@@ -225,22 +262,14 @@ def text_arrays(files: list[Path], texts: pl.DataFrame, rule: str):
         i, ok_i = index(t["text_hash"].to_numpy())
         j, ok_j = index(t["neighbor_hash"].to_numpy())
         ok = ok_i & ok_j
-        i, j = i[ok], j[ok]
-        cos = t["cosine"].to_numpy()[ok]
-        sim = np.minimum(cos, t["jaccard"].to_numpy()[ok]) if rule.startswith("min") else cos
-        s = np.where(cos >= FLOOR, sim, 0).astype(np.float64)
-        c = cos.astype(np.float64)
-        keep_best(ncos, nb, np.r_[i, j], np.r_[c, c], np.r_[j, i])
-        live = (s > 0) & (i != j)
-        keep_best(score, target, np.maximum(i, j)[live], s[live], np.minimum(i, j)[live])
-    ncos[nb < 0] = np.nan
-    return score, target, nb, ncos
+        acc.add(i[ok], j[ok], t["cosine"].to_numpy()[ok], t["jaccard"].to_numpy()[ok])
+    return acc.result(rule)
 
 
 def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter, embed_texts=None,
-                           search_clusters=None, also=()) -> tuple[None, dict]:
+                           search_clusters=None, also=()) -> tuple["TextArrays", dict]:
     """:func:`curate.dedup.neighbors.build_neighbors` out of core: writes the same table to
-    ``out/neighbors/``; returns (None, info). Hooks as there (``embed_texts`` must accept
+    ``out/neighbors/``; returns (the table's :class:`TextArrays`, info). Hooks as there (``embed_texts`` must accept
     ``out_file``; ``search_clusters`` as :func:`knn_stream`'s)."""
     from curate.dedup.embed_process import embed_texts_child
 
@@ -269,9 +298,10 @@ def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter
     folder = out / "neighbors"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    nparts, rows = write_pairs(ids, sims, texts, folder)
+    acc = TextArrays(texts.height)
+    nparts, rows = write_pairs(ids, sims, texts, folder, acc)
     t3 = time.perf_counter()
     info = {"index": {**params, "dim": int(vf.shape[1]), "out_of_core": True}, "embedding": einfo,
             "timings": {"embed_s": round(t1 - t0, 3), "index_s": round(t2 - t1, 3), "pairs_s": round(t3 - t2, 3)},
             "parts": nparts, "rows": rows}
-    return None, info
+    return acc, info
