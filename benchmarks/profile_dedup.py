@@ -33,7 +33,6 @@ STAGES = [
     ("curate.dedup.run", "neighbor_key"),
     ("curate.embed", "load_embedder"),
     ("curate.dedup.run", "build_neighbors_stream"),
-    ("curate.dedup.stream", "embed_texts_child"),
     ("curate.dedup.run", "build_neighbors"),
     ("curate.dedup.cache", "embed_texts"),
     ("curate.dedup.embed_process", "embed_texts_child"),

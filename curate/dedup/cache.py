@@ -113,12 +113,7 @@ class EmbeddingCache:
         file ``path``, ``step`` rows at a time, each read from its shard through a mapping
         that is closed at once (memory: ``step`` rows, not the matrix)."""
         dim = int(json.loads((self.dir / MANIFEST).read_text())["dim"]) if self.shards else 0
-        g = np.zeros(0, np.int64)
-        if len(hashes):
-            order = np.argsort(self.keys, kind="stable")
-            g = order[np.minimum(np.searchsorted(self.keys, hashes, sorter=order), len(order) - 1)]
-            if not np.array_equal(self.keys[g], hashes):
-                raise CurateError("internal error: embedding cache lookup missed a text")
+        g = self.positions(hashes)
         starts = np.cumsum([0] + [sh["rows"] for sh in self.shards])
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
                   "shape": (len(hashes), dim)}
@@ -137,16 +132,21 @@ class EmbeddingCache:
                     del v
                 f.write(block.tobytes())
 
+    def positions(self, hashes: np.ndarray) -> np.ndarray:
+        """Row of each of ``hashes`` (all must be cached) among the cache's keys."""
+        if len(hashes) == 0:
+            return np.zeros(0, np.int64)
+        order = np.argsort(self.keys, kind="stable")
+        idx = order[np.minimum(np.searchsorted(self.keys, hashes, sorter=order), max(len(order) - 1, 0))]
+        if not np.array_equal(self.keys[idx], hashes):
+            raise CurateError("internal error: embedding cache lookup missed a text")
+        return idx
+
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """float32 vectors for ``hashes`` (all must be cached), in the order given."""
         if len(hashes) == 0 or self.vecs is None:
             return np.zeros((0, 0 if self.vecs is None else self.vecs.shape[1]), np.float32)
-        order = np.argsort(self.keys, kind="stable")
-        pos = np.searchsorted(self.keys, hashes, sorter=order)
-        idx = order[np.minimum(pos, len(order) - 1)]
-        if len(hashes) and not np.array_equal(self.keys[idx], hashes):
-            raise CurateError("internal error: embedding cache lookup missed a text")
-        return self.vecs[idx].astype(np.float32)
+        return self.vecs[self.positions(hashes)].astype(np.float32)
 
 def seed_from(cache: EmbeddingCache, hashes: np.ndarray, also: "list[Path] | tuple" = ()) -> int:
     """Copy into ``cache`` the vectors of ``hashes`` that it lacks and the caches in ``also``
@@ -184,7 +184,7 @@ def open_cache(cache_dir: Path, embedder: "Embedder", hashes: np.ndarray, also=(
 def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cache_dir: Path,
                 progress: Progress | None = None, chunk: int = 200_000,
                 loading: Callable[[], None] | None = None, also: "list[Path] | tuple" = (),
-                out_file: Path | None = None) -> tuple[np.ndarray, dict]:
+                out_file: Path | None = None, embed: Callable | None = None) -> tuple[np.ndarray, dict]:
     """Vectors for ``texts`` (a String Series; ``hashes``: their uint64 content hashes),
     embedding only the ones not cached yet (in ``cache_dir``, or in one of the caches
     ``also`` names: see :func:`seed_from`).
@@ -196,18 +196,32 @@ def embed_texts(texts: "pl.Series", hashes: np.ndarray, embedder: Embedder, cach
     ``out_file`` (the out-of-core path): the vectors are not held; they are written, float16
     in the order of ``hashes``, to that ``.npy`` file, and the first value returned is a
     read-only memory map of it.
+
+    ``embed(cache, texts, hashes, need, chunk, progress, out_file) -> (cache, extra info)``
+    adds the vectors of ``texts[need]`` to the cache; by default :func:`embed_here` (this
+    process); a child process (:mod:`curate.dedup.embed_process`) or a Ray actor pool
+    (:mod:`curate.engines.ray_dedup`) instead.
     """
     cache, need = open_cache(cache_dir, embedder, hashes, also, out_file is not None, progress)
+    problem = cache.problem
     t0 = time.perf_counter()
+    extra: dict = {}
     if len(need):
         if loading:
             loading()
-        embedder.model  # noqa: B018 - load now, so that progress shows embedding only
-    embed_into(cache, texts, hashes, need, chunk, progress)
+        cache, extra = (embed or embed_here)(cache, texts, hashes, need, chunk, progress, out_file)
     seconds = time.perf_counter() - t0
     vecs = matrix(cache, hashes, out_file)
     return vecs, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
-                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": cache.problem}
+                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": problem, **extra}
+
+
+def embed_here(cache: EmbeddingCache, texts: "pl.Series", hashes: np.ndarray, need: np.ndarray, chunk: int,
+               progress: Progress | None = None, out_file: Path | None = None) -> tuple[EmbeddingCache, dict]:
+    """:func:`embed_texts`'s default ``embed``: the model calls in this process."""
+    cache.embedder.model  # noqa: B018 - load now, so that progress shows embedding only
+    embed_into(cache, texts, hashes, need, chunk, progress)
+    return cache, {}
 
 
 def embed_into(cache: EmbeddingCache, texts: "pl.Series", hashes: np.ndarray, need: np.ndarray, chunk: int,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from curate.atomic import atomic_path
-from curate.dedup.cache import EmbeddingCache, embed_into, matrix, open_cache
+from curate.dedup.cache import EmbeddingCache, embed_into, embed_texts
 from curate.errors import CurateError
 from curate.memory import libc
 
@@ -117,26 +116,31 @@ def run_child(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, embedder, 
         raise CurateError(f"embedding failed: {outcome[1]}")
 
 
+def embed_in_child(cache: EmbeddingCache, texts: pl.Series, hashes: np.ndarray, need: np.ndarray, chunk: int,
+                   progress: Callable[[int], None] | None = None,
+                   out_file: Path | None = None) -> tuple[EmbeddingCache, dict]:
+    """:func:`curate.dedup.cache.embed_texts`'s ``embed`` hook: the model calls in a child
+    process; returns the cache opened again from disk, with the child's shards."""
+    if out_file is None:
+        raise CurateError("internal error: embedding in a child process needs an out_file")
+    folder = cache.dir.parent
+    run_child(texts, hashes, need, cache.embedder, folder, Path(out_file).parent, chunk, progress)
+    fresh = EmbeddingCache(folder, cache.embedder, lazy=True)
+    if fresh.problem:  # the child's shards did not check out
+        raise CurateError(f"after embedding: {fresh.problem}")
+    return fresh, {"process": "child"}
+
+
 def embed_texts_child(texts: pl.Series, hashes: np.ndarray, embedder, cache_dir: Path,
                       progress: Callable[[int], None] | None = None, chunk: int = 200_000,
                       loading: Callable[[], None] | None = None, also=(),
                       out_file: Path | None = None) -> tuple[np.ndarray, dict]:
     """:func:`curate.dedup.cache.embed_texts` with the model calls in a child process
-    (same signature; ``out_file`` is required: the out-of-core path's float16 matrix)."""
+    (same signature; ``out_file`` is required: the out-of-core path's float16 matrix);
+    info's ``process`` is ``child``, or None when everything was cached."""
     if out_file is None:
         raise CurateError("internal error: embedding in a child process needs an out_file")
-    cache, need = open_cache(cache_dir, embedder, hashes, also, lazy=True, progress=progress)
-    problem = cache.problem
-    t0 = time.perf_counter()
-    if len(need):
-        if loading:
-            loading()
-        run_child(texts, hashes, need, embedder, cache_dir, Path(out_file).parent, chunk, progress)
-        cache = EmbeddingCache(cache_dir, embedder, lazy=True)
-        if cache.problem:  # the child's shards did not check out
-            raise CurateError(f"after embedding: {cache.problem}")
-    seconds = time.perf_counter() - t0
-    vecs = matrix(cache, hashes, out_file)
-    return vecs, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
-                  "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": problem,
-                  "process": "child" if len(need) else None}
+    vecs, info = embed_texts(texts, hashes, embedder, cache_dir, progress, chunk, loading, also, out_file,
+                             embed=embed_in_child)
+    info.setdefault("process", None)
+    return vecs, info

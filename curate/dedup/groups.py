@@ -70,8 +70,8 @@ def groups(rows: pl.DataFrame, texts: pl.DataFrame, pairs: pl.DataFrame, rule: s
 def groups_from_arrays(rows: pl.DataFrame, texts: pl.DataFrame, score: np.ndarray, target: np.ndarray,
                        nb: np.ndarray, nb_cos: np.ndarray, threshold: float) -> pl.DataFrame:
     """The groups table from per-text arrays: :func:`best_better`'s (score, target) and
-    :func:`nearest`'s (neighbour, cosine); the out-of-core path computes them part by part
-    (:func:`curate.dedup.stream.text_arrays`)."""
+    :func:`nearest`'s (neighbour, cosine); the out-of-core path accumulates them part by part
+    (:class:`curate.dedup.stream.TextArrays`)."""
     n = texts.height
     dup = score > threshold
     parent = np.where(dup, target, np.arange(n))

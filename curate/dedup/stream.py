@@ -8,10 +8,11 @@ once (about 2.2 KB per distinct text). This path keeps only small per-text array
 1. **Vectors.** The embedding cache's float16 shards stay on disk (a lazy
    :class:`~curate.dedup.cache.EmbeddingCache`); the texts' vectors are copied, shard by
    shard, into one float16 ``.npy`` file in text order (``scratch/vectors.npy``, removed at
-   the end). :class:`VectorFile` reads rows of it as float32 and unmaps at once, so the
-   pages never count in the process's memory.
-2. **Partition.** Spherical k-means on a sample, and each vector's ``NPROBE`` nearest
-   centroids, exactly as :func:`curate.dedup.index.partition` (same sample, same seed).
+   the end). :class:`VectorFile` reads rows of it as float32 through 64 MB windows mapped
+   one at a time, so its pages do not stay in the process's memory. The model calls run
+   in a child process (:mod:`curate.dedup.embed_process`).
+2. **Partition.** :func:`curate.dedup.index.partition`, the in-memory path's (the same
+   sample, seed and centroids; two levels past 4,096 partitions).
 3. **Search.** Partition-ordered index arrays (vector ids sorted by partition); a bounded
    batch of whole partitions (:data:`BATCH_ROWS` entries) is read, searched exactly
    (:func:`curate.dedup.index.search_local`, or an engine's hook such as Ray tasks), and
@@ -21,8 +22,9 @@ once (about 2.2 KB per distinct text). This path keeps only small per-text array
 4. **Table.** Written to Parquet part by part (:data:`PART_PAIRS` rows a part) with the word
    Jaccard of each pair above the floor.
 5. **Groups.** The per-text arrays of :func:`curate.dedup.groups.best_better` and
-   :func:`~curate.dedup.groups.nearest` are computed part by part from the Parquet table
-   (:func:`text_arrays`, 32 bytes per text), then :func:`~curate.dedup.groups.groups_from_arrays`.
+   :func:`~curate.dedup.groups.nearest` (:class:`TextArrays`) are accumulated part by part
+   while the table is written, or read back from it by a rerun (:func:`text_arrays`), then
+   :func:`~curate.dedup.groups.groups_from_arrays`.
 
 Results equal the in-memory path's (``tests/test_dedup_stream.py`` compares them).
 """

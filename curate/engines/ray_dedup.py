@@ -51,47 +51,45 @@ def _embed_texts(ray, cluster: dict, texts: pl.Series, hashes: np.ndarray, embed
                  out_file: Path | None = None) -> tuple[np.ndarray, dict]:
     """:func:`curate.dedup.cache.embed_texts`, with the model calls on a Ray actor pool
     (``out_file``: the out-of-core path's float16 matrix, as there)."""
+    from curate.dedup.cache import embed_texts
+
+    return embed_texts(texts, hashes, embedder, cache_dir, progress, chunk, loading, also, out_file,
+                       embed=partial(_embed_on_ray, ray, cluster))
+
+
+def _embed_on_ray(ray, cluster: dict, cache, texts: pl.Series, hashes: np.ndarray, need: np.ndarray, chunk: int,
+                  progress=None, out_file: Path | None = None):
+    """:func:`curate.dedup.cache.embed_texts`'s ``embed`` hook on a Ray actor pool."""
     import pyarrow as pa
 
-    from curate.dedup.cache import matrix, open_cache
-
-    cache, need = open_cache(cache_dir, embedder, hashes, also, out_file is not None, progress)
-    t0 = time.perf_counter()
-    info: dict = {}
-    if len(need):
-        if loading:
-            loading()
-        gpus = embedder.device == "cuda"
-        if gpus and cluster["gpus"] < 1:
-            raise CurateError("--device cuda was asked for, but the Ray cluster has no GPUs; use --device cpu")
-        step = max(embedder.batch_size, 1024)
-        table = pa.table({"i": pa.array(need, pa.int64()), "text": texts.gather(need).to_arrow()})
-        blocks = [table.slice(s, step) for s in range(0, len(need), step)]
-        actors = max(1, min(cluster["gpus"] if gpus else cluster["cpus"], len(blocks)))
-        info = {"actors": actors, "gpus_per_actor": 1 if gpus else 0}
-        fields = (embedder.id, embedder.path, embedder.device, embedder.model_hash, embedder.batch_size)
-        ds = ray.data.from_arrow(blocks).map_batches(
-            _Encoder, fn_constructor_args=(fields,), batch_size=step, batch_format="numpy",
-            num_cpus=1, num_gpus=1 if gpus else 0,
-            compute=ray.data.ActorPoolStrategy(size=actors), runtime_env={"env_vars": ACTOR_ENV},
-        )
-        ids, vecs, held = [], [], 0
-        for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            ids.append(np.asarray(b["i"], np.int64))
-            vecs.append(np.asarray(b["vec"], np.float16))  # what the cache stores
-            held += len(ids[-1])
-            if progress:
-                progress(len(ids[-1]))
-            if held >= chunk:  # a shard per chunk, as locally: an interrupted run keeps its work
-                cache.add(hashes[np.concatenate(ids)], np.concatenate(vecs))
-                ids, vecs, held = [], [], 0
-        if ids:
+    embedder = cache.embedder
+    gpus = embedder.device == "cuda"
+    if gpus and cluster["gpus"] < 1:
+        raise CurateError("--device cuda was asked for, but the Ray cluster has no GPUs; use --device cpu")
+    step = max(embedder.batch_size, 1024)
+    table = pa.table({"i": pa.array(need, pa.int64()), "text": texts.gather(need).to_arrow()})
+    blocks = [table.slice(s, step) for s in range(0, len(need), step)]
+    actors = max(1, min(cluster["gpus"] if gpus else cluster["cpus"], len(blocks)))
+    info = {"actors": actors, "gpus_per_actor": 1 if gpus else 0}
+    fields = (embedder.id, embedder.path, embedder.device, embedder.model_hash, embedder.batch_size)
+    ds = ray.data.from_arrow(blocks).map_batches(
+        _Encoder, fn_constructor_args=(fields,), batch_size=step, batch_format="numpy",
+        num_cpus=1, num_gpus=1 if gpus else 0,
+        compute=ray.data.ActorPoolStrategy(size=actors), runtime_env={"env_vars": ACTOR_ENV},
+    )
+    ids, vecs, held = [], [], 0
+    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        ids.append(np.asarray(b["i"], np.int64))
+        vecs.append(np.asarray(b["vec"], np.float16))  # what the cache stores
+        held += len(ids[-1])
+        if progress:
+            progress(len(ids[-1]))
+        if held >= chunk:  # a shard per chunk, as locally: an interrupted run keeps its work
             cache.add(hashes[np.concatenate(ids)], np.concatenate(vecs))
-    seconds = time.perf_counter() - t0
-    out = matrix(cache, hashes, out_file)
-    return out, {"embedded": int(len(need)), "cached": int(len(hashes) - len(need)),
-                 "embed_s": round(seconds, 3), "cache_dir": str(cache.dir), "problem": cache.problem,
-                 **({"ray": info} if info else {})}
+            ids, vecs, held = [], [], 0
+    if ids:
+        cache.add(hashes[np.concatenate(ids)], np.concatenate(vecs))
+    return cache, {"ray": info}
 
 
 def _search_task(vecs: np.ndarray, items: list[tuple[int, np.ndarray]], k: int) -> list[tuple]:
