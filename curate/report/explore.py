@@ -6,15 +6,15 @@ counters, and nothing reads a whole corpus into Python.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
 from curate.errors import CurateError
-from curate.layout import groups_path, load_run, scores_glob
+from curate.layout import MANIFEST, groups_path, load_run, scores_glob
+from curate.mix.manifest import load_mixture
 from curate.scoring.chain import Chain, load_chain, parse_chain
 from curate.scoring.decision import decision_exprs
 
@@ -56,7 +56,7 @@ class Mix:
 
     @property
     def manifest(self) -> pl.LazyFrame:
-        return pl.scan_parquet(self.path / "manifest.parquet")
+        return pl.scan_parquet(self.path / MANIFEST)
 
 
 def _strip_versions(chain: dict) -> dict:
@@ -71,11 +71,8 @@ def open_run(path: str | os.PathLike) -> Run:
 
 
 def open_mix(path: str | os.PathLike) -> Mix:
-    """Open a mixture folder written by ``curate mix``."""
-    p = Path(path) / "manifest.json"
-    if not p.is_file():
-        raise CurateError(f"{path}: not a curate mixture (no manifest.json)")
-    return Mix(Path(path), json.loads(p.read_text()))
+    """Open a mixture folder written by ``curate mix`` (checked as every command checks it)."""
+    return Mix(Path(path), load_mixture(path))
 
 
 def score(df: pl.DataFrame, chain: Chain | str | None = None, caption: str = "caption") -> pl.DataFrame:
@@ -135,7 +132,9 @@ def what_if(run: Run, step_id: str, points: int = 21) -> pl.DataFrame:
     """Rows kept as one filter's threshold moves, the other filters' thresholds fixed.
 
     The moving bound is ``min`` when the filter has one, else ``max``. Thresholds are the
-    score's quantiles, so the curve covers the data's range.
+    score's quantiles, so the curve covers the data's range. Every point is counted with the
+    one decision rule (:func:`curate.scoring.decision.decision_exprs`): ``allow``/``deny``,
+    external scores and empty captions count exactly as ``curate decide`` counts them.
     """
     chain = run.chain
     steps = {s.id: s for s in chain.steps}
@@ -143,25 +142,15 @@ def what_if(run: Run, step_id: str, points: int = 21) -> pl.DataFrame:
         raise CurateError(f"no filter {step_id!r} in the run's chain; filters: {', '.join(steps)}")
     step = steps[step_id]
     bound = "min" if step.min is not None or step.max is None else "max"
-    col = step.column
-    others = [s for s in chain.steps if s.id != step_id]
-    from curate.scoring.decision import is_empty_caption, passes
-
-    base = ~is_empty_caption()
-    for s in others:
-        base = base & passes(s)
     qs = [i / (points - 1) for i in range(points)]
     lf = run.scores
-    thr = lf.select([pl.col(col).quantile(q).alias(str(i)) for i, q in enumerate(qs)]).collect().row(0)
+    thr = lf.select([pl.col(step.column).quantile(q).alias(str(i)) for i, q in enumerate(qs)]).collect().row(0)
     thresholds = sorted({float(t) for t in thr if t is not None})
     exprs = []
     for i, t in enumerate(thresholds):
-        ok = pl.col(col) >= t if bound == "min" else pl.col(col) <= t
-        if step.min is not None and bound == "max":
-            ok = ok & (pl.col(col) >= step.min)
-        if step.max is not None and bound == "min":
-            ok = ok & (pl.col(col) <= step.max)
-        exprs.append((base & ok.fill_null(False)).sum().alias(str(i)))
+        moved = replace(chain, steps=[replace(s, **{bound: t}) if s.id == step_id else s for s in chain.steps])
+        keep = decision_exprs(moved)[1]
+        exprs.append(keep.sum().alias(str(i)))
     row = lf.select(exprs).collect().row(0) if exprs else ()
     total = lf.select(pl.len()).collect().item()
     current = step.min if bound == "min" else step.max
