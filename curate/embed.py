@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from curate.errors import CurateError
+from curate.errors import CurateError, first_line
 
 if TYPE_CHECKING:
     import polars as pl
@@ -214,8 +214,7 @@ class Embedder:
             try:
                 self._model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
             except Exception as e:  # many library errors for a broken folder
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise CurateError(f"cannot load embedder {self.id!r} from {self.path}: {first}") from None
+                raise CurateError(f"cannot load embedder {self.id!r} from {self.path}: {first_line(e)}") from None
         return self._model
 
     def __getstate__(self) -> dict:

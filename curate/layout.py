@@ -8,7 +8,8 @@ A run folder (``curate score``, ``curate decide``)::
     RUN/dedup/groups.parquet, dedup.json  near-duplicate groups (``curate dedup``)
 
 A mixture folder (``curate mix``) holds ``manifest.parquet``, ``manifest.json``,
-``recipe.toml`` and ``query.sql``; an export folder its shards and ``index.json``.
+``recipe.toml`` and ``query.sql``; an export folder its shards and ``index.json``. Every
+file name of runs, mixtures, exports and caches is spelled here and nowhere else.
 
 Two rules hold for every one of them (DESIGN conventions 10 and 14):
 
@@ -28,7 +29,6 @@ Two rules hold for every one of them (DESIGN conventions 10 and 14):
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from curate.atomic import discard_staging, fsync_dir, fsync_tree, replace_folder, staging_folder  # noqa: F401
 from curate.errors import CurateError
 
 RUN_JSON = "run.json"
@@ -58,11 +59,27 @@ MANIFEST = "manifest.parquet"
 MANIFEST_JSON = "manifest.json"
 RECIPE = "recipe.toml"
 QUERY = "query.sql"
+#: an export folder's index of its shards, written last
+INDEX_JSON = "index.json"
+#: dedup's working files in RUN/dedup/: the embedding cache (one folder per model, its
+#: ``manifest.json`` written last over ``keys-N.npy``/``vecs-N.npy`` shards), the neighbour
+#: table (``part-N.parquet`` and ``neighbors.json``) and the out-of-core scratch folder
+#: (the vectors in text order and the embedding child's input)
+EMBEDDINGS = "embeddings"
+EMBED_MANIFEST = "manifest.json"
+NEIGHBORS = "neighbors"
+NEIGHBORS_META = "neighbors.json"
+SCRATCH, VECTORS, EMBED_INPUT = "scratch", "vectors.npy", "embed-input.parquet"
 
 LOCK = ".curate-lock"
 CURRENT = ".current"
 VERSIONS = ".v"
 TMP = ".tmp"
+DUCKDB_TMP, WRITE_PROBE = ".duckdb-tmp", ".curate-write-test"
+#: what a long command logs with --debug, in its output folder
+DEBUG_LOG = "curate-debug.log"
+#: the filters' reference tables, cached under :func:`cache_root`
+SPECIFICITY_CACHE = "specificity"
 
 
 # -- names --------------------------------------------------------------------------------
@@ -95,6 +112,11 @@ def groups_path(run: str | os.PathLike) -> Path:
 
 def dedup_json_path(run: str | os.PathLike) -> Path:
     return Path(run) / DEDUP / DEDUP_JSON
+
+
+def numbered(folder: str | os.PathLike, stem: str, i: int, suffix: str = ".parquet") -> Path:
+    """``folder/stem-NNNNN.suffix``: the numbered parts of tables, caches and shards."""
+    return Path(folder) / f"{stem}-{i:05d}{suffix}"
 
 
 def load_run(run: str | os.PathLike) -> dict:
@@ -249,7 +271,7 @@ class Snapshot:
         self._adopt_legacy()
         for left in version.rglob(".tmp-*"):  # left by a killed attempt that this one resumed
             left.unlink(missing_ok=True)
-        _fsync_tree(version)
+        fsync_tree(version)
         for entry in self.entries:
             pub = self.folder / entry
             if not pub.is_symlink():
@@ -258,7 +280,7 @@ class Snapshot:
         tmp.unlink(missing_ok=True)
         os.symlink(os.path.join(VERSIONS, version.name), tmp)
         os.replace(tmp, self.folder / CURRENT)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         self.drop_others(keep=version)
 
     def drop_others(self, keep: Path | None = None) -> None:
@@ -295,83 +317,3 @@ def run_snapshot(run: str | os.PathLike) -> Snapshot:
 
 def dedup_snapshot(run: str | os.PathLike) -> Snapshot:
     return Snapshot(Path(run) / DEDUP, DEDUP_ENTRIES)
-
-
-# -- one switch: a whole folder replaced ---------------------------------------------------
-
-
-def staging_folder(out: Path) -> Path:
-    """A hidden, empty sibling of ``out`` to write a whole output folder into (call it
-    while holding :func:`lock_output`: staging folders of killed writers are removed)."""
-    for old in out.parent.glob(f".{out.name}.staging-*"):  # left by a killed writer
-        shutil.rmtree(old, ignore_errors=True)
-    stage = out.parent / f".{out.name}.staging-{os.getpid()}"
-    stage.mkdir(parents=True)
-    return stage
-
-
-def replace_folder(stage: Path, out: Path) -> None:
-    """Put the complete folder ``stage`` in the place of ``out`` in one step (Linux's
-    ``renameat2(RENAME_EXCHANGE)`` swaps the two; a plain rename where ``out`` is new)."""
-    _fsync_tree(stage)
-    if not out.exists() and not out.is_symlink():
-        os.rename(stage, out)
-        _fsync_dir(out.parent)
-        return
-    if not _exchange(stage, out):
-        # No atomic exchange on this file system: move the old folder aside first. A kill
-        # between the two renames leaves ``.NAME.old-PID`` beside an absent ``out``.
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    _fsync_dir(out.parent)
-    shutil.rmtree(stage, ignore_errors=True)  # now the old state
-
-
-def discard_staging(stage: Path) -> None:
-    shutil.rmtree(stage, ignore_errors=True)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    """Flush a new state's folders before the switch (the files were flushed as written)."""
-    for root, dirs, _ in os.walk(path):
-        for d in dirs:
-            _fsync_dir(Path(root) / d)
-    _fsync_dir(path)

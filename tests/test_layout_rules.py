@@ -14,7 +14,7 @@ PKG = REPO / "curate"
 MAX_LINES = 400
 #: the data flow: a stage may import from the stages before it and from the shared modules
 STAGES = ["ingest", "clean", "scoring", "dedup", "train", "mix", "export", "audit", "report", "engines"]
-SHARED = {"errors", "version", "atomic", "layout", "db", "hashing", "config", "tables", "embed", "memory"}
+SHARED = {"errors", "version", "atomic", "layout", "db", "hashing", "config", "tables", "embed", "memory", "progress"}
 TOP = {"cli", "demo"}  # they call every stage
 
 
@@ -148,14 +148,52 @@ def test_pyproject_lists_every_package():
     assert data["tool"]["setuptools"]["package-dir"]["curate.scoring.chains"] == "filters"
 
 
-def test_the_run_folder_layout_is_spelled_out_in_one_module():
-    """Only curate.layout names the files of a run folder ("scores/part-*", "run.json", ...)."""
+#: modules that spell files of other tools' formats or of the package's own data (a
+#: sentence-transformers model folder, a fastText training file, a trained classifier's folder,
+#: the bundled language model, wordfreq's data, the packaged chains), the demo's sample folder,
+#: or hidden temporary names (curate.atomic's staging folders beside an output)
+OTHER_FORMATS = {"curate.atomic", "curate.embed", "curate.train.fit", "curate.scoring.filters.classifier", "curate.demo",
+                 "curate.scoring.filters.language", "curate.scoring.filters.specificity_tables",
+                 "curate.scoring.chain"}
+
+
+def layout_file_names() -> set[str]:
+    """The file names curate.layout owns (its upper-case constants that name a file)."""
+    import re
+
+    import curate.layout as layout
+
+    values = [v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str)]
+    return {v for v in values if re.fullmatch(r"[\w*-]+\.\w+", v)}
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                out.add(id(first.value))
+    return out
+
+
+def test_every_file_name_is_spelled_out_in_one_module():
+    """Only curate.layout names the files of runs, mixtures, exports and caches: no other
+    module joins a path with a literal (``out / "index.json"``, ``folder / f"part-{i}"``) or
+    spells one of layout's names ("manifest.json", "run.json", ...)."""
+    names = layout_file_names()
+    assert {"run.json", "manifest.json", "manifest.parquet", "index.json", "neighbors.json"} <= names
     bad = []
     for m, p in MODULES.items():
         if m == "curate.layout":
             continue
-        text = p.read_text()
-        for needle in ('"part-*.parquet"', '"groups.parquet"', '"run.json"', '"chain.toml"', '"dedup.json"'):
-            if needle in text:
-                bad.append(f"{m}: {needle}")
-    assert bad == []
+        tree = ast.parse(p.read_text())
+        skip = docstrings(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and m not in OTHER_FORMATS
+                    and (isinstance(node.right, ast.JoinedStr)
+                         or isinstance(node.right, ast.Constant) and isinstance(node.right.value, str))):
+                bad.append(f"{m}:{node.lineno}: / {ast.unparse(node.right)}")
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in skip:
+                bad.append(f"{m}:{node.lineno}: {node.value!r}")
+    assert sorted(set(bad)) == []

@@ -8,6 +8,7 @@ from typing import Any
 
 from curate.audit.lookup import mixture_recipe, query_rows, sandboxed
 from curate.db import first_row, sql_str
+from curate.layout import MANIFEST
 from curate.mix.manifest import load_mixture
 
 # -- diff ----------------------------------------------------------------------------------
@@ -26,8 +27,8 @@ def diff(mix_a: str | os.PathLike, mix_b: str | os.PathLike, limit: int = 20) ->
             "coalesce(a.source, b.source) AS source, coalesce(a.\"row\", b.\"row\") AS \"row\", "
             "a.run AS run_a, b.run AS run_b, a.repeat AS repeat_a, b.repeat AS repeat_b, "
             "a.caption_hash AS hash_a, b.caption_hash AS hash_b "
-            f"FROM read_parquet({sql_str(str(a / 'manifest.parquet'))}) AS a "
-            f"FULL JOIN read_parquet({sql_str(str(b / 'manifest.parquet'))}) AS b "
+            f"FROM read_parquet({sql_str(str(a / MANIFEST))}) AS a "
+            f"FULL JOIN read_parquet({sql_str(str(b / MANIFEST))}) AS b "
             "USING (sample_id, source, \"row\")"
         )
         removed = _why_missing(con, "run_b IS NULL", b, "B")

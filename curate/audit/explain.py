@@ -27,10 +27,10 @@ from curate.audit.lookup import (
 from curate.db import duck_error, first_row, ident, sql_str
 from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
-from curate.layout import RUN_JSON, groups_path, load_run, scores_glob
+from curate.layout import MANIFEST, RUN_JSON, groups_path, load_run, scores_glob
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import Recipe
-from curate.mix.sql import RunSource, render_sql, sampling_u
+from curate.mix.sql import UNIFORM, RunSource, render_sql, sampling_u
 from curate.scoring.chain import chain_of_record
 from curate.scoring.decision import step_outcomes
 
@@ -89,7 +89,7 @@ def _explain(con, sid: int, mix: Path | None, run: Path | None) -> dict[str, Any
     if mix is not None:
         m = load_mixture(mix)
         recipe, runs = mixture_recipe(mix, con)
-        picked = lookup(con, str(mix / "manifest.parquet"), sid)
+        picked = lookup(con, str(mix / MANIFEST), sid)
         out["mixture"] = {"folder": str(mix), "id": m["mixture"], "name": m["name"]}
     # Which run holds the sample: the one given, else the mixture source that selected it,
     # else any of the mixture's sources. One query looks in all of them (and evaluates the
@@ -247,7 +247,7 @@ def _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per) -> str:
     if caps.group_by and row.get(caps.group_by) is not None:
         v = str(row[caps.group_by])
         same = f"CAST(s.{ident(caps.group_by)} AS VARCHAR) = {sql_str(v)}"
-        sql = render_sql(recipe, runs, restrict=same, upto="hashed")
+        sql = render_sql(recipe, runs, restrict=same, upto=UNIFORM)
         scope = "" if caps.scope == "mixture" else f" AND run = {sql_str(r.name)}"
         n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE {better}{scope}", args)[0]
         if n >= caps.per_group:
@@ -258,7 +258,7 @@ def _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per) -> str:
                       [sid])
         if g and g[0] is not None:
             # g: every source's groups (joined when per_dup_group is set); the space: runs deduplicated together
-            sql = render_sql(recipe, runs, restrict=f"g.dup_group = {int(g[0])}", upto="hashed")
+            sql = render_sql(recipe, runs, restrict=f"g.dup_group = {int(g[0])}", upto=UNIFORM)
             space = sql_str(r.dup_space or r.name)
             n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE dup_space = {space} AND {better}", args)[0]
             if n >= caps.per_dup_group:

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from curate.audit.lookup import LIST_LIMIT
 from curate.db import arrow_table, connect, first_row, sql_str
+from curate.layout import MANIFEST, RECIPE
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import load_recipe
 
@@ -28,7 +29,7 @@ def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
 
     mix = Path(mix)
     m = load_mixture(mix)
-    manifest = str(mix / "manifest.parquet")
+    manifest = str(mix / MANIFEST)
     run_dirs = mixture_run_dirs(mix, m)
     con = connect()
     changes: list[dict] = []
@@ -72,9 +73,9 @@ def mixture_run_dirs(mix: Path, m: dict) -> dict[str, Path]:
     """Each source's run folder: as recorded, or (when the folders moved together) as the
     resolved recipe beside the manifest names it, relative to the mixture folder."""
     out = {i["name"]: Path(i["run"]) for i in m["inputs"]}
-    if all(p.is_dir() for p in out.values()) or not (mix / "recipe.toml").is_file():
+    if all(p.is_dir() for p in out.values()) or not (mix / RECIPE).is_file():
         return out
-    recipe = load_recipe(mix / "recipe.toml")
+    recipe = load_recipe(mix / RECIPE)
     return {name: p if p.is_dir() else recipe.source(name).path for name, p in out.items()}
 
 

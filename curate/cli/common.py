@@ -1,19 +1,35 @@
-"""What every command shares: library errors as one line, the console, progress bars."""
+"""What every command shares: expected errors as one line, ``--debug``, the console and the
+one progress bar (:mod:`curate.progress`)."""
 from __future__ import annotations
 
 import functools
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
 from curate.errors import CurateError
+from curate.layout import DEBUG_LOG, command_line
+from curate.progress import Reporter, Stage
+
+DEBUG_HELP = "Show the full traceback of any error; long commands also log their stages to curate-debug.log."
+#: whether this command runs with --debug (set by :func:`friendly`)
+DEBUG = {"on": False}
 
 
 def friendly(fn):
-    """Turn library errors (and a few system ones) into one-line messages."""
+    """Add ``--debug`` to a command, and turn expected errors into one-line messages: the
+    library's :class:`CurateError` (bad input, a bad recipe), an interrupt, a worker killed
+    by the system, and an ``OSError`` about a path (a missing file, a full disk, no
+    permission). Anything else is a bug and keeps its traceback; with ``--debug`` every
+    error does."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, debug: bool = False, **kwargs):
+        DEBUG["on"] = debug
+        if debug:
+            return fn(*args, **kwargs)
         try:
             return fn(*args, **kwargs)
         except CurateError as e:
@@ -25,12 +41,14 @@ def friendly(fn):
                 "a worker process died (out of memory?); finished parts are kept, "
                 "rerun (with fewer --workers or smaller --batch-rows) to resume"
             ) from None
-        except PermissionError as e:
-            raise click.ClickException(f"permission denied: {e.filename or e}") from None
         except OSError as e:
-            raise click.ClickException(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+            if e.filename is None:  # not about a path the user gave: a bug, or the system's
+                raise
+            if isinstance(e, PermissionError):
+                raise click.ClickException(f"permission denied: {e.filename}") from None
+            raise click.ClickException(f"{e.strerror or e}: {e.filename}") from None
 
-    return wrapper
+    return click.option("--debug", is_flag=True, help=DEBUG_HELP)(wrapper)
 
 
 def make_console():
@@ -39,23 +57,78 @@ def make_console():
     return Console(stderr=False)
 
 
-def progress(console, description: str):
-    """A rich progress bar with rows/s, or None when stdout is not a terminal."""
-    if not console.is_terminal:
-        return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+class BarReporter(Reporter):
+    """Progress bars on a terminal (one rich bar per stage, with its rate); notes are printed
+    either way. Use it as a context manager."""
 
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), console=console, transient=True,
-    )
+    def __init__(self, console) -> None:
+        self.console = console
+        self.bar = None
+        if console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            rate = TextColumn("{task.fields[rate]}")
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), rate,
+                                TimeElapsedColumn(), console=console, transient=True)
+
+    def __enter__(self) -> "BarReporter":
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def stage(self, name: str, total: int | None = None) -> Stage:
+        if self.bar is None:
+            return Stage()
+        bar = self.bar
+        task = bar.add_task(name, total=total, rate="")
+
+        class Drawn(Stage):
+            def __call__(self, amount: float) -> None:
+                speed = bar.tasks[task].speed if task < len(bar.tasks) else None
+                bar.update(task, advance=amount, rate=f"{speed:,.0f}/s" if speed else "")
+
+            def total(self, n: int | None) -> None:
+                bar.update(task, total=n)
+
+        return Drawn()
+
+    def note(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+@contextmanager
+def reporting(console, log_folder: str | Path | None = None):
+    """The command's reporter: bars on a terminal and, with ``--debug``, a log of every stage
+    (and of the traceback, should the command fail) in ``log_folder/curate-debug.log``."""
+    with BarReporter(console) as bars:
+        if not (DEBUG["on"] and log_folder is not None):
+            yield bars
+            return
+        log = None
+        try:
+            log = _open_log(bars, Path(log_folder) / DEBUG_LOG)
+            yield log or bars
+        except BaseException as e:
+            if log is not None:
+                log.failed(e)
+            raise
+        finally:
+            if log is not None:
+                log.close()
+
+
+def _open_log(bars: Reporter, path: Path):
+    from curate.progress import LogReporter
+
+    try:
+        return LogReporter(bars, path, command_line())
+    except OSError as e:  # the command itself reports an unwritable folder
+        bars.note(f"no debug log: cannot write {path} ({e.strerror or e})")
+        return None
 
 
 def print_json(obj) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from curate.cli.common import fmt, friendly, make_console, print_json
+from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
 
 
 @click.command()
@@ -43,7 +44,7 @@ def mix(recipe, out, threads, overwrite):
     console.print(t)
     c = result["counts"]
     console.print(f"{c['rows']:,} rows ({c['samples']:,} samples) in {result['timings']['total_s']:.1f} s; "
-                  f"wrote {Path(out) / 'manifest.parquet'}, query.sql, recipe.toml and manifest.json")
+                  f"wrote {Path(out) / MANIFEST}, {QUERY}, {RECIPE} and {MANIFEST_JSON}")
 
 
 @click.command()
@@ -70,7 +71,7 @@ def export(mix, fmt, out, shard_rows, expand_repeats, overwrite):
 
     index = run_export(mix, fmt, out, shard_rows, expand_repeats, overwrite)
     console = make_console()
-    console.print(f"{index['rows']:,} samples in {len(index['shards'])} {fmt} shard(s); wrote {Path(out) / 'index.json'}")
+    console.print(f"{index['rows']:,} samples in {len(index['shards'])} {fmt} shard(s); wrote {Path(out) / INDEX_JSON}")
     console.print(f"load with: {index['load_with']}", soft_wrap=True)
     console.print(f"note: {IMAGES_NOTE}", style="yellow")
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from curate.cli.common import friendly, make_console, progress
+from curate.cli.common import friendly, make_console, reporting
+from curate.layout import DEDUP, RUN_JSON, SCORES
 from curate.report.terminal import summary_table
 
 
@@ -50,28 +51,12 @@ def score(inputs, out, chain, caption_column, id_column, carry, carry_all, colum
     opts = ScoreOptions(caption_column, id_column, tuple(carry), workers, batch_rows, overwrite,
                         engine=engine, address=address, columns=names, carry_all=carry_all)
     console = make_console()
-    bar = progress(console, "scoring")
-    if bar is None:
-        result = run_score(list(inputs), out, ch, opts)
-    else:
-        import time
-
-        with bar:
-            task = bar.add_task("scoring", total=None, rate="")
-            t0 = time.perf_counter()
-            done = [0]
-
-            def advance(n: int) -> None:
-                done[0] += n
-                rate = done[0] / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, advance=n, rate=f"{rate:,.0f} rows/s")
-
-            result = run_score(list(inputs), out, ch, opts, progress=advance,
-                               total_cb=lambda t: bar.update(task, total=t))
+    with reporting(console, out) as reporter:
+        result = run_score(list(inputs), out, ch, opts, reporter)
     summary_table(console, result, f"curate score: chain {ch.name}")
     console.print(
         f"{result['rows']:,} rows in {result['timings']['score_s']:.1f} s "
-        f"({result['timings']['rows_per_s']:,.0f} rows/s); wrote {Path(out) / 'scores'} and {Path(out) / 'run.json'}"
+        f"({result['timings']['rows_per_s']:,.0f} rows/s); wrote {Path(out) / SCORES} and {Path(out) / RUN_JSON}"
     )
     _warn_duplicate_ids(console, result.get("duplicate_sample_ids", 0), id_column)
 
@@ -191,12 +176,12 @@ def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, 
       curate dedup runs/web --preset paraphrase --device cuda
       curate dedup /shared/runs/web --engine ray --address auto --device cuda
     """
-    from curate.dedup.run import DedupOptions, RichReporter
+    from curate.dedup.run import DedupOptions
     from curate.engines import dedup as run_dedup
 
     console = make_console()
     opts = DedupOptions(embedder, threshold, device, k, preset, order, engine, address, list(prefer), cache, memory)
-    with RichReporter(console) as reporter:
+    with reporting(console, runs[0]) as reporter:
         info = run_dedup(list(runs), opts, reporter)
     c, t = info["set_counts"], info["timings"]
     console.print(
@@ -210,7 +195,7 @@ def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, 
                           f"{rc['represented_by_other_runs']:,} in groups another run represents",
                           markup=False, highlight=False)
     nb = "reused" if info["neighbors"]["reused"] else f"{info['index']['type'].split(' (')[0]}, k={info['k']}"
-    wrote = ", ".join(str(Path(r) / "dedup") for r in runs)
+    wrote = ", ".join(str(Path(r) / DEDUP) for r in runs)
     console.print(
         f"{info['preset']}: {info['rule']} > {info['threshold']}, {info['embedder']['embedder']}, "
         f"neighbours {nb}; {t['total_s']:.1f} s; wrote {wrote}\n"

@@ -11,6 +11,7 @@ import numpy as np
 
 from curate.errors import CurateError
 from curate.hashing import file_fingerprint
+from curate.layout import EMBED_MANIFEST, numbered
 
 if TYPE_CHECKING:
     import polars as pl
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
     from curate.embed import Embedder
 
 Progress = Callable[[float], None]
-
-MANIFEST = "manifest.json"
 
 
 class EmbeddingCache:
@@ -45,7 +44,7 @@ class EmbeddingCache:
         self._load()
 
     def _load(self) -> None:
-        m = self.dir / MANIFEST
+        m = self.dir / EMBED_MANIFEST
         if not self.dir.exists():
             return
         if not m.is_file():
@@ -96,14 +95,14 @@ class EmbeddingCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         i = len(self.shards)
         v16 = vecs.astype(np.float16)
-        entry = {"keys": f"keys-{i:05d}.npy", "vecs": f"vecs-{i:05d}.npy", "rows": int(len(hashes))}
+        entry = {"keys": numbered("", "keys", i, ".npy").name, "vecs": numbered("", "vecs", i, ".npy").name, "rows": int(len(hashes))}
         for kind, arr in (("keys", hashes.astype(np.uint64)), ("vecs", v16)):
             with atomic_path(self.dir / entry[kind]) as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, arr, allow_pickle=False)
             entry[f"{kind}_blake2b"] = file_fingerprint(self.dir / entry[kind])
         self.shards.append(entry)
-        write_json({**self.embedder.describe(), "dim": int(v16.shape[1]), "shards": self.shards}, self.dir / MANIFEST)
+        write_json({**self.embedder.describe(), "dim": int(v16.shape[1]), "shards": self.shards}, self.dir / EMBED_MANIFEST)
         self.keys = np.concatenate([self.keys, hashes.astype(np.uint64)])
         if not self.lazy:
             self.vecs = v16 if self.vecs is None else np.concatenate([self.vecs, v16])
@@ -112,7 +111,7 @@ class EmbeddingCache:
         """Write the float16 vectors of ``hashes`` (all cached), in that order, to the ``.npy``
         file ``path``, ``step`` rows at a time, each read from its shard through a mapping
         that is closed at once (memory: ``step`` rows, not the matrix)."""
-        dim = int(json.loads((self.dir / MANIFEST).read_text())["dim"]) if self.shards else 0
+        dim = int(json.loads((self.dir / EMBED_MANIFEST).read_text())["dim"]) if self.shards else 0
         g = self.positions(hashes)
         starts = np.cumsum([0] + [sh["rows"] for sh in self.shards])
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
@@ -157,7 +156,7 @@ def seed_from(cache: EmbeddingCache, hashes: np.ndarray, also: "list[Path] | tup
         need = cache.missing(hashes)
         if not need.any() or Path(folder).resolve() == cache.dir.parent.resolve():
             continue
-        if not (Path(folder) / cache.embedder.model_hash[:16] / MANIFEST).is_file():
+        if not (Path(folder) / cache.embedder.model_hash[:16] / EMBED_MANIFEST).is_file():
             continue
         other = EmbeddingCache(folder, cache.embedder)
         want = hashes[need]

@@ -24,11 +24,11 @@ import polars as pl
 from curate.atomic import atomic_path
 from curate.dedup.cache import EmbeddingCache, embed_into, embed_texts
 from curate.errors import CurateError
+from curate.layout import EMBED_INPUT
 from curate.memory import libc
 
 #: prctl option: the signal the child gets when its parent dies
 PR_SET_PDEATHSIG = 1
-INPUT = "embed-input.parquet"
 
 
 def _die_with_parent() -> None:
@@ -53,9 +53,10 @@ def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
         conn.send(("done", cache.problem))
     except CurateError as e:
         conn.send(("error", str(e)))
-    except Exception as e:  # noqa: BLE001 - reported in one line by the parent
-        first = (str(e).strip().splitlines() or [""])[0]
-        conn.send(("error", f"{type(e).__name__}: {first}" if first else type(e).__name__))
+    except Exception:  # noqa: BLE001 - a bug: the parent raises it with this traceback
+        import traceback
+
+        conn.send(("bug", traceback.format_exc()))
     finally:
         conn.close()
 
@@ -78,7 +79,7 @@ def run_child(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, embedder, 
               chunk: int, progress: Callable[[int], None] | None = None) -> None:
     """Embed ``texts[need]`` (their ``hashes``) into the cache at ``cache_dir`` in a child process."""
     scratch.mkdir(parents=True, exist_ok=True)
-    path = scratch / INPUT
+    path = scratch / EMBED_INPUT
     write_input(texts, hashes, need, path, chunk)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
@@ -95,7 +96,7 @@ def run_child(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, embedder, 
                     break
                 if kind == "progress" and progress:
                     progress(value)
-                elif kind in ("done", "error"):
+                elif kind in ("done", "error", "bug"):
                     outcome = (kind, value)
             elif not proc.is_alive():
                 break
@@ -114,6 +115,8 @@ def run_child(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, embedder, 
                           "the texts embedded so far are cached, so a rerun goes on from there")
     if outcome[0] == "error":
         raise CurateError(f"embedding failed: {outcome[1]}")
+    if outcome[0] == "bug":
+        raise RuntimeError(f"the embedding process failed:\n{outcome[1]}")
 
 
 def embed_in_child(cache: EmbeddingCache, texts: pl.Series, hashes: np.ndarray, need: np.ndarray, chunk: int,

@@ -20,13 +20,13 @@ import polars as pl
 from curate.atomic import write_parquet
 from curate.dedup.groups import FLOOR
 from curate.dedup.text import word_jaccard
+from curate.layout import EMBEDDINGS, NEIGHBORS, numbered
 
 NEIGHBOR_PART_ROWS = 1_000_000
 #: words of both sides per Jaccard chunk (8 MB of hashes a side)
 PAIR_WORDS = 2_000_000
 #: texts split into words at a time
 WORD_TEXTS = 100_000
-NEIGHBORS_META = "neighbors.json"
 
 
 def _texts_digest(texts: pl.DataFrame) -> str:
@@ -132,7 +132,7 @@ def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
     t0 = time.perf_counter()
     loading, tick = embed_progress(reporter, emb, texts.height)
 
-    vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / "embeddings", tick,
+    vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / EMBEDDINGS, tick,
                               loading=loading, also=also)
     if einfo["problem"]:
         reporter.note(einfo["problem"])
@@ -147,13 +147,13 @@ def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
     j = ids.ravel()
     cos = np.clip(sims.ravel(), -1.0, 1.0).astype(np.float32)
     pairs = pair_frame(texts["head"].to_numpy(), texts["clean_hash"].to_numpy(), word_sets(texts), i, j, cos)
-    folder = out / "neighbors"
+    folder = out / NEIGHBORS
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     nparts = max(1, -(-pairs.height // NEIGHBOR_PART_ROWS))
     for p in range(nparts):
         write_parquet(pairs.slice(p * NEIGHBOR_PART_ROWS, NEIGHBOR_PART_ROWS).to_arrow(),
-                      folder / f"part-{p:05d}.parquet")
+                      numbered(folder, "part", p))
     t3 = time.perf_counter()
     info = {"index": {**params, "dim": int(vecs_dim)}, "embedding": einfo,
             "timings": {"embed_s": round(t1 - t0, 3), "index_s": round(t2 - t1, 3), "pairs_s": round(t3 - t2, 3)},
@@ -163,8 +163,7 @@ def build_neighbors(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
 
 
 def load_neighbors(out: Path, texts: pl.DataFrame, nparts: int) -> pl.DataFrame | None:
-    folder = out / "neighbors"
-    files = [folder / f"part-{p:05d}.parquet" for p in range(nparts)]
+    files = [numbered(out / NEIGHBORS, "part", p) for p in range(nparts)]
     if not all(f.is_file() for f in files):
         return None
     try:

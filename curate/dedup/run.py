@@ -48,14 +48,12 @@ import polars as pl
 from curate.atomic import write_json, write_parquet
 from curate.dedup.groups import FLOOR, counts, groups, groups_from_arrays
 from curate.dedup.neighbors import (
-    NEIGHBORS_META,
     build_neighbors,
     load_neighbors,
     neighbor_key,
 )
-from curate.dedup.progress import Reporter, RichReporter  # noqa: F401 - RichReporter: the CLI's
+from curate.progress import Reporter
 from curate.dedup.runs import (
-    EMBEDDINGS,
     cache_folder,
     check_shared_ids,
     common_schema,
@@ -71,9 +69,13 @@ from curate.errors import CurateError
 from curate.layout import (
     DEDUP,
     DEDUP_JSON,
+    EMBEDDINGS,
     GROUPS,
+    NEIGHBORS,
+    NEIGHBORS_META,
     dedup_snapshot,
     load_run,
+    numbered,
     read_json,
     score_parts,
     scores_glob,
@@ -223,12 +225,12 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
     mode = cfg.get("memory", "auto")
     ooc = mode == "out" or (mode == "auto" and texts.height >= OUT_OF_CORE_TEXTS)
     pairs = arrays = None
-    meta = out / "neighbors" / NEIGHBORS_META
+    meta = out / NEIGHBORS / NEIGHBORS_META
     nb = read_json(meta)
     t_read_table = time.perf_counter()
     if nb.get("key") == key:
         if ooc:
-            files = [out / "neighbors" / f"part-{p:05d}.parquet" for p in range(nb["parts"])]
+            files = [numbered(out / NEIGHBORS, "part", p) for p in range(nb["parts"])]
             arrays = text_arrays(files, texts, cfg["rule"])
         else:
             pairs = load_neighbors(out, texts, nb["parts"])

@@ -23,10 +23,7 @@ from typing import Iterator
 import polars as pl
 
 from curate.errors import CurateError
-from curate.dedup.cache import MANIFEST
-from curate.layout import DEDUP, RUN_JSON, cache_root, dedup_json_path, load_run, lock_folder, read_json
-
-EMBEDDINGS = "embeddings"
+from curate.layout import DEDUP, EMBED_MANIFEST, EMBEDDINGS, RUN_JSON, cache_root, dedup_json_path, load_run, lock_folder, read_json
 
 
 def run_paths(runs) -> list[Path]:
@@ -158,7 +155,7 @@ def foreign_caches(paths: list[Path], model_hash: str) -> list[str]:
         folder = p / DEDUP / EMBEDDINGS
         subs = [d.name for d in folder.iterdir() if d.is_dir()] if folder.is_dir() else []
         if subs and model_hash[:16] not in subs:
-            other = read_json(folder / subs[0] / MANIFEST)
+            other = read_json(folder / subs[0] / EMBED_MANIFEST)
             notes.append(f"{p}: its embedding cache was made by another embedder "
                          f"({other.get('embedder', '?')} {str(other.get('model_sha256', subs[0]))[:12]}); "
                          f"its texts are embedded again with {model_hash[:12]}")

@@ -42,6 +42,7 @@ from curate.atomic import write_parquet
 from curate.dedup.groups import FLOOR
 from curate.dedup.index import NPROBE, partition, plan, search_cluster, search_local, top_distinct
 from curate.dedup.neighbors import embed_progress, pair_frame, word_sets
+from curate.layout import EMBEDDINGS, NEIGHBORS, SCRATCH, VECTORS, numbered
 from curate.memory import bound_allocator, release
 
 #: distinct texts from which ``memory="auto"`` takes this path
@@ -52,7 +53,6 @@ BATCH_ROWS = 65_536
 EMBED_CHUNK = 100_000
 #: neighbour rows per Parquet part on this path (a part's frame and word lists stay small)
 PART_PAIRS = 250_000
-SCRATCH = "scratch"
 #: bytes of the scratch matrix mapped at a time (:class:`VectorFile`)
 WINDOW_BYTES = 64 << 20
 
@@ -186,7 +186,7 @@ def write_pairs(ids: np.ndarray, sims: np.ndarray, texts: pl.DataFrame, folder: 
         j = ids[a:b].astype(np.int64).ravel()
         cos = np.clip(sims[a:b].ravel(), -1.0, 1.0).astype(np.float32)
         frame = pair_frame(heads, hashes, words, i, j, cos)
-        write_parquet(frame.to_arrow(), folder / f"part-{parts:05d}.parquet")
+        write_parquet(frame.to_arrow(), numbered(folder, "part", parts))
         if acc is not None:
             ok = j >= 0  # the rows pair_frame keeps, in its order
             acc.add(i[ok], j[ok], frame["cosine"].to_numpy(), frame["jaccard"].to_numpy())
@@ -282,9 +282,9 @@ def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter
     scratch = out / SCRATCH
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    vfile = scratch / "vectors.npy"
+    vfile = scratch / VECTORS
     try:
-        vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / "embeddings", tick,
+        vecs, einfo = embed_texts(texts["clean"], texts["clean_hash"].to_numpy(), emb, out / EMBEDDINGS, tick,
                                   chunk=EMBED_CHUNK, loading=loading, also=also, out_file=vfile)
         del vecs
         release()
@@ -297,7 +297,7 @@ def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     t2 = time.perf_counter()
-    folder = out / "neighbors"
+    folder = out / NEIGHBORS
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     acc = TextArrays(texts.height)

@@ -28,7 +28,7 @@ def check_engine(engine: str, address: str | None = None) -> None:
         raise CurateError(f"the ray engine needs Ray, which is not installed: {RAY_INSTALL}")
 
 
-def score(inputs: list[str], out: str | os.PathLike, chain, opts=None, progress=None, total_cb=None) -> dict:
+def score(inputs: list[str], out: str | os.PathLike, chain, opts=None, reporter=None) -> dict:
     """``curate score`` on the engine ``opts.engine`` names (see :func:`curate.scoring.runner.score`)."""
     from curate.scoring.runner import ScoreOptions
     from curate.scoring.runner import score as run_score
@@ -40,7 +40,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain, opts=None, progress=
         from curate.engines.ray_score import score_files
 
         backend = score_files
-    return run_score(inputs, out, chain, opts, progress, total_cb, backend=backend)
+    return run_score(inputs, out, chain, opts, reporter, backend=backend)
 
 
 def dedup(runs, opts=None, reporter=None) -> dict:

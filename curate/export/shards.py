@@ -42,6 +42,7 @@ from curate.errors import CurateError
 from curate.export import tar
 from curate.hashing import file_sha256
 from curate.layout import (
+    INDEX_JSON,
     MANIFEST,
     discard_staging,
     lock_output,
@@ -70,20 +71,20 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
     mix = Path(mix)
     m = load_mixture(mix)
     out = Path(out)
-    if (out / "index.json").exists() and not overwrite:
+    if (out / INDEX_JSON).exists() and not overwrite:
         raise CurateError(f"{out} already holds an export; use another --out, or --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise CurateError(f"--out {out} is a file; give a folder")
     if out.resolve() == mix.resolve():
         raise CurateError("--out must not be the mixture folder itself")
-    if out.exists() and not (out / "index.json").exists() and any(out.iterdir()):
+    if out.exists() and not (out / INDEX_JSON).exists() and any(out.iterdir()):
         raise CurateError(f"{out} holds other files; export into a new or empty folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
     with lock_output(out):
-        if (out / "index.json").exists() and not overwrite:
+        if (out / INDEX_JSON).exists() and not overwrite:
             raise CurateError(f"{out} already holds an export; use another --out, or --overwrite to replace it")
         stage = staging_folder(out)
         try:
@@ -137,7 +138,7 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
     }
     if fmt != "parquet":
         index["json_strings"] = list(BIG_INTS)
-    write_json(index, stage / "index.json")
+    write_json(index, stage / INDEX_JSON)
     return index
 
 

@@ -36,6 +36,7 @@ from curate.db import (
 from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
 from curate.layout import (
+    DUCKDB_TMP,
     MANIFEST,
     MANIFEST_JSON,
     QUERY,
@@ -206,7 +207,7 @@ def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, thread
 def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | None) -> dict:
     t0 = time.perf_counter()
     allowed = [scores_glob(s.path) for s in recipe.sources] + [groups_path(s.path) for s in recipe.sources] + [stage]
-    con = connect_sandboxed(allowed, threads, temp_dir=stage / ".duckdb-tmp")
+    con = connect_sandboxed(allowed, threads, temp_dir=stage / DUCKDB_TMP)
     try:
         runs = inspect_sources(recipe, con)
         validate(recipe, runs, con)
@@ -226,7 +227,7 @@ def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | N
         t_done = time.perf_counter()
     finally:
         con.close()
-        _rmtree(stage / ".duckdb-tmp")
+        _rmtree(stage / DUCKDB_TMP)
     for name, s in stats["per_source"].items():
         s.update(pre[name])
     write_text(sql, stage / QUERY)
@@ -251,7 +252,7 @@ def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | N
             "seed": recipe.seed,
             "seed_key": seed_key(recipe.seed),
         },
-        "sql_file": "query.sql",
+        "sql_file": QUERY,
         "sql": sql,
         "inputs": [describe_input(r) for r in runs],
         "filters": {r.name: r.info.get("filters", {}) for r in runs},
@@ -277,11 +278,11 @@ def _duckdb_version() -> str:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    if (out / "manifest.json").exists() and not overwrite:
+    if (out / MANIFEST_JSON).exists() and not overwrite:
         raise CurateError(f"{out} already holds a mixture; use another --out, or --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise CurateError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and not (out / "manifest.json").exists() and any(out.iterdir()):
+    if out.is_dir() and not (out / MANIFEST_JSON).exists() and any(out.iterdir()):
         raise CurateError(f"{out} holds other files; write the mixture into a new or empty folder")
 
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from curate.db import arrow_reader, duck_error, first_row, sql_str
 from curate.errors import CurateError
 from curate.hashing import file_sha256
-from curate.layout import RUN_JSON
+from curate.layout import MANIFEST, MANIFEST_JSON, RUN_JSON
 from curate.mix.recipe import Recipe
 from curate.mix.sql import RunSource
 from curate.tables import exact_tables
@@ -157,15 +157,15 @@ def model_files(runs: list[RunSource]) -> dict:
 
 def load_mixture(mix: str | os.PathLike) -> dict:
     """``MIX/manifest.json``, checked to belong to a finished mixture."""
-    p = Path(mix) / "manifest.json"
+    p = Path(mix) / MANIFEST_JSON
     if not p.is_file():
-        if (Path(mix) / "manifest.parquet").is_file():
+        if (Path(mix) / MANIFEST).is_file():
             raise CurateError(f"{mix}: the mixture did not finish (no manifest.json); run `curate mix` again")
         raise CurateError(f"{mix}: not a mixture folder (no manifest.json)")
     try:
         m = json.loads(p.read_text())
     except ValueError as e:
         raise CurateError(f"{p}: unreadable ({e})") from None
-    if not (Path(mix) / "manifest.parquet").is_file():
+    if not (Path(mix) / MANIFEST).is_file():
         raise CurateError(f"{mix}: manifest.parquet is missing")
     return m

@@ -31,6 +31,9 @@ from curate.mix.recipe import Recipe, Source
 from curate.version import __version__
 
 MASK64 = "18446744073709551615"
+#: the query's step that gives every eligible row its uniform number ``u``; ``curate explain``
+#: re-runs the query up to it (``render_sql(..., upto=UNIFORM)``)
+UNIFORM = "hashed"
 #: Manifest columns before the carried input columns.
 BASE_COLUMNS = ("sample_id", "run", "source", "row", "caption", "caption_clean")
 #: In the carried columns, these come first in this order (as curate.ingest.inputs.AUTO_CARRY).
@@ -151,11 +154,11 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
         "    FROM eligible\n),\n"
         f"mix_2 AS (SELECT * REPLACE ((xor(h, h >> 30) * 13787848793156543929) & {MASK64} AS h) FROM mix_1),\n"
         f"mix_3 AS (SELECT * REPLACE ((xor(h, h >> 27) * 10723151780598845931) & {MASK64} AS h) FROM mix_2),\n"
-        "hashed AS (\n"
+        f"{UNIFORM} AS (\n"
         "    SELECT * EXCLUDE (h), (CAST(xor(h, h >> 31) >> 11 AS DOUBLE) + 0.5) / 9007199254740992.0 AS u\n"
         "    FROM mix_3\n)"
     )
-    prev = "hashed"
+    prev = UNIFORM
     tie = "quality DESC, u, sample_id, \"row\""
     if caps.group_by:
         g = ident(caps.group_by)

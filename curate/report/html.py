@@ -17,7 +17,7 @@ import polars as pl
 
 from curate.atomic import write_json, write_text
 from curate.errors import CurateError
-from curate.layout import RUN_JSON, SCORES
+from curate.layout import MANIFEST_JSON, RUN_JSON, SCORES
 from curate.report import explore as ex
 from curate.version import __version__
 
@@ -280,7 +280,7 @@ def build_report(target: str | os.PathLike, out: str | os.PathLike) -> dict:
     out = Path(out)
     data: dict = {"curate_version": __version__, "target": str(target),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if (target / "manifest.json").is_file():
+    if (target / MANIFEST_JSON).is_file():
         mix = ex.open_mix(target)
         kind = "mixture"
         sections = mix_sections(mix, data)

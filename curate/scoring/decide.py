@@ -18,6 +18,7 @@ from curate.errors import CurateError
 from curate.layout import (
     CHAIN_TOML,
     RUN_JSON,
+    SCORES,
     load_run,
     lock_folder,
     run_snapshot,
@@ -78,13 +79,13 @@ def _decide_locked(run: Path, chain: Chain) -> dict:
     snap = run_snapshot(run)
     version = snap.stage()
     try:
-        (version / "scores").mkdir()
+        (version / SCORES).mkdir()
         for part in parts:
             df = pl.read_parquet(part).drop(["keep", "reason"], strict=False)
             if extra is not None:
                 cols = [c for c in extra.columns if c != "sample_id"]
                 df = df.drop(cols, strict=False).join(extra, on="sample_id", how="left", maintain_order="left")
-            write_parquet(decide(df, chain).to_arrow(), version / "scores" / part.name)
+            write_parquet(decide(df, chain).to_arrow(), version / SCORES / part.name)
         stats = run_stats(version, chain, ids_given=info.get("id_column") is not None, spill_root=snap.tmp)
         info.update(stats)
         info["chain"] = _merge_chain(info["chain"], chain)

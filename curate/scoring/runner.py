@@ -40,6 +40,7 @@ from curate.layout import (
     SCORES,
     STATE,
     VERSIONS,
+    WRITE_PROBE,
     Snapshot,
     lock_folder,
     part_path,
@@ -47,6 +48,7 @@ from curate.layout import (
     run_snapshot,
     score_parts,
 )
+from curate.progress import Reporter
 from curate.scoring import workers as wk
 from curate.scoring.chain import Chain
 from curate.scoring.decide import redecide_if_stale
@@ -203,9 +205,10 @@ def score_local(files: list[InputFile], root: Path, chain: Chain, opts: ScoreOpt
 
 
 def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOptions | None = None,
-          progress: Progress | None = None, total_cb: Callable[[int | None], None] | None = None,
-          backend: Backend | None = None) -> dict:
+          reporter: Reporter | None = None, backend: Backend | None = None) -> dict:
     """Score ``inputs`` with ``chain`` into the run folder ``out``; return ``run.json``'s content.
+
+    ``reporter`` hears of one stage, ``scoring``, counted in rows (:mod:`curate.progress`).
 
     ``backend`` computes the parts (default: :func:`score_local`); ``curate.engines``
     chooses it from ``opts.engine``."""
@@ -236,7 +239,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     try:
         with lock_folder(out):
             return _score_locked(files, out, chain, opts, carry, model_files, total, t_start,
-                                 progress, total_cb, backend)
+                                 reporter or Reporter(), backend)
     except BaseException:
         if created:
             _discard_new(out)
@@ -244,14 +247,13 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
 
 
 def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, model_files, total,
-                  t_start, progress, total_cb, backend: Backend) -> dict:
+                  t_start, reporter: Reporter, backend: Backend) -> dict:
     key = _state_key(chain, files, opts, carry, model_files)
     snap = run_snapshot(out)
     version = _version_for(out, snap, key, opts.overwrite)
     (version / SCORES).mkdir(exist_ok=True)
     write_json({"key": key, "version": version.name, "started": time.time()}, out / STATE)
-    if total_cb:
-        total_cb(total)
+    progress = reporter.stage("scoring", total)
     t_score = time.perf_counter()
     try:
         per_file, kept_parts, workers, engine_info = backend(files, version, chain, opts, carry, progress)
@@ -327,14 +329,14 @@ def _version_for(out: Path, snap: Snapshot, key: str, overwrite: bool) -> Path:
         )
     version = snap.stage(f"{key}-{time.time_ns()}")
     if current is not None:
-        snap.link_from_current(version, "scores")
+        snap.link_from_current(version, SCORES)
     return version
 
 
 def _prepare_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".curate-write-test"
+        probe = out / WRITE_PROBE
         probe.write_text("")
         probe.unlink()
     except OSError as e:
@@ -355,7 +357,7 @@ def _discard_new(out: Path) -> None:
 
 def _outside(files: list[InputFile], out: Path) -> list[InputFile]:
     """The inputs that are not this run's own parts (a folder or glob that holds --out)."""
-    inside = [os.path.join(os.path.realpath(out / d), "") for d in ("scores", VERSIONS)]
+    inside = [os.path.join(os.path.realpath(out / d), "") for d in (SCORES, VERSIONS)]
     kept = [f for f in files if not any(os.path.realpath(f.path).startswith(p) for p in inside)]
     if not kept:
         raise CurateError(f"every input is a part of the run in {out}; score other files")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curate.errors import CurateError
+from curate.errors import CurateError, first_line
 from curate.scoring.filters.classifier import NEGATIVE_LABEL, POSITIVE_LABEL, prepare_fasttext_text
 
 METHODS = ("fasttext", "probe")
@@ -76,8 +76,7 @@ def fit_fasttext(frame: pl.DataFrame, s: Settings, out: Path) -> None:
                 bucket=s.bucket, minCount=1, loss="softmax", thread=1, seed=s.seed, verbose=0,
             )
         except (RuntimeError, ValueError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise CurateError(f"fastText training failed ({first}); try a lower --lr or more labels") from None
+            raise CurateError(f"fastText training failed ({first_line(e)}); try a lower --lr or more labels") from None
     model.save_model(str(out))
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 
-from curate.errors import CurateError
+from curate.errors import CurateError, first_line
 from curate.layout import DEDUP, RUN_JSON, dedup_json_path, groups_path
 from curate.scoring.filters.base import Filter
 
@@ -50,6 +50,5 @@ class NearDup(Filter):
         try:
             df = pl.read_parquet(groups, columns=["sample_id", "score__neardup"])
         except Exception as e:  # a damaged file
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise CurateError(f"{groups}: unreadable ({first}); run `curate dedup {run}` again") from None
+            raise CurateError(f"{groups}: unreadable ({first_line(e)}); run `curate dedup {run}` again") from None
         return df.rename({"score__neardup": column}) if column != "score__neardup" else df

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from curate.errors import CurateError, first_line
 from curate.scoring.filters.specificity_words import (
     ABSTRACT,
     ABSTRACT_WEIGHT,
@@ -139,11 +140,11 @@ def _disk_cached(build):
         import os
         from importlib.metadata import version
 
-        from curate.layout import cache_root
+        from curate.layout import SPECIFICITY_CACHE, cache_root
 
         name = (f"{build.__name__.strip('_')}-v{VERSION}-wordfreq{version('wordfreq')}"
                 f"-polars{pl.__version__}-sorted-{lang}.arrow")
-        path = cache_root() / "specificity" / name
+        path = cache_root() / SPECIFICITY_CACHE / name
         try:  # in one chunk: a lookup's ``to_numpy`` is then a view, not a copy
             return pl.read_ipc(path).rechunk()
         except Exception:  # noqa: BLE001 - missing or damaged: rebuild below
@@ -245,15 +246,20 @@ def wordfreq_digest() -> str:
 
 @lru_cache(maxsize=1)
 def traditional_to_simplified() -> dict[str, str]:
-    """wordfreq's own character map (its Chinese list is in Simplified characters)."""
-    try:
-        import msgpack
-        from wordfreq.util import data_path
+    """wordfreq's own character map (its Chinese list is in Simplified characters).
 
-        with gzip.open(data_path("_chinese_mapping.msgpack.gz")) as f:
+    Without it Traditional Chinese would score differently under the same filter version,
+    so a map that cannot be read is an error, never an empty map."""
+    import msgpack
+    from wordfreq.util import data_path
+
+    path = data_path("_chinese_mapping.msgpack.gz")
+    try:
+        with gzip.open(path) as f:
             mapping = msgpack.load(f, raw=False, strict_map_key=False)
-    except Exception:  # noqa: BLE001 - without the map Traditional text is only scored less well
-        return {}
+    except (OSError, ValueError, msgpack.UnpackException) as e:
+        raise CurateError(f"{path}: wordfreq's Traditional-to-Simplified map is unreadable ({first_line(e)}); "
+                          "reinstall wordfreq") from None
     return {chr(k): v for k, v in mapping.items() if chr(k) != v}
 
 
