@@ -6,6 +6,7 @@ counters, and nothing reads a whole corpus into Python.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -104,19 +105,64 @@ def reason_counts(run: Run) -> pl.DataFrame:
     return df.with_columns(pl.col("reason").replace_strict(rank, default=len(order)).alias("_o")).sort("_o", "reason").drop("_o")
 
 
-def histograms(run: Run, column: str, bins: int = 40, by: str = "source", clip: float = 0.995) -> pl.DataFrame:
-    """Counts of ``column`` in equal-width bins (up to the ``clip`` quantile), per ``by``."""
-    lf = run.scores.filter(pl.col(column).is_not_null())
-    lo_hi = lf.select(pl.col(column).min().alias("lo"), pl.col(column).quantile(clip).alias("hi")).collect()
-    lo, hi = lo_hi["lo"][0], lo_hi["hi"][0]
-    if lo is None:
-        return pl.DataFrame(schema={by: pl.String, "bin_lo": pl.Float64, "bin_hi": pl.Float64, "rows": pl.UInt32})
-    width = (hi - lo) / bins if hi > lo else 1.0
-    b = ((pl.col(column) - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
-    out = lf.group_by(pl.col(by).cast(pl.String), b.alias("bin")).agg(pl.len().alias("rows")).collect()
+def source_groups(run: Run) -> pl.Expr:
+    """A name per source dataset rather than per file: input files whose names differ only in
+    their numbers (``shard-00000.tar`` ... ``shard-00999.tar``) are one source,
+    ``shard-*.tar``; a file with no such siblings keeps its own name."""
+    base = pl.col("source").cast(pl.String).str.replace(r"^.*/", "")
+    pattern = base.str.replace_all(r"\d+", "*")
+    files = pl.col("source").n_unique().over(pattern)
+    return pl.when(files > 1).then(pattern).otherwise(base)
+
+
+def score_axis(run: Run, column: str, bins: int = 40, clip: float = 0.005) -> dict:
+    """The axis of ``column``'s histogram: ``lo``, ``hi``, ``bins`` and the rows ``below`` and
+    ``above`` it.
+
+    The axis spans the data's ``clip`` to ``1 - clip`` quantiles (0.5% to 99.5%); rows outside
+    it are counted, not drawn. A score of whole numbers over a short span gets one bin per
+    number; a score whose values all lie in 0..1 (a share, a probability) gets bins of 1/40
+    on that scale; otherwise ``bins`` equal bins.
+    """
+    c = pl.col(column)
+    lf = run.scores.filter(c.is_not_null() & c.cast(pl.Float64).is_finite())
+    st = lf.select(c.quantile(clip).alias("lo"), c.quantile(1 - clip).alias("hi"), c.min().alias("mn"),
+                   c.max().alias("mx"), (c == c.floor()).all().alias("whole")).collect().row(0, named=True)
+    if st["lo"] is None:
+        return {"lo": None, "hi": None, "bins": 0, "below": 0, "above": 0}
+    lo, hi = float(st["lo"]), float(st["hi"])
+    if st["mn"] >= 0 and st["mx"] <= 1:  # a share or a probability: bins of 1/40 on its own scale
+        lo, hi = math.floor(lo * 40) / 40, math.ceil(hi * 40) / 40
+        hi = max(hi, lo + 1 / 40)
+        n = round((hi - lo) * 40)
+    elif st["whole"] and hi - lo <= 2 * bins:  # whole numbers (words, characters): one bin each
+        lo, hi = lo - 0.5, hi + 0.5
+        n = int(hi - lo)
+    elif hi > lo:
+        n = bins
+    else:
+        lo, hi, n = lo - 0.5, lo + 0.5, 1
+    below, above = lf.select((c < lo).sum().alias("b"), (c > hi).sum().alias("a")).collect().row(0)
+    return {"lo": lo, "hi": hi, "bins": n, "below": int(below), "above": int(above)}
+
+
+def histograms(run: Run, column: str, axis: dict | None = None) -> pl.DataFrame:
+    """Counts of ``column`` per source (:func:`source_groups`) in the bins of ``axis``
+    (default: :func:`score_axis`); rows outside the axis are left out."""
+    axis = axis or score_axis(run, column)
+    empty = pl.DataFrame(schema={"source": pl.String, "bin_lo": pl.Float64, "bin_hi": pl.Float64, "rows": pl.UInt32})
+    if axis["lo"] is None:
+        return empty
+    lo, hi, n = axis["lo"], axis["hi"], axis["bins"]
+    width = (hi - lo) / n
+    c = pl.col(column)
+    b = ((c - lo) / width).floor().clip(0, n - 1).cast(pl.Int64)
+    out = (run.scores.filter(c.is_not_null() & (c >= lo) & (c <= hi))
+           .with_columns(source_groups(run).alias("source"))
+           .group_by("source", b.alias("bin")).agg(pl.len().alias("rows")).collect())
     return out.with_columns(
         (lo + pl.col("bin") * width).alias("bin_lo"), (lo + (pl.col("bin") + 1) * width).alias("bin_hi"),
-    ).select(by, "bin_lo", "bin_hi", "rows").sort(by, "bin_lo")
+    ).select("source", "bin_lo", "bin_hi", "rows").sort("source", "bin_lo")
 
 
 def languages(run: Run, top: int = 15) -> pl.DataFrame:
@@ -132,7 +178,8 @@ def what_if(run: Run, step_id: str, points: int = 21) -> pl.DataFrame:
     """Rows kept as one filter's threshold moves, the other filters' thresholds fixed.
 
     The moving bound is ``min`` when the filter has one, else ``max``. Thresholds are the
-    score's quantiles, so the curve covers the data's range. Every point is counted with the
+    score's quantiles from 0.5% to 99.5%, so the curve covers the data's range and not its
+    outliers. Every point is counted with the
     one decision rule (:func:`curate.scoring.decision.decision_exprs`): ``allow``/``deny``,
     external scores and empty captions count exactly as ``curate decide`` counts them.
     """
@@ -142,7 +189,7 @@ def what_if(run: Run, step_id: str, points: int = 21) -> pl.DataFrame:
         raise CurateError(f"no filter {step_id!r} in the run's chain; filters: {', '.join(steps)}")
     step = steps[step_id]
     bound = "min" if step.min is not None or step.max is None else "max"
-    qs = [i / (points - 1) for i in range(points)]
+    qs = [0.005 + 0.99 * i / (points - 1) for i in range(points)]
     lf = run.scores
     thr = lf.select([pl.col(step.column).quantile(q).alias(str(i)) for i, q in enumerate(qs)]).collect().row(0)
     thresholds = sorted({float(t) for t in thr if t is not None})
@@ -162,18 +209,34 @@ def what_if(run: Run, step_id: str, points: int = 21) -> pl.DataFrame:
     })
 
 
+def sample_key(seed: int = 0) -> pl.Expr:
+    """A fixed multiplicative hash of sample_id (wrapping UInt64 arithmetic): a deterministic
+    sample order, stable across library versions, unlike ``Expr.hash``."""
+    return (pl.col("sample_id").cast(pl.UInt64) ^ pl.lit(seed + KEY_SEED, pl.UInt64)) * pl.lit(GOLDEN, pl.UInt64)
+
+
 def rejected_examples(run: Run, per_reason: int = 5, seed: int = 0) -> pl.DataFrame:
     """A deterministic sample of dropped captions for each reason (hash of sample_id, seed)."""
-    # a fixed multiplicative hash of sample_id (wrapping UInt64 arithmetic): stable across
-    # library versions, unlike Expr.hash
-    key = (pl.col("sample_id").cast(pl.UInt64) ^ pl.lit(seed + KEY_SEED, pl.UInt64)) * pl.lit(GOLDEN, pl.UInt64)
     cols = ["reason", "sample_id", "source", "row", "caption"] + run.score_columns
     return (
         run.scores.filter(pl.col("reason").is_not_null())
-        .with_columns(key.alias("_k"))
+        .with_columns(sample_key(seed).alias("_k"))
         .sort("reason", "_k")
         .group_by("reason", maintain_order=True).head(per_reason)
         .select([c for c in cols if c])
+        .collect()
+    )
+
+
+def examples(run: Run, per_source: int = 4, seed: int = 0) -> pl.DataFrame:
+    """Kept and dropped captions of every source (:func:`source_groups`): a deterministic
+    sample of each, with the reason of the dropped ones."""
+    text = "caption_clean" if "caption_clean" in run.scores.collect_schema().names() else "caption"
+    return (
+        run.scores.with_columns(source_groups(run).alias("source"), sample_key(seed).alias("_k"))
+        .sort("source", "keep", "_k", descending=[False, True, False])
+        .group_by("source", "keep", maintain_order=True).head(per_source)
+        .select("source", "keep", pl.col("reason").fill_null(""), pl.col(text).alias("caption"))
         .collect()
     )
 
@@ -218,3 +281,14 @@ def mix_composition(mix: Mix, buckets: int = 5) -> pl.DataFrame:
                                              pl.col(qcol).mean().alias("mean_quality"))
         .sort(src, "quality_bucket").collect()
     )
+
+
+def mix_examples(mix: Mix, per_run: int = 4, seed: int = 0) -> pl.DataFrame:
+    """A deterministic sample of the captions the mixture selected, per source run."""
+    m = mix.manifest
+    names = m.collect_schema().names()
+    src = "run" if "run" in names else "source"
+    text = "caption_clean" if "caption_clean" in names else "caption"
+    cols = [src, text] + [c for c in ("quality", "repeat") if c in names]
+    return (m.with_columns(sample_key(seed).alias("_k")).sort(src, "_k")
+            .group_by(src, maintain_order=True).head(per_run).select(cols).collect())
