@@ -8,6 +8,7 @@ The Python API that the CLI and the notebooks share::
     curate.what_if(run, "specificity")         # rows kept as a threshold moves
     curate.redecide(run, "english-strict")     # other thresholds, nothing written
     curate.rejected_examples(run)              # dropped captions per reason
+    curate.examples(run)                       # kept and dropped captions per source
     curate.duplicate_groups(run)               # largest near-duplicate groups
     df = curate.score(pl.DataFrame({"caption": [...]}))   # score a DataFrame
 
@@ -28,6 +29,9 @@ _API = {
     "redecide": "report.explore",
     "reason_counts": "report.explore",
     "histograms": "report.explore",
+    "score_axis": "report.explore",
+    "examples": "report.explore",
+    "mix_examples": "report.explore",
     "languages": "report.explore",
     "what_if": "report.explore",
     "rejected_examples": "report.explore",
