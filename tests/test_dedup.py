@@ -299,7 +299,7 @@ def test_copies_found_and_distinct_captions_kept_apart(read_data, tmp_path, pref
     group, and at most 2.5% of distinct captions share a group with another distinct
     caption, on the whole file and on the half of its images (split by a hash of group_id)
     the preset's threshold was not looked at on (issue 13 compared 0.75, 0.8 and 0.85 on the
-    even half; 0.75 kept: see the README's near-duplicates section)."""
+    even half; 0.75 kept: see docs/dedup.md)."""
     from curate.hashing import text_hash64
 
     full_d = originals(read_data, prefix)
