@@ -1,14 +1,20 @@
 """What many test modules share: running the CLI in-process and checking its outcome.
 
 Test modules import from here (``from helpers import invoke``), never from one another.
+The mixture helpers score three real sources of ``../shared/data`` once per session.
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import polars as pl
 from click.testing import CliRunner
 
 from curate.cli import cli
+from curate.scoring.chain import load_chain
+from curate.scoring.runner import ScoreOptions, score
 
 
 def invoke(*args):
@@ -30,3 +36,61 @@ def one_line_error(res, pattern: str = "") -> str:
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
     assert re.search(pattern, lines[0]), lines[0]
     return lines[0]
+
+
+# -- mixtures over real runs ---------------------------------------------------------------
+
+SOURCES = {"web": "c_", "human": "a_", "long": "d_"}
+
+
+def make_runs(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
+    """Score the three real sources once per session (a run with run.json is reused)."""
+    base = tmp_path_factory.getbasetemp() / "mix-runs"
+    out = {}
+    for name, prefix in SOURCES.items():
+        run = base / name
+        if not (run / "run.json").exists():
+            files = sorted(str(p) for p in data_dir.glob(f"{prefix}*.parquet"))
+            score(files, run, load_chain(None), ScoreOptions(carry=("group_id",)))
+        out[name] = run
+    return out
+
+
+def toml_value(v) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
+
+
+def write_recipe(path: Path, runs: dict[str, Path], sources: dict[str, dict], caps: dict | None = None,
+                 **top) -> Path:
+    """A recipe file: ``sources`` maps a name to its keys (share, repeat, ...); runs by name."""
+    lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
+    if caps:
+        lines += ["[caps]"] + [f"{k} = {toml_value(v)}" for k, v in caps.items()]
+    for name, keys in sources.items():
+        keys = {"name": name, "run": str(runs.get(name, name)), **keys}
+        lines += ["[[source]]"] + [f"{k} = {toml_value(v)}" for k, v in keys.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def manifest(mix: Path) -> pl.DataFrame:
+    return pl.read_parquet(mix / "manifest.parquet")
+
+
+def scores_of(runs: dict[str, Path]) -> pl.DataFrame:
+    return pl.concat([
+        pl.read_parquet(r / "scores" / "part-*.parquet").with_columns(pl.lit(name).alias("run"))
+        for name, r in runs.items()
+    ], how="diagonal_relaxed")
+
+
+QUALITY = "ln(1 + score__specificity) * (1 - score__junk)"
+
+
+def quality_expr() -> pl.Expr:
+    return (1 + pl.col("score__specificity")).log() * (1 - pl.col("score__junk"))

@@ -11,15 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_mix import (
-    QUALITY,
-    invoke,
-    make_runs,
-    manifest,
-    quality_expr,
-    scores_of,
-    write_recipe,
-)
+from helpers import QUALITY, invoke, make_runs, manifest, quality_expr, scores_of, write_recipe
 
 from curate.audit.diff import diff
 from curate.audit.explain import explain

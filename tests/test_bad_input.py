@@ -9,13 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
-
-from curate.cli import cli
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from helpers import invoke
 
 
 def fails(*args: str) -> str:

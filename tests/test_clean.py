@@ -187,7 +187,7 @@ def test_scores_keep_the_caption_as_read_and_filters_score_the_clean_text():
 
 
 def test_run_json_and_manifest_carry_the_cleaning(tmp_path, data_dir):
-    from test_mix import write_recipe
+    from helpers import write_recipe
 
     from curate.mix.build import build_mixture
     from curate.scoring.runner import score

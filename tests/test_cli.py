@@ -10,17 +10,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
+
 
 from curate.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = sorted(cli.commands)
 CURATE = Path(sys.executable).parent / "curate"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_the_foundation_commands_exist():

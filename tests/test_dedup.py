@@ -9,88 +9,20 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
+from helpers import invoke, one_line_error
+from nearcopy import KINDS, near_copies
 
-from curate.cli import cli
 from curate.dedup.groups import FLOOR, best_better, roots
 from curate.dedup.run import DedupOptions, dedup, find_duplicates, parse_order, resolve
 from curate.dedup.text import text_columns, word_jaccard
 from curate.errors import CurateError
 
 A_AND_C = ["a_coco", "a_flickr30k", "a_flickr8k", "c_cc3m", "c_laion", "c_redcaps"]
-
-
-# -- the near-copy generator -------------------------------------------------------------
-
-PREFIXES = ["Stock Photo - ", "Stock Image: ", "Royalty Free Stock Photo: ", "stock photo of ", "Shutterstock: "]
-SUFFIXES = [" - royalty free image", " stock photo", " | Shutterstock", " - Stock Image",
-            " Royalty Free Stock Photography", " — Stock Photo #4823991"]
-KINDS = ["case", "punct", "space", "swap", "drop", "prefix", "suffix"]
-
-
-def _light(rng: random.Random, t: str, kind: str) -> str:
-    if kind == "case":
-        return rng.choice([t.upper(), t.lower(), t.title(), t[:1].swapcase() + t[1:]])
-    if kind == "punct":
-        bare = t.rstrip(".!?")
-        if bare != t:
-            return bare
-        return rng.choice([t + ".", t + "!", t.replace(" ", ", ", 1), '"' + t + '"'])
-    ws = t.split(" ")  # space
-    i = rng.randrange(len(ws))
-    ws[i] += rng.choice([" ", "  ", "\t"])
-    return rng.choice(["  ", " ", ""]) + " ".join(ws) + rng.choice([" ", "  ", ""])
-
-
-def near_copy(rng: random.Random, t: str, kind: str) -> str | None:
-    """One edit of ``kind``; swap and drop follow EDA's "random swap" (two words trade
-    places) and "random deletion" of one word (Wei & Zou 2019); None when not applicable."""
-    ws = t.split()
-    if kind in ("case", "punct", "space"):
-        return _light(rng, t, kind)
-    if kind == "swap":
-        if len(ws) < 2:
-            return None
-        i, j = rng.sample(range(len(ws)), 2)
-        ws[i], ws[j] = ws[j], ws[i]
-        return " ".join(ws)
-    if kind == "drop":
-        if len(ws) < 4:
-            return None
-        del ws[rng.randrange(len(ws))]
-        return " ".join(ws)
-    if kind == "prefix":
-        return rng.choice(PREFIXES) + t
-    return t.rstrip(".") + rng.choice(SUFFIXES)
-
-
-def near_copies(captions: list[str], n: int, seed: int) -> list[tuple[int, str, str]]:
-    """(index of the original, copy, kind) for ``n`` captions of 3+ words: the kinds in
-    turn, and half of the copies get a second, light edit (case, punctuation or space)."""
-    rng = random.Random(seed)
-    order = list(range(len(captions)))
-    rng.shuffle(order)
-    out: list[tuple[int, str, str]] = []
-    for i in order:
-        if len(out) >= n:
-            break
-        t = captions[i]
-        if not t or len(t.split()) < 3:
-            continue
-        kind = KINDS[len(out) % len(KINDS)]
-        c = near_copy(rng, t, kind)
-        if c is None or c == t:
-            continue
-        if rng.random() < 0.5:
-            c = _light(rng, c, rng.choice(["case", "punct", "space"]))
-        out.append((i, c, kind))
-    return out
 
 
 def test_near_copy_generator_is_deterministic():
@@ -472,17 +404,6 @@ def test_custom_order_picks_other_representatives(tmp_path):
 
 
 # -- bad input: one-line errors from the CLI ----------------------------------------------
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(res, pattern: str) -> None:
-    assert res.exit_code == 1, res.output
-    lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 def test_cli_dedup_prints_a_summary(coco_run):

@@ -16,7 +16,8 @@ from curate.dedup.run import DedupOptions
 from curate.dedup.runs import set_problem
 from curate.engines import dedup
 from curate.errors import CurateError
-from tests.test_dedup import invoke, near_copies, one_line_error
+from helpers import invoke, one_line_error, write_recipe
+from nearcopy import near_copies
 
 
 def scored(tmp: Path, name: str, captions: list[str], prefix: str | None = None) -> Path:
@@ -186,7 +187,6 @@ def test_a_held_lock_on_one_run_stops_the_set(tmp_path):
 def test_per_dup_group_cap_spans_runs_deduplicated_together(corpus, tmp_path):
     from curate.audit.explain import explain
     from curate.mix.build import build_mixture
-    from tests.test_mix import write_recipe
 
     runs = {"human": corpus["human"], "web": corpus["web"]}
     recipe = write_recipe(tmp_path / "r.toml", runs, {"human": {"share": 0.5}, "web": {"share": 0.5}},

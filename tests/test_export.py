@@ -6,7 +6,7 @@ import tarfile
 
 import polars as pl
 import pytest
-from test_mix import QUALITY, invoke, make_runs, manifest, write_recipe
+from helpers import QUALITY, invoke, make_runs, manifest, write_recipe
 
 from curate.errors import CurateError
 from curate.export.shards import export, tar_bytes

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
-from test_mix import invoke, write_recipe
+from helpers import invoke, write_recipe
 
 from curate.errors import CurateError
 from curate.export.shards import export

@@ -15,75 +15,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from helpers import QUALITY, invoke, make_runs, manifest, quality_expr, scores_of, write_recipe
 
-from curate.cli import cli
 from curate.errors import CurateError
 from curate.mix.build import build_mixture
 from curate.mix.manifest import content_hash
 from curate.mix.recipe import load_recipe, parse_recipe
 from curate.mix.sql import sampling_u
-from curate.scoring.chain import load_chain
-from curate.scoring.runner import ScoreOptions, score
-
-SOURCES = {"web": "c_", "human": "a_", "long": "d_"}
-
-
-# -- shared helpers (test_audit and test_export import these) -------------------------------
-
-
-def make_runs(tmp_path_factory, data_dir: Path) -> dict[str, Path]:
-    """Score the three real sources once per session (a run with run.json is reused)."""
-    base = tmp_path_factory.getbasetemp() / "mix-runs"
-    out = {}
-    for name, prefix in SOURCES.items():
-        run = base / name
-        if not (run / "run.json").exists():
-            files = sorted(str(p) for p in data_dir.glob(f"{prefix}*.parquet"))
-            score(files, run, load_chain(None), ScoreOptions(carry=("group_id",)))
-        out[name] = run
-    return out
-
-
-def toml_value(v) -> str:
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return repr(v)
-
-
-def write_recipe(path: Path, runs: dict[str, Path], sources: dict[str, dict], caps: dict | None = None,
-                 **top) -> Path:
-    """A recipe file: ``sources`` maps a name to its keys (share, repeat, ...); runs by name."""
-    lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
-    if caps:
-        lines += ["[caps]"] + [f"{k} = {toml_value(v)}" for k, v in caps.items()]
-    for name, keys in sources.items():
-        keys = {"name": name, "run": str(runs.get(name, name)), **keys}
-        lines += ["[[source]]"] + [f"{k} = {toml_value(v)}" for k, v in keys.items()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def manifest(mix: Path) -> pl.DataFrame:
-    return pl.read_parquet(mix / "manifest.parquet")
-
-
-def scores_of(runs: dict[str, Path]) -> pl.DataFrame:
-    return pl.concat([
-        pl.read_parquet(r / "scores" / "part-*.parquet").with_columns(pl.lit(name).alias("run"))
-        for name, r in runs.items()
-    ], how="diagonal_relaxed")
-
-
-QUALITY = "ln(1 + score__specificity) * (1 - score__junk)"
-
-
-def quality_expr() -> pl.Expr:
-    return (1 + pl.col("score__specificity")).log() * (1 - pl.col("score__junk"))
-
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory, data_dir):
@@ -104,10 +42,6 @@ def three_way(runs, tmp_path_factory):
     }, caps={"group_by": "group_id", "per_group": 1}, size=4000, seed=11, quality=QUALITY, alpha=1.0)
     build_mixture(recipe, d / "mix")
     return d / "mix"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 # -- shares, caps, tilt --------------------------------------------------------------------
@@ -384,13 +318,22 @@ def test_validation_errors_are_one_line(runs, tmp_path, case, needle):
     assert not (tmp_path / "mix").exists()  # nothing is written before the recipe holds
 
 
-def test_a_failed_rerun_keeps_no_stale_manifest_json(runs, tmp_path):
+@pytest.mark.parametrize("quality", ["score__nope", "CAST(caption AS DOUBLE)"])
+def test_a_failed_rerun_keeps_no_stale_manifest_json(runs, tmp_path, quality):
+    """A rerun that fails (in validation, or while the query runs) leaves the folder's
+    manifest.json describing the manifest.parquet beside it: the previous mixture, byte for
+    byte, never a manifest.json of one attempt beside the rows of another."""
     good = write_recipe(tmp_path / "g.toml", runs, {"human": {}}, size=100)
     build_mixture(good, tmp_path / "mix")
-    bad = write_recipe(tmp_path / "b.toml", runs, {"human": {}}, size=100, quality="score__nope")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "mix").iterdir()}
+    bad = write_recipe(tmp_path / "b.toml", runs, {"human": {}}, size=100, quality=quality)
     with pytest.raises(CurateError):
         build_mixture(bad, tmp_path / "mix", overwrite=True)
-    assert (tmp_path / "mix" / "manifest.json").exists()  # validation failed before anything was touched
+    after = {p.name: p.read_bytes() for p in (tmp_path / "mix").iterdir()}
+    assert after == before
+    info = json.loads(after["manifest.json"])
+    assert info["content_hash"] == content_hash(tmp_path / "mix" / "manifest.parquet", ["human"])
+    assert not list(tmp_path.glob(".mix.staging-*"))  # no half-written attempt left behind
 
 
 def test_content_hash_ignores_parquet_encoding(three_way, tmp_path):

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
+from helpers import ok
 from hypothesis import strategies as st
 
-from curate.cli import cli
 from curate.scoring.chain import Chain, load_chain
 from curate.scoring.decision import decide, is_empty_caption
 from curate.scoring.frame import normalise_text, normalised, score_frame
@@ -40,12 +39,6 @@ CAPTIONS = [
 ]
 
 DEFAULT = load_chain("default")
-
-
-def invoke_ok(*args):
-    res = CliRunner().invoke(cli, [str(a) for a in args])
-    assert res.exit_code == 0, res.output
-    return res
 
 
 def parts(run: Path) -> list[Path]:
@@ -78,8 +71,8 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def test_same_input_same_output_byte_for_byte(corpus, tmp_path):
-    invoke_ok("score", corpus, "--out", tmp_path / "a", "--batch-rows", "1000")
-    invoke_ok("score", corpus, "--out", tmp_path / "b", "--batch-rows", "1000")
+    ok("score", corpus, "--out", tmp_path / "a", "--batch-rows", "1000")
+    ok("score", corpus, "--out", tmp_path / "b", "--batch-rows", "1000")
     pa_, pb = parts(tmp_path / "a"), parts(tmp_path / "b")
     assert [p.name for p in pa_] == [p.name for p in pb] and len(pa_) == 3
     for x, y in zip(pa_, pb):
@@ -92,8 +85,8 @@ def test_same_input_same_output_byte_for_byte(corpus, tmp_path):
 
 
 def test_one_worker_or_two_give_the_same_parts(corpus, tmp_path):
-    invoke_ok("score", corpus, "--out", tmp_path / "one", "--batch-rows", "1000", "--workers", "1")
-    invoke_ok("score", corpus, "--out", tmp_path / "two", "--batch-rows", "1000", "--workers", "2")
+    ok("score", corpus, "--out", tmp_path / "one", "--batch-rows", "1000", "--workers", "1")
+    ok("score", corpus, "--out", tmp_path / "two", "--batch-rows", "1000", "--workers", "2")
     assert json.loads((tmp_path / "two" / "run.json").read_text())["workers"] == 2
     p1, p2 = parts(tmp_path / "one"), parts(tmp_path / "two")
     assert [p.name for p in p1] == [p.name for p in p2] and len(p1) == 3
@@ -107,8 +100,8 @@ def test_row_order_does_not_change_a_rows_scores_in_a_run(corpus, tmp_path):
     src.write_parquet(tmp_path / "ordered.parquet")
     shuffled = tmp_path / "shuffled.parquet"
     src.sample(fraction=1.0, shuffle=True, seed=11).write_parquet(shuffled)
-    invoke_ok("score", tmp_path / "ordered.parquet", "--out", tmp_path / "a", "--carry", "orig", "--batch-rows", "1000")
-    invoke_ok("score", shuffled, "--out", tmp_path / "b", "--carry", "orig", "--batch-rows", "1000")
+    ok("score", tmp_path / "ordered.parquet", "--out", tmp_path / "a", "--carry", "orig", "--batch-rows", "1000")
+    ok("score", shuffled, "--out", tmp_path / "b", "--carry", "orig", "--batch-rows", "1000")
     a = scores(tmp_path / "a").sort("orig")
     b = scores(tmp_path / "b").sort("orig")
     cols = score_columns(a)
@@ -200,7 +193,7 @@ def test_a_stricter_threshold_never_keeps_more(scored, data):
 
 def test_a_stricter_chain_keeps_a_subset_through_decide(corpus, tmp_path):
     run = tmp_path / "run"
-    invoke_ok("score", corpus, "--out", run, "--batch-rows", "1000")
+    ok("score", corpus, "--out", run, "--batch-rows", "1000")
     before = scores(run).select("sample_id", "keep")
     chain = load_chain("default")
     for step in chain.steps:
@@ -210,7 +203,7 @@ def test_a_stricter_chain_keeps_a_subset_through_decide(corpus, tmp_path):
             step.max = 12.0
     strict = tmp_path / "strict.toml"
     strict.write_text(chain.to_toml())
-    invoke_ok("decide", run, "--chain", strict)
+    ok("decide", run, "--chain", strict)
     after = scores(run).select("sample_id", "keep")
     assert after["sample_id"].to_list() == before["sample_id"].to_list()
     assert not (after["keep"] & ~before["keep"]).any()

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
+from helpers import invoke, ok
 
 import curate
-from curate.cli import cli
 from curate.hashing import file_fingerprint, text_hash64
 from curate.scoring.chain import EMPTY, load_chain
 from curate.scoring.decision import decide
@@ -31,16 +30,6 @@ CAPTIONS = [
     "A chef in a white apron slices vegetables on a steel counter.",
     "Three horses graze in a fenced meadow below snowy mountains.",
 ]
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    res = invoke(*args)
-    assert res.exit_code == 0, res.output
-    return res
 
 
 def scores(run: Path) -> pl.DataFrame:

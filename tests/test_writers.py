@@ -14,7 +14,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
+from helpers import invoke, ok
+
 
 from curate.cli import cli
 from curate.layout import lock_folder, lock_output
@@ -23,16 +24,6 @@ from curate.scoring.decision import decide
 
 LIGHT = '[[filter]]\nname = "length"\nmin = {min}\n\n[[filter]]\nname = "junk"\n'
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "POLARS_MAX_THREADS": "1"}
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    res = invoke(*args)
-    assert res.exit_code == 0, res.output
-    return res
 
 
 def curate_proc(*args) -> subprocess.Popen:
