@@ -95,3 +95,11 @@ def test_the_real_entry_point_prints_one_line_errors(tmp_path):
         assert proc.returncode == 1, proc.stderr
         assert len(out) == 1 and out[0].startswith("Error: "), out
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+@pytest.mark.parametrize("command", ["score", "dedup"])
+def test_engine_choices_come_from_the_registry(command):
+    from curate.engines import ENGINES
+
+    option = next(p for p in cli.commands[command].params if p.name == "engine")
+    assert list(option.type.choices) == list(ENGINES)

@@ -6,8 +6,11 @@ from pathlib import Path
 import click
 
 from curate.cli.common import friendly, make_console, reporting
+from curate.engines import ENGINES
 from curate.layout import DEDUP, RUN_JSON, SCORES
 from curate.report.terminal import summary_table
+
+ENGINE_HELP = "; ".join(f"{name}: {e.description}" for name, e in ENGINES.items())
 
 
 @click.command()
@@ -23,8 +26,8 @@ from curate.report.terminal import summary_table
 @click.option("--workers", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: one per core for large inputs).")
 @click.option("--batch-rows", type=click.IntRange(1000, 10_000_000), default=100_000, show_default=True, help="Rows per batch and per output part.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where to score: processes on this machine, or Ray Data (pip install 'curate[ray]').")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
+              help=f"Where to score: {ENGINE_HELP}.")
 @click.option("--address", default=None, help="With --engine ray: a running Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray.")
 @friendly
 def score(inputs, out, chain, caption_column, id_column, carry, carry_all, columns, lid_model, workers, batch_rows,
@@ -147,8 +150,8 @@ def report(target, out):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where the embedder runs.")
 @click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours per caption in the kNN table.")
 @click.option("--order", default=None, help='Quality order for choosing representatives (default: "keep desc, score__specificity desc"; sample_id breaks ties).')
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where embedding and neighbour search run: this process, or Ray (an actor pool embeds, tasks search the k-means partitions).")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
+              help=f"Where embedding and neighbour search run: {ENGINE_HELP}.")
 @click.option("--address", default=None, help="With --engine ray: a running Ray cluster (e.g. auto, or HOST:6379); default: start a local Ray.")
 @click.option("--prefer", multiple=True, metavar="RUN",
               help="With several runs: this run's rows represent their groups first (repeat: most preferred first), e.g. human captions over web alt-text.")

@@ -10,22 +10,62 @@ until it is asked for.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib.util import find_spec
+from typing import Callable
 
 from curate.engines.ray_runtime import RAY_INSTALL
 from curate.errors import CurateError
 
-ENGINES = ("local", "ray")
+
+@dataclass(frozen=True)
+class Engine:
+    """An engine: what it is (for the help), what it needs installed, and the two hooks it
+    hands the stages (None: the stage's own local code). The hooks import their modules only
+    when called, so an engine costs nothing until it is chosen."""
+
+    description: str
+    score_backend: Callable[[], Callable | None]
+    dedup_neighbors: Callable[[str | None], Callable | None]
+    needs: str | None = None  # a module that must be importable
+    install: str = ""
+    takes_address: bool = False
 
 
-def check_engine(engine: str, address: str | None = None) -> None:
-    """Fail before any work when ``engine`` is unknown or not installed."""
+def _ray_score():
+    from curate.engines.ray_score import score_files
+
+    return score_files
+
+
+def _ray_neighbors(address: str | None):
+    from functools import partial
+
+    from curate.engines.ray_dedup import build_neighbors_ray
+
+    return partial(build_neighbors_ray, address=address)
+
+
+#: The engines, by name: a new engine is a module and one line here (the CLI's choices
+#: come from this dictionary).
+ENGINES: dict[str, Engine] = {
+    "local": Engine("processes on this machine", lambda: None, lambda address: None),
+    "ray": Engine(f"Ray Data and Ray tasks ({RAY_INSTALL})", _ray_score, _ray_neighbors,
+                  needs="ray", install=RAY_INSTALL, takes_address=True),
+}
+
+
+def check_engine(engine: str, address: str | None = None) -> Engine:
+    """The engine called ``engine``; fail before any work when it is unknown or not installed."""
     if engine not in ENGINES:
         raise CurateError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
-    if address and engine != "ray":
-        raise CurateError("an address is for the ray engine; add --engine ray")
-    if engine == "ray" and find_spec("ray") is None:
-        raise CurateError(f"the ray engine needs Ray, which is not installed: {RAY_INSTALL}")
+    e = ENGINES[engine]
+    if address and not e.takes_address:
+        takes = [n for n, x in ENGINES.items() if x.takes_address]
+        raise CurateError(f"an address is for the {' or '.join(takes)} engine; add --engine {takes[0]}")
+    if e.needs and find_spec(e.needs) is None:
+        raise CurateError(f"the {engine} engine needs {e.needs}, which is not installed: {e.install}")
+    return e
 
 
 def score(inputs: list[str], out: str | os.PathLike, chain, opts=None, reporter=None) -> dict:
@@ -34,13 +74,8 @@ def score(inputs: list[str], out: str | os.PathLike, chain, opts=None, reporter=
     from curate.scoring.runner import score as run_score
 
     opts = opts or ScoreOptions()
-    check_engine(opts.engine, opts.address)
-    backend = None
-    if opts.engine == "ray":
-        from curate.engines.ray_score import score_files
-
-        backend = score_files
-    return run_score(inputs, out, chain, opts, reporter, backend=backend)
+    engine = check_engine(opts.engine, opts.address)
+    return run_score(inputs, out, chain, opts, reporter, backend=engine.score_backend())
 
 
 def dedup(runs, opts=None, reporter=None) -> dict:
@@ -49,12 +84,5 @@ def dedup(runs, opts=None, reporter=None) -> dict:
     from curate.dedup.run import dedup as run_dedup
 
     opts = opts or DedupOptions()
-    check_engine(opts.engine, opts.address)
-    neighbors = None
-    if opts.engine == "ray":
-        from functools import partial
-
-        from curate.engines.ray_dedup import build_neighbors_ray
-
-        neighbors = partial(build_neighbors_ray, address=opts.address)
-    return run_dedup(runs, opts, reporter, neighbors=neighbors)
+    engine = check_engine(opts.engine, opts.address)
+    return run_dedup(runs, opts, reporter, neighbors=engine.dedup_neighbors(opts.address))
