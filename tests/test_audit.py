@@ -64,6 +64,7 @@ def _check_against_tables(e: dict, row: dict, run: Path) -> None:
     assert e["carried"]["group_id"] == row["group_id"]
 
 
+@pytest.mark.slow
 def test_explain_a_selected_sample_reports_the_tables(mix, runs, table):
     m = manifest(mix)
     for picked in m.head(3).iter_rows(named=True):
@@ -79,6 +80,7 @@ def test_explain_a_selected_sample_reports_the_tables(mix, runs, table):
         assert e["origin"]["file"] and Path(e["origin"]["file"]).is_file()
 
 
+@pytest.mark.slow
 def test_explain_says_why_a_sample_was_not_selected(mix, runs, table):
     m = manifest(mix)
     info = json.loads((mix / "manifest.json").read_text())

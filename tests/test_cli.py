@@ -58,6 +58,7 @@ def test_score_and_decide_print_a_closing_table(tmp_path):
     assert "english-strict" in res.output and "rows in" in res.output and "decided 3 rows" in res.output
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic_and_runs_the_default_chain(tmp_path):
     from curate.demo import make_sample
 

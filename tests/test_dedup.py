@@ -261,6 +261,7 @@ def test_same_image_paraphrases_are_rarely_merged_by_default(read_data, tmp_path
     assert merged < 0.01
 
 
+@pytest.mark.slow
 def test_paraphrase_preset_merges_more_paraphrases(read_data, tmp_path):
     """MiniLM on a small sample (60 COCO images): the semantic preset merges same-image
     paraphrases that the default keeps apart."""

@@ -35,6 +35,7 @@ def static(curate_cache):
     return load_embedder("static")
 
 
+@pytest.mark.slow
 def test_child_process_embeds_the_same_vectors(static, captions, tmp_path):
     t = captions.head(6_000)
     h = text_hash64(t).to_numpy()
@@ -48,6 +49,7 @@ def test_child_process_embeds_the_same_vectors(static, captions, tmp_path):
     assert again["embedded"] == 0 and again["process"] is None
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_one_line_and_a_rerun_goes_on(static, captions, tmp_path):
     t = captions.head(20_000)
     h = text_hash64(t).to_numpy()
@@ -68,6 +70,7 @@ def test_a_killed_child_is_one_line_and_a_rerun_goes_on(static, captions, tmp_pa
     np.testing.assert_array_equal(np.asarray(v, np.float32), v_in)
 
 
+@pytest.mark.slow
 def test_a_model_that_fails_in_the_child_is_one_line(captions, tmp_path):
     folder = tmp_path / "broken"
     folder.mkdir()
@@ -79,6 +82,7 @@ def test_a_model_that_fails_in_the_child_is_one_line(captions, tmp_path):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_out_of_core_dedup_never_loads_the_model_libraries_in_the_main_process(static, captions, tmp_path):
     """The parent process of an out-of-core dedup never imports torch (the child does)."""
     rows = pl.DataFrame({"caption": captions.head(3_000)}).with_row_index("rank").with_columns(
@@ -130,6 +134,7 @@ def recall_at(ids: np.ndarray, truth: np.ndarray) -> float:
     return float(hit.sum() / (truth >= 0).sum())
 
 
+@pytest.mark.slow
 def test_two_level_partitions_find_the_neighbours_one_level_finds(static, captions, monkeypatch):
     """Past ASSIGN_EXACT_MAX clusters, k-means runs in two levels and each vector is compared
     with the centroids of its 8 nearest centroid lists only: on real captions the close

@@ -63,6 +63,7 @@ def both(read_data, tmp_path_factory):
     return {"in": (t_in, i_in, a), "out": (t_out, i_out, b), "rows": rows}
 
 
+@pytest.mark.slow
 def test_out_of_core_equals_in_memory_on_real_captions(both):
     t_in, i_in, a = both["in"]
     t_out, i_out, b = both["out"]
@@ -81,6 +82,7 @@ def test_out_of_core_equals_in_memory_on_real_captions(both):
     assert min(kinds.get(x, 0) for x in ("none", "exact", "near")) > 5_000  # every kind, many times
 
 
+@pytest.mark.slow
 def test_reuse_and_new_threshold_out_of_core(both, tmp_path):
     """A rerun reads the table part by part; a new threshold re-decides exactly like the
     in-memory path; a damaged part is rebuilt, never trusted."""
@@ -97,6 +99,7 @@ def test_reuse_and_new_threshold_out_of_core(both, tmp_path):
     assert not info3["reused"] and t3.equals(t1)
 
 
+@pytest.mark.slow
 def test_knn_stream_equals_knn_in_small_batches(both, monkeypatch):
     """With batches of a few partitions (many merges per vector), the same lists as knn."""
     _, _, a = both["in"]
@@ -112,6 +115,7 @@ def test_knn_stream_equals_knn_in_small_batches(both, monkeypatch):
     np.testing.assert_array_equal(sims, sims2)
 
 
+@pytest.mark.slow
 def test_lazy_cache_writes_the_same_matrix(both, tmp_path):
     _, _, a = both["in"]
     from curate.embed import load_embedder
@@ -128,6 +132,7 @@ def test_lazy_cache_writes_the_same_matrix(both, tmp_path):
     np.testing.assert_array_equal(vf[np.arange(5_000)], full.lookup(hashes))
 
 
+@pytest.mark.slow
 def test_auto_switch_and_bad_memory_option(both, tmp_path, monkeypatch):
     rows = both["rows"].head(3_000)
     with pytest.raises(CurateError, match="memory must be one of"):
@@ -143,6 +148,7 @@ def test_auto_switch_and_bad_memory_option(both, tmp_path, monkeypatch):
     assert t_auto.equals(t_in)
 
 
+@pytest.mark.slow
 def test_ray_engine_out_of_core_equals_local_in_memory(read_data, tmp_path, monkeypatch):
     """--engine ray --memory out (Ray actors embed into the same float16 shards; each batch
     of partitions is searched as Ray tasks) gives the local in-memory path's table."""

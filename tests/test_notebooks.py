@@ -31,6 +31,7 @@ def test_notebook_committed_without_outputs(path):
             assert cell.get("execution_count") is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, demo_dir, monkeypatch):
     import nbformat

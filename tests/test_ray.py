@@ -92,6 +92,7 @@ def both(ray_local, inputs, tmp_path_factory):
     return out, local, ray_run, mtimes
 
 
+@pytest.mark.slow
 def test_same_parts_with_the_same_schema(both):
     out, *_ = both
     parts = {p.name: p for p in (out / "local" / "scores").glob("part-*.parquet")}
@@ -102,6 +103,7 @@ def test_same_parts_with_the_same_schema(both):
     assert pl.read_parquet_schema(next(iter(parts.values())))["sample_id"] == pl.UInt64
 
 
+@pytest.mark.slow
 def test_every_row_has_the_same_provenance_scores_and_decision(both):
     out, *_ = both
     a, b = _table(out / "local"), _table(out / "ray")
@@ -125,6 +127,7 @@ def test_every_row_has_the_same_provenance_scores_and_decision(both):
         assert rows.to_list() == list(range(n)), src
 
 
+@pytest.mark.slow
 def test_run_json_is_the_same_but_for_the_engine(both):
     out, local, ray_run, _ = both
     assert (local["engine"], ray_run["engine"]) == ("local", "ray")
@@ -134,6 +137,7 @@ def test_run_json_is_the_same_but_for_the_engine(both):
     assert json.loads((out / "ray" / "run.json").read_text())["engine"] == "ray"
 
 
+@pytest.mark.slow
 def test_ray_finishes_a_run_keeping_its_finished_parts(both):
     out, _, _, mtimes = both
     for name, mtime in mtimes.items():
@@ -141,6 +145,7 @@ def test_ray_finishes_a_run_keeping_its_finished_parts(both):
     assert len(list((out / "ray" / "scores").glob("part-*.parquet"))) == 9
 
 
+@pytest.mark.slow
 def test_a_library_error_in_an_actor_is_one_message(ray_local, tmp_path):
     pl.DataFrame({"caption": ["a dog", "a cat"], "id": ["x", None]}).write_parquet(tmp_path / "ids.parquet")
     with pytest.raises(CurateError, match="id column 'id' is empty"):
@@ -169,6 +174,7 @@ def test_address_needs_the_ray_engine(tmp_path):
 # -- curate dedup --engine ray ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dedup_on_ray_writes_the_same_groups(ray_local, read_data, tmp_path, monkeypatch):
     """Both engines, partitioned search forced (so the Ray tasks run), give the same groups."""
     from curate.dedup import index as dedup_index

@@ -44,6 +44,7 @@ def report(tmp_path_factory):
     return out / "web" / "report.html"
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(report):
     text = report.read_text()
     assert "<img" in text
@@ -52,6 +53,7 @@ def test_report_is_self_contained(report):
     assert "<script src" not in text
 
 
+@pytest.mark.slow
 def test_report_json_holds_the_numbers(report):
     data = json.loads(report.with_name("report.json").read_text())
     rows = sum(r["rows"] for r in data["reasons"])
@@ -62,6 +64,7 @@ def test_report_json_holds_the_numbers(report):
     assert data["duplicate_groups"], "the demo deduplicates its runs"
 
 
+@pytest.mark.slow
 def test_mixture_report_has_composition_and_every_run(report):
     data = json.loads((report.parent.parent / "report.json").read_text())  # the demo's mixture report
     assert data["composition"] and set(data["runs"]) == {"web", "captions", "long"}
@@ -83,6 +86,7 @@ def render(page: Path, tmp_path) -> dict:
     return json.loads(m.group(1).replace("&quot;", '"'))
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium(report, tmp_path):
     result = render(report, tmp_path)
     assert result["images"] >= 10
@@ -94,6 +98,7 @@ def test_report_renders_in_chromium(report, tmp_path):
     assert shot.stat().st_size > 50_000  # a page with plots, not a blank one
 
 
+@pytest.mark.slow
 def test_the_mixture_page_shows_one_tab_at_a_time_in_chromium(report, tmp_path):
     """The mixture's own tab is open: its sections and plots show, the runs' tabs are hidden."""
     mix_page = report.parent.parent / "report.html"
@@ -106,6 +111,7 @@ def test_report_on_a_non_run_is_one_line_error(tmp_path):
     one_line_error(invoke("report", tmp_path, "--out", tmp_path / "r.html"), "not a run")
 
 
+@pytest.mark.slow
 def test_the_mixture_page_has_a_tab_for_the_mixture_and_each_run(report):
     text = (report.parent.parent / "report.html").read_text()
     assert text.count('type="radio"') == 4 and 'id="tab0" checked' in text

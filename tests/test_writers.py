@@ -62,6 +62,7 @@ def consistent(run: Path) -> dict:
     return info
 
 
+@pytest.mark.slow
 def test_decide_killed_at_any_moment_leaves_the_old_run_or_the_new(web_run):
     d, chains = web_run
     run = d / "run"
