@@ -49,6 +49,50 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+#: Bytes of members hashed at a time by :func:`member_hashes` (bounds its temporary arrays).
+HASH_CHUNK = 8 << 20
+
+
+def member_hashes(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """A 64-bit content hash of each byte range ``buf[start:start + len]`` (tar members: every
+    start a multiple of 8 bytes from ``buf``'s first byte, ranges in ascending order).
+
+    The range is read as little-endian 64-bit words ``w_j`` (the last one zero-padded);
+    with ``m_j = splitmix64(w_j)``, the hash is ``splitmix64(S ^ splitmix64(T ^ len))``
+    where ``S = sum m_j`` and ``T = sum j * m_j`` (mod 2**64). Any change of one word changes
+    ``S``; moved or swapped words change ``T``. It finds edits, not an adversary forging a
+    collision. Computed with numpy a chunk of :data:`HASH_CHUNK` bytes at a time (about
+    1 GB/s on one core); fixed by its definition, so stored values stay valid."""
+    starts, lens = np.asarray(starts, np.int64), np.asarray(lens, np.int64)
+    out = np.zeros(len(starts), np.uint64)
+    if not len(starts):
+        return out
+    if (starts % 8).any() or (np.diff(starts) < 0).any():
+        raise ValueError("member_hashes needs ascending starts at multiples of 8 bytes")
+    ws, nw, tail = starts // 8, (lens + 7) // 8, lens % 8
+    if int((ws + nw).max()) * 8 > len(buf):  # the last word runs past the buffer: pad it
+        buf = np.concatenate([np.asarray(buf[: int((starts + lens).max())]), np.zeros(8, np.uint8)])
+    words = np.asarray(buf[: len(buf) // 8 * 8]).view("<u8")
+    group = (ws - ws[0]) // (HASH_CHUNK // 8)
+    bounds = [0, *(np.flatnonzero(np.diff(group)) + 1).tolist(), len(ws)]
+    with np.errstate(over="ignore"):
+        for a, b in zip(bounds[:-1], bounds[1:]):  # a loop over chunks of members
+            w, n, t = ws[a:b], nw[a:b], tail[a:b]
+            lo = int(w[0])
+            m = np.append(splitmix64(words[lo:int((w + n).max())]), np.uint64(0))
+            cut = np.flatnonzero(t)
+            last = w[cut] + n[cut] - 1
+            mask = (np.uint64(1) << (np.uint64(8) * t[cut].astype(np.uint64))) - np.uint64(1)
+            m[last - lo] = splitmix64(words[last] & mask)
+            at = np.empty(2 * len(w), np.int64)
+            at[0::2], at[1::2] = w - lo, w - lo + n
+            s = np.add.reduceat(m, at)[0::2]
+            j = np.add.reduceat(m * np.arange(len(m), dtype=np.uint64), at)[0::2] - (w - lo).astype(np.uint64) * s
+            s[n == 0], j[n == 0] = 0, 0
+            out[a:b] = splitmix64(s ^ splitmix64(j ^ lens[a:b].astype(np.uint64)))
+    return out
+
+
 def key64(text: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
 

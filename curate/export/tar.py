@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError
-from curate.ingest.webdataset import fixed_text
+from curate.ingest.tarscan import fixed_text
 
 IMAGE_COLUMNS = ("image_member", "image_offset", "image_size")
 

@@ -165,10 +165,9 @@ def inspect_input(inp: InputFile, names: tuple[str, ...] | list[str] = ()) -> No
         inp.dtypes = {k: str(v) for k, v in pl.from_arrow(sch.empty_table()).schema.items()}
     elif inp.format == "webdataset":
         try:
-            inp.columns, inp.empty = wds.inspect(inp.path)
+            inp.columns, inp.empty, inp.dtypes = wds.inspect(inp.path)
         except CurateError as e:
             raise CurateError(f"{inp.path}: {e}") from None
-        inp.dtypes = dict(wds.INDEX_TYPES)
     elif inp.format == "jsonl":
         with compressed.open_text(inp.path, inp.compression) as f:
             head = f.read(1 << 20).removeprefix(BOM)
