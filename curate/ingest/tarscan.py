@@ -23,6 +23,7 @@ window, so an image is read once.
 """
 from __future__ import annotations
 
+import mmap
 import tarfile
 from typing import Iterator
 
@@ -133,12 +134,11 @@ def _members_fast(f, size: int) -> Iterator[pl.DataFrame]:
     """Member frames (name, offset, size, data, hash) window by window."""
     pos = 0
     while pos < size:
-        f.seek(pos)
-        raw = f.read(WINDOW)
+        raw = _mapped(f, pos, min(WINDOW, size - pos))
         nb = len(raw) // 512
         if nb == 0:
             raise CurateError(f"truncated tar: the file ends inside a header at byte {pos}")
-        buf = np.frombuffer(raw, np.uint8, nb * 512)
+        buf = raw[: nb * 512]
         blocks = buf.reshape(nb, 512)
         if not blocks[0].any():
             return  # the end-of-archive blocks
@@ -186,8 +186,7 @@ def _members_fast(f, size: int) -> Iterator[pl.DataFrame]:
                 f"truncated tar: member {names[last]!r} at byte {pos + int(cand[last]) * 512} "
                 f"needs {int(sizes[last]):,} bytes, the file ends at byte {size:,}")
         if cut == 0:  # one member larger than the window
-            f.seek(pos + 512)
-            buf = np.frombuffer(f.read(int(sizes[0])), np.uint8)
+            buf = _mapped(f, pos + 512, int(sizes[0]))
             starts, cut, base = np.zeros(1, np.int64), 1, pos + 512
         else:
             starts, base = (cand[:cut] + 1) * 512, pos
@@ -202,6 +201,15 @@ def _members_fast(f, size: int) -> Iterator[pl.DataFrame]:
         frame = frame.filter("file").with_columns(pl.when("image").then("hash").alias("hash"))
         yield frame.drop("file", "image")
         pos = end
+
+
+def _mapped(f, at: int, length: int) -> np.ndarray:
+    """Bytes ``at .. at + length`` of the file, memory-mapped (read from the page cache
+    without a copy; unmapped when the last view goes)."""
+    start = at - at % mmap.ALLOCATIONGRANULARITY
+    if length <= 0:
+        return np.zeros(0, np.uint8)
+    return np.memmap(f, np.uint8, "r", offset=start, shape=(at - start + length,))[at - start:]
 
 
 def _chain(cand: np.ndarray, nxt: np.ndarray, nb: int) -> np.ndarray:
