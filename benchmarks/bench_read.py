@@ -96,8 +96,11 @@ def bench_img2dataset(n: int, shards: int, pythonpath: str | None) -> None:
     size = sum(p.stat().st_size for p in d.glob("*.tar")) / 1e6
     print(f"{n:,} samples in {shards} shards, {size:,.0f} MB of tars; {os.cpu_count()} cores; load average {loadavg()}")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    cmd = [sys.executable, "-m", "curate.cli"]
+    if pythonpath:  # that checkout's curate, not the editable install of this one
+        cmd = [sys.executable, "-c", "import sys, runpy; sys.meta_path[:] = [f for f in sys.meta_path if "
+               "'editable' not in repr(f)]; sys.path.insert(0, sys.argv.pop(1)); "
+               "runpy.run_module('curate.cli', run_name='__main__')", pythonpath]
     else:
         t0 = time.perf_counter()
         rows = 0
@@ -110,7 +113,7 @@ def bench_img2dataset(n: int, shards: int, pythonpath: str | None) -> None:
               f"{size / s:,.0f} MB/s")
     run = OUT / "img2dataset-run"
     shutil.rmtree(run, ignore_errors=True)
-    cmd = [sys.executable, "-m", "curate.cli", "score", str(d), "--out", str(run), "--carry-all"]
+    cmd += ["score", str(d), "--out", str(run), "--carry-all"]
     m = run_measured(cmd, env=env)
     got = pl.read_parquet(run / "scores" / "*.parquet", columns=["row"]).height
     print(f"curate score (whole command{', PYTHONPATH=' + pythonpath if pythonpath else ''}): {got:,} rows in "

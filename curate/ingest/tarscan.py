@@ -130,11 +130,11 @@ def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Serie
     return names.scatter(new["t"], new["name"])
 
 
-def _members_fast(f, size: int) -> Iterator[pl.DataFrame]:
-    """Member frames (name, offset, size, data, hash) window by window."""
+def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
+    """Member frames (name, offset, size, data, hash), ``window`` bytes at a time."""
     pos = 0
     while pos < size:
-        raw = _mapped(f, pos, min(WINDOW, size - pos))
+        raw = _mapped(f, pos, min(window, size - pos))
         nb = len(raw) // 512
         if nb == 0:
             raise CurateError(f"truncated tar: the file ends inside a header at byte {pos}")
@@ -260,15 +260,16 @@ def _frame(cols: dict[str, list], mm: np.ndarray) -> pl.DataFrame:
         pl.when(pl.Series(image)).then("hash").alias("hash"))
 
 
-def members(path: str) -> Iterator[pl.DataFrame]:
-    """Every regular member of the tar as frames of (name, offset, size, data, hash)."""
+def members(path: str, window: int | None = None) -> Iterator[pl.DataFrame]:
+    """Every regular member of the tar as frames of (name, offset, size, data, hash), read
+    ``window`` bytes (default :data:`WINDOW`) at a time."""
     import os
 
     size = os.path.getsize(path)
     done = 0
     try:
         with open(path, "rb") as f:
-            for frame in _members_fast(f, size):
+            for frame in _members_fast(f, size, window or WINDOW):
                 done += frame.height
                 yield frame
         return

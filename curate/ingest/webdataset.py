@@ -34,13 +34,16 @@ from curate.ingest.text import lone_surrogates_replaced, to_text
 #: Columns every WebDataset input has (besides the ``.json`` fields).
 INDEX_COLUMNS = ("caption", "key", "image_member", "image_offset", "image_size", "image_hash")
 INDEX_TYPES = {"image_offset": "Int64", "image_size": "Int64", "image_hash": "UInt64"}
+#: Bytes at the start of a shard that give its columns and their types.
+INSPECT_WINDOW = 8 << 20
 
 
-def samples(path: str, batch_rows: int = 100_000, max_rows: int | None = None) -> Iterator[pl.DataFrame]:
+def samples(path: str, batch_rows: int = 100_000, max_rows: int | None = None,
+            window: int | None = None) -> Iterator[pl.DataFrame]:
     """Rows of one shard: caption (from .txt), key, the image index and each .json field."""
     held = None
     rows = 0
-    for frame in members(path):
+    for frame in members(path, window):
         if held is not None:
             frame = pl.concat([held, frame])
         keys = frame["name"].str.extract(KEY, 1)
@@ -117,10 +120,10 @@ def _json_fields(path: str, js: pl.DataFrame) -> pl.DataFrame:
 
 
 def inspect(path: str) -> tuple[list[str], bool, dict[str, str]]:
-    """(columns, empty, types) from the first window of a shard: a ``.json`` field's type is
-    Int64, Float64 or Boolean where its values there are all of that kind, Null where they
-    are all null, else String (lists and objects are carried as JSON text)."""
-    for batch in samples(path, max_rows=1):
+    """(columns, empty, types) from the first :data:`INSPECT_WINDOW` bytes of a shard: a
+    ``.json`` field's type is Int64, Float64 or Boolean where its values there are all of that
+    kind, Null where they are all null, else String (lists and objects are JSON text)."""
+    for batch in samples(path, max_rows=1, window=INSPECT_WINDOW):
         types = dict(INDEX_TYPES)
         for c, t in batch.schema.items():
             if c not in INDEX_COLUMNS:
@@ -131,11 +134,22 @@ def inspect(path: str) -> tuple[list[str], bool, dict[str, str]]:
 
 
 def read(path: str, cols: list[str], batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Batches of at most ``batch_rows`` samples with the columns ``cols`` (null where absent)."""
+    """Batches of ``batch_rows`` samples (the last one fewer) with the columns ``cols`` (null
+    where absent): a window of a shard with large images holds a few thousand samples, and
+    scoring is cheaper per row in full batches."""
+    held: list[pl.DataFrame] = []
+    rows = 0
     for frame in samples(path):
         for c in cols:
             if c not in frame.columns:
                 frame = frame.with_columns(pl.lit(None, pl.String).alias(c))
-        frame = frame.select(cols)
-        for i in range(0, frame.height, batch_rows):
-            yield frame.slice(i, batch_rows)
+        held.append(frame.select(cols))
+        rows += frame.height
+        if rows >= batch_rows:
+            whole = pl.concat(held, how="vertical_relaxed")
+            cut = rows - rows % batch_rows
+            for i in range(0, cut, batch_rows):
+                yield whole.slice(i, batch_rows)
+            held, rows = [whole.slice(cut)], rows - cut
+    if rows:
+        yield pl.concat(held, how="vertical_relaxed")

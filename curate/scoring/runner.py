@@ -225,8 +225,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     total = _total_rows(files)
     if total == 0:
         raise CurateError(f"the inputs hold no rows: {_names(files)}")
-    for f in files:
-        f.fingerprint = file_fingerprint(f.path)
+    _fingerprints(files)
     out = Path(out)
     created = not out.exists()
     _prepare_out(out)
@@ -358,6 +357,15 @@ def _outside(files: list[InputFile], out: Path) -> list[InputFile]:
     if not kept:
         raise CurateError(f"every input is a part of the run in {out}; score other files")
     return kept
+
+
+def _fingerprints(files: list[InputFile]) -> None:
+    """Each file's blake2b fingerprint, several files at once (hashlib releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, min(len(files), os.cpu_count() or 1))) as ex:
+        for f, fp in zip(files, ex.map(file_fingerprint, [f.path for f in files])):
+            f.fingerprint = fp
 
 
 def _check_carry(chain: Chain, opts: ScoreOptions) -> None:
