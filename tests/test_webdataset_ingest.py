@@ -219,3 +219,65 @@ def test_export_refuses_an_image_whose_bytes_changed(edited):
     msg = str(e.value)
     assert any(str(i) in msg for i in ids) and "3 of 30 images" in msg and "00000.tar" in msg and "\n" not in msg
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.tar"))
+
+
+# -- the scan against tarfile, the hash, types across windows ----------------------------------
+
+
+@pytest.mark.parametrize("window", [8192, 65536, 1 << 26])
+@pytest.mark.parametrize("fmt", ["tarwriter", tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_fast_scan_gives_what_tarfile_gives(fmt, window, caps, tmp_path):
+    path = tmp_path / "a.tar"
+    if fmt == "tarwriter":
+        with open(path, "wb") as f:
+            tw = wds.TarWriter(f)
+            for i, c in enumerate(caps[:120]):
+                tw.write({"__key__": f"{'x' * 110}/{i:05d}", "jpg": image(i), "txt": c, "json": "{}"})
+            tw.close()
+    else:
+        long_name_tar(path, caps[:120], fmt)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        fast = pl.concat(list(tarscan._members_fast(f, size, window)))
+    slow = pl.concat(list(tarscan._members_tarfile(str(path), size)))
+    assert fast.equals(slow)
+    assert fast["hash"].null_count() == 2 * 120  # hashes for the 120 images only
+
+
+def test_member_hash_follows_the_bytes_not_their_place():
+    from curate.hashing import member_hashes
+
+    data = [image(i)[: 100 + i * 13] for i in range(40)]
+    starts = np.cumsum([0] + [(len(d) + 511) // 512 * 512 for d in data])[:-1]
+    buf = np.zeros(int(starts[-1]) + 8192, np.uint8)
+    for s, d in zip(starts, data):
+        buf[s:s + len(d)] = np.frombuffer(d, np.uint8)
+    lens = np.array([len(d) for d in data])
+    h = member_hashes(buf, starts, lens)
+    assert len(set(h.tolist())) == 40
+    alone = [member_hashes(np.frombuffer(d + bytes(8), np.uint8), [0], [len(d)])[0] for d in data[:5]]
+    assert alone == h[:5].tolist()  # the same bytes elsewhere: the same hash
+    swapped = buf.copy()
+    swapped[starts[3]:starts[3] + 8], swapped[starts[3] + 8:starts[3] + 16] = buf[starts[3] + 8:starts[3] + 16], buf[starts[3]:starts[3] + 8]
+    flipped = buf.copy()
+    flipped[starts[7] + lens[7] - 1] ^= 0x80
+    padded = buf.copy()
+    padded[starts[9] + lens[9]] ^= 1  # after the member: not part of it
+    assert (member_hashes(swapped, starts, lens) != h).tolist() == [i == 3 for i in range(40)]
+    assert (member_hashes(flipped, starts, lens) != h).tolist() == [i == 7 for i in range(40)]
+    assert (member_hashes(padded, starts, lens) == h).all()
+
+
+def test_a_json_number_that_does_not_fit_the_column_is_one_line(caps, tmp_path, monkeypatch):
+    monkeypatch.setattr(tarscan, "WINDOW", 65536)
+    from curate.ingest import webdataset
+
+    monkeypatch.setattr(webdataset, "INSPECT_WINDOW", 65536)
+    with open(tmp_path / "a.tar", "wb") as f:
+        tw = wds.TarWriter(f)
+        for i, c in enumerate(caps[:300]):
+            tw.write({"__key__": f"{i:05d}", "jpg": image(i), "txt": c, "json": json.dumps({"width": 2.5 if i == 250 else 256})})
+        tw.close()
+    r = invoke("score", tmp_path / "a.tar", "--out", tmp_path / "run", "--carry-all")
+    assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+    assert "'width' holds 2.5 at row 250" in r.output and "a.tar" in r.output
