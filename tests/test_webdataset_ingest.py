@@ -57,7 +57,8 @@ def img2dataset_folder(d: Path, caps: list[str]) -> None:
                         "original_width": 640 + i if ok else None, "original_height": 480 if ok else None}
                 rows.append(meta)
                 if ok:
-                    tw.write({"__key__": meta["key"], "jpg": image(i), "txt": caps[i], "json": json.dumps(meta, indent=4)})
+                    tw.write({"__key__": meta["key"], "jpg": image(i), "txt": caps[i],
+                              "json": json.dumps(meta, indent=4)})
             tw.close()
         schema = pa.schema([("url", pa.string()), ("caption", pa.string()), ("similarity", pa.float64()),
                             ("key", pa.string()), ("status", pa.string()), ("error_message", pa.string()),
@@ -96,7 +97,8 @@ def test_img2dataset_folder_is_read_once_rows_are_samples(scored, caps):
     assert {Path(s).suffix for s in got["source"]} == {".tar"}
     info = json.loads((run / "run.json").read_text())
     assert info["read"] == ("read 3 .tar shards; 3 img2dataset sidecars (.parquet, _stats.json) used as metadata, "
-                            f"not as captions ({SHARDS * (PER_SHARD + FAILED)} URLs tried: {SHARDS * PER_SHARD} success, "
+                            f"not as captions ({SHARDS * (PER_SHARD + FAILED)} URLs tried: "
+                            f"{SHARDS * PER_SHARD} success, "
                             f"{SHARDS * FAILED} failed_to_download)")
     assert [Path(p).name for p in info["sidecars"]] == ["00000.parquet", "00001.parquet", "00002.parquet"]
 
@@ -258,7 +260,8 @@ def test_member_hash_follows_the_bytes_not_their_place():
     alone = [member_hashes(np.frombuffer(d + bytes(8), np.uint8), [0], [len(d)])[0] for d in data[:5]]
     assert alone == h[:5].tolist()  # the same bytes elsewhere: the same hash
     swapped = buf.copy()
-    swapped[starts[3]:starts[3] + 8], swapped[starts[3] + 8:starts[3] + 16] = buf[starts[3] + 8:starts[3] + 16], buf[starts[3]:starts[3] + 8]
+    a = int(starts[3])
+    swapped[a:a + 8], swapped[a + 8:a + 16] = buf[a + 8:a + 16], buf[a:a + 8]
     flipped = buf.copy()
     flipped[starts[7] + lens[7] - 1] ^= 0x80
     padded = buf.copy()
@@ -276,7 +279,8 @@ def test_a_json_number_that_does_not_fit_the_column_is_one_line(caps, tmp_path, 
     with open(tmp_path / "a.tar", "wb") as f:
         tw = wds.TarWriter(f)
         for i, c in enumerate(caps[:300]):
-            tw.write({"__key__": f"{i:05d}", "jpg": image(i), "txt": c, "json": json.dumps({"width": 2.5 if i == 250 else 256})})
+            meta = {"width": 2.5 if i == 250 else 256}
+            tw.write({"__key__": f"{i:05d}", "jpg": image(i), "txt": c, "json": json.dumps(meta)})
         tw.close()
     r = invoke("score", tmp_path / "a.tar", "--out", tmp_path / "run", "--carry-all")
     assert r.exit_code == 1 and r.output.count("\n") == 1, r.output

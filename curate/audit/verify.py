@@ -93,7 +93,8 @@ def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp:
     have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(manifest)})").fetchall()}
     images = [c for c in IMAGE_CHECKED if c in have]
     want = arrow_table(con,
-        f"SELECT \"row\", sample_id, caption_hash{''.join(', ' + c for c in images)} FROM read_parquet({sql_str(manifest)}) "
+        f"SELECT \"row\", sample_id, caption_hash{''.join(', ' + c for c in images)} "
+        f"FROM read_parquet({sql_str(manifest)}) "
         f"WHERE run = {sql_str(run_name)} AND source = {sql_str(source)} ORDER BY \"row\""
     )
     f = resolve_inputs([str(path)])[0]
@@ -111,10 +112,11 @@ def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp:
             got = pa.table({"row": pa.array(np.arange(start, start + n, dtype=np.int64)),
                             "caption": batch["caption"].to_arrow(), **{c: batch[c].to_arrow() for c in images}})
             con.register("got", got)
-            checks = [("caption changed", "CAST('0x' || left(md5(g.caption), 16) AS UBIGINT) IS DISTINCT FROM w.caption_hash")]
+            checks = [("caption changed",
+                       "CAST('0x' || left(md5(g.caption), 16) AS UBIGINT) IS DISTINCT FROM w.caption_hash")]
             if images:
-                checks.append(("image changed (bytes, size or place in the tar)",
-                               " OR ".join(f"CAST(g.{c} AS VARCHAR) IS DISTINCT FROM CAST(w.{c} AS VARCHAR)" for c in images)))
+                differs = (f"CAST(g.{c} AS VARCHAR) IS DISTINCT FROM CAST(w.{c} AS VARCHAR)" for c in images)
+                checks.append(("image changed (bytes, size or place in the tar)", " OR ".join(differs)))
             for problem, cond in checks:  # a row whose caption changed is listed once
                 bad = f"FROM want AS w JOIN got AS g USING (\"row\") WHERE ({cond})"
                 if problem != "caption changed":

@@ -77,7 +77,8 @@ def set_carry_types(files: list[InputFile], carry: list[str]) -> None:
             if src in f.columns:
                 t = f.dtypes.get(src, "String")
                 if t != "Null":
-                    kinds.setdefault(c, set()).add(next((v for k, v in KEPT_TYPES.items() if t.startswith(k)), pl.String))
+                    kept = next((v for k, v in KEPT_TYPES.items() if t.startswith(k)), pl.String)
+                    kinds.setdefault(c, set()).add(kept)
     for k in kinds.values():
         if k == {pl.Int64, pl.Float64}:
             k.discard(pl.Int64)

@@ -45,7 +45,8 @@ def with_provenance(batch: pl.DataFrame, inp: InputFile, start: int, id_column: 
         # a number or boolean column keeps its type where every input declares it so
         # (``InputFile.keep_types``); others are text
         t = getattr(pl, inp.keep_types.get(c, "String"))
-        cols.append(cast_carried(batch[c], t, inp.path, start) if c in batch.columns else pl.Series(c, [None] * n, dtype=t))
+        cols.append(cast_carried(batch[c], t, inp.path, start) if c in batch.columns
+                    else pl.Series(c, [None] * n, dtype=t))
     return pl.DataFrame(cols)
 
 

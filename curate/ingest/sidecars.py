@@ -47,7 +47,8 @@ def read_line(files: list[InputFile], sidecars: list[InputFile]) -> str | None:
     line = "read " + ", ".join(parts)
     if sidecars:
         counts = [pl.read_parquet(f.path, columns=["status"])["status"].value_counts() for f in sidecars]
-        status = pl.concat(counts).group_by("status").agg(pl.col("count").sum()).sort("count", "status", descending=True)
+        status = pl.concat(counts).group_by("status").agg(pl.col("count").sum())
+        status = status.sort("count", "status", descending=True)
         stats = sum(os.path.isfile(_stem(f.path) + "_stats.json") for f in sidecars)
         what = ".parquet" + (", _stats.json" if stats else "")
         tried = ", ".join(f"{n:,} {s}" for s, n in status.iter_rows())  # a few distinct statuses

@@ -125,7 +125,8 @@ def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Serie
     at = np.searchsorted(members, ext)
     target = np.append(members, -1)[at]  # -1: no member after it in this window
     # one name per member; a pax path wins over a GNU long name
-    new = pl.DataFrame({"t": target, "pax": kind[ext] == _PAX, "name": new}).filter(pl.col("t") >= 0).drop_nulls("name").sort(
+    new = pl.DataFrame({"t": target, "pax": kind[ext] == _PAX, "name": new})
+    new = new.filter(pl.col("t") >= 0).drop_nulls("name").sort(
         "t", "pax").unique("t", keep="last", maintain_order=True)
     return names.scatter(new["t"], new["name"])
 

@@ -92,7 +92,8 @@ def _sample_rows(path: str, m: pl.DataFrame) -> pl.DataFrame:
     if out.height and out["sample"][-1] != out.height - 1 + out["sample"][0]:
         raise CurateError("internal error: samples out of order")
     return out.drop("sample").with_columns(
-        pl.col("image_offset").cast(pl.Int64), pl.col("image_size").cast(pl.Int64), pl.col("image_hash").cast(pl.UInt64),
+        pl.col("image_offset").cast(pl.Int64), pl.col("image_size").cast(pl.Int64),
+        pl.col("image_hash").cast(pl.UInt64),
         pl.col("caption").cast(pl.String), pl.col("image_member").cast(pl.String))
 
 
