@@ -16,7 +16,8 @@ bytes), ``key.txt`` (a real caption) and ``key.json`` (img2dataset's fields), th
 then the whole command ``curate score FOLDER --out RUN --carry-all`` (default chain and
 workers): samples/s over its wall clock, CPU seconds and peak memory of its process tree.
 ``--pythonpath DIR`` runs the command with another checkout's ``curate`` (a before/after
-comparison on the same shards).
+comparison on the same shards; ``--tars-only`` scores ``FOLDER/*.tar``, for a checkout that
+would read the sidecars as captions too).
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def img2dataset_folder(d: Path, n: int, shards: int) -> None:
     (d / "done").write_text("")
 
 
-def bench_img2dataset(n: int, shards: int, pythonpath: str | None) -> None:
+def bench_img2dataset(n: int, shards: int, pythonpath: str | None, tars_only: bool) -> None:
     import os
     import shutil
 
@@ -113,7 +114,7 @@ def bench_img2dataset(n: int, shards: int, pythonpath: str | None) -> None:
               f"{size / s:,.0f} MB/s")
     run = OUT / "img2dataset-run"
     shutil.rmtree(run, ignore_errors=True)
-    cmd += ["score", str(d), "--out", str(run), "--carry-all"]
+    cmd += ["score", str(d / "*.tar") if tars_only else str(d), "--out", str(run), "--carry-all"]
     m = run_measured(cmd, env=env)
     got = pl.read_parquet(run / "scores" / "*.parquet", columns=["row"]).height
     print(f"curate score (whole command{', PYTHONPATH=' + pythonpath if pythonpath else ''}): {got:,} rows in "
@@ -130,9 +131,10 @@ def main() -> None:
     ap.add_argument("--img2dataset", type=int, default=0, help="samples of an img2dataset folder to score")
     ap.add_argument("--shards", type=int, default=10)
     ap.add_argument("--pythonpath", default=None, help="run curate score from this checkout")
+    ap.add_argument("--tars-only", action="store_true", help="score FOLDER/*.tar, not the folder (no sidecars)")
     a = ap.parse_args()
     if a.img2dataset:
-        bench_img2dataset(a.img2dataset, a.shards, a.pythonpath)
+        bench_img2dataset(a.img2dataset, a.shards, a.pythonpath, a.tars_only)
         return
     pool = caption_pool()
     caps = (pool * (a.rows // len(pool) + 1))[: a.rows]
