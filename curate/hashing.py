@@ -23,6 +23,14 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 
 
 
+def file_fingerprints(paths: list[str]) -> list[str]:
+    """:func:`file_fingerprint` of each file, several at once (hashlib releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, min(len(paths), os.cpu_count() or 1))) as ex:
+        return list(ex.map(file_fingerprint, paths))
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of the file's bytes (model files, export shards), read in 4 MiB blocks."""
     h = hashlib.sha256()

@@ -24,7 +24,7 @@ import polars as pl
 
 from curate.atomic import write_json, write_text
 from curate.errors import CurateError
-from curate.hashing import file_fingerprint
+from curate.hashing import file_fingerprints
 from curate.ingest.carry import carried_columns, set_carry_types
 from curate.ingest.inputs import InputFile, check_columns, inspect_input, resolve_inputs
 from curate.ingest.provenance import read_with_provenance
@@ -225,7 +225,8 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     total = _total_rows(files)
     if total == 0:
         raise CurateError(f"the inputs hold no rows: {_names(files)}")
-    _fingerprints(files)
+    for f, fp in zip(files, file_fingerprints([f.path for f in files])):
+        f.fingerprint = fp
     out = Path(out)
     created = not out.exists()
     _prepare_out(out)
@@ -357,15 +358,6 @@ def _outside(files: list[InputFile], out: Path) -> list[InputFile]:
     if not kept:
         raise CurateError(f"every input is a part of the run in {out}; score other files")
     return kept
-
-
-def _fingerprints(files: list[InputFile]) -> None:
-    """Each file's blake2b fingerprint, several files at once (hashlib releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max(1, min(len(files), os.cpu_count() or 1))) as ex:
-        for f, fp in zip(files, ex.map(file_fingerprint, [f.path for f in files])):
-            f.fingerprint = fp
 
 
 def _check_carry(chain: Chain, opts: ScoreOptions) -> None:
