@@ -1,11 +1,23 @@
 """Read throughput per input format: captions/s through curate's readers (no scoring).
 
     .venv/bin/python benchmarks/bench_read.py [--rows 1000000] [--tar-rows 100000]
+    .venv/bin/python benchmarks/bench_read.py --img2dataset 100000 [--shards 10] [--pythonpath OLD]
 
 Writes the same real captions (repeated from ../shared/data) as Parquet, JSONL (plain, .gz,
 .zst), CSV .bz2, headerless TSV, Feather and a WebDataset shard (fake 1-2 KB images), then
 reads each with ``read_batches`` as ``curate score`` does. Prints captions/s, MB/s of the
 file and the peak RSS of this process.
+
+``--img2dataset N`` instead writes an img2dataset output folder of N samples under
+``bench-out/`` (kept for reruns): per shard ``NNNNN.tar`` written by ``webdataset.TarWriter``
+(a pax header per member, as img2dataset writes them) with ``key.jpg`` (10-30 KB of random
+bytes), ``key.txt`` (a real caption) and ``key.json`` (img2dataset's fields), the sidecar
+``NNNNN.parquet`` and ``NNNNN_stats.json``. It times the tar scan alone (``read_batches``),
+then the whole command ``curate score FOLDER --out RUN --carry-all`` (default chain and
+workers): samples/s over its wall clock, CPU seconds and peak memory of its process tree.
+``--pythonpath DIR`` runs the command with another checkout's ``curate`` (a before/after
+comparison on the same shards; ``--tars-only`` scores ``FOLDER/*.tar``, for a checkout that
+would read the sidecars as captions too).
 """
 from __future__ import annotations
 
@@ -39,11 +51,91 @@ def shard(path: Path, df: pl.DataFrame) -> None:
                 tf.addfile(info, io.BytesIO(data))
 
 
+def img2dataset_folder(d: Path, n: int, shards: int) -> None:
+    """An img2dataset output folder of ``n`` samples (see the module docstring)."""
+    import json
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    import webdataset as wds
+
+    if (d / "done").exists():
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    pool = caption_pool()
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
+    per = -(-n // shards)
+    for s in range(shards):
+        rows = []
+        with open(d / f"{s:05d}.tar", "wb") as f:
+            tw = wds.TarWriter(f)
+            for j in range(min(per, n - s * per)):  # writing the input, not curate
+                i = s * per + j
+                size, at = int(rng.integers(10_000, 30_001)), int(rng.integers(0, (64 << 20) - 30_001))
+                meta = {"url": f"https://img.example/{i}.jpg", "caption": pool[i % len(pool)],
+                        "similarity": float(rng.random()), "key": f"{s:05d}{j:04d}", "status": "success",
+                        "error_message": None, "width": 256, "height": 256, "original_width": 640,
+                        "original_height": 480}
+                rows.append(meta)
+                tw.write({"__key__": meta["key"], "jpg": noise[at:at + size], "txt": meta["caption"],
+                          "json": json.dumps(meta, indent=4)})
+            tw.close()
+        pq.write_table(pa.Table.from_pylist(rows), d / f"{s:05d}.parquet")
+        (d / f"{s:05d}_stats.json").write_text(json.dumps({"count": len(rows), "successes": len(rows)}))
+    (d / "done").write_text("")
+
+
+def bench_img2dataset(n: int, shards: int, pythonpath: str | None, tars_only: bool) -> None:
+    import os
+    import shutil
+
+    from common import OUT, run_measured
+
+    d = OUT / f"img2dataset-{n}"
+    img2dataset_folder(d, n, shards)
+    size = sum(p.stat().st_size for p in d.glob("*.tar")) / 1e6
+    print(f"{n:,} samples in {shards} shards, {size:,.0f} MB of tars; {os.cpu_count()} cores; load average {loadavg()}")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "curate.cli"]
+    if pythonpath:  # that checkout's curate, not the editable install of this one
+        cmd = [sys.executable, "-c", "import sys, runpy; sys.meta_path[:] = [f for f in sys.meta_path if "
+               "'editable' not in repr(f)]; sys.path.insert(0, sys.argv.pop(1)); "
+               "runpy.run_module('curate.cli', run_name='__main__')", pythonpath]
+    else:
+        t0 = time.perf_counter()
+        rows = 0
+        for path in sorted(d.glob("*.tar")):
+            [inp] = inputs.resolve_inputs([str(path)])
+            inputs.inspect_input(inp)
+            rows += sum(b.height for b in readers.read_batches(inp, "caption", None, [], 100_000))
+        s = time.perf_counter() - t0
+        print(f"tar scan alone (read_batches): {rows:,} samples in {s:.2f} s, {rows / s:,.0f} samples/s, "
+              f"{size / s:,.0f} MB/s")
+    run = OUT / "img2dataset-run"
+    shutil.rmtree(run, ignore_errors=True)
+    cmd += ["score", str(d / "*.tar") if tars_only else str(d), "--out", str(run), "--carry-all"]
+    m = run_measured(cmd, env=env)
+    got = pl.read_parquet(run / "scores" / "*.parquet", columns=["row"]).height
+    print(f"curate score (whole command{', PYTHONPATH=' + pythonpath if pythonpath else ''}): {got:,} rows in "
+          f"{m.seconds:.1f} s, {got / m.seconds:,.0f} samples/s; CPU {m.cpu_seconds:.1f} s "
+          f"({got / max(m.cpu_seconds, 1e-9):,.0f} samples per CPU-second); load average before {m.load_before}")
+    print(m.memory.describe())
+    shutil.rmtree(run, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--tar-rows", type=int, default=100_000)
+    ap.add_argument("--img2dataset", type=int, default=0, help="samples of an img2dataset folder to score")
+    ap.add_argument("--shards", type=int, default=10)
+    ap.add_argument("--pythonpath", default=None, help="run curate score from this checkout")
+    ap.add_argument("--tars-only", action="store_true", help="score FOLDER/*.tar, not the folder (no sidecars)")
     a = ap.parse_args()
+    if a.img2dataset:
+        bench_img2dataset(a.img2dataset, a.shards, a.pythonpath, a.tars_only)
+        return
     pool = caption_pool()
     caps = (pool * (a.rows // len(pool) + 1))[: a.rows]
     df = pl.DataFrame({"caption": caps}).with_row_index("i").select(

@@ -1,5 +1,6 @@
 """``curate verify``: re-read every input file a mixture took rows from and compare each
-selected caption's content hash with the one stored in the manifest."""
+selected caption's content hash with the one stored in the manifest; for a WebDataset shard,
+also each selected image: its member, offset, size and content hash (``image_hash``)."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,9 @@ from curate.db import arrow_table, connect, first_row, sql_str
 from curate.layout import MANIFEST, RECIPE
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import load_recipe
+
+#: The image columns of a WebDataset row that must be as scored for its image to be exported.
+IMAGE_CHECKED = ("image_member", "image_offset", "image_size", "image_hash")
 
 # -- verify --------------------------------------------------------------------------------
 
@@ -87,11 +91,15 @@ def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp:
     from curate.ingest.inputs import inspect_input, resolve_inputs
     from curate.ingest.readers import read_batches
 
+    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(manifest)})").fetchall()}
+    images = [c for c in IMAGE_CHECKED if c in have]
     want = arrow_table(con,
-        f"SELECT \"row\", sample_id, caption_hash FROM read_parquet({sql_str(manifest)}) "
+        f"SELECT \"row\", sample_id, caption_hash{''.join(', ' + c for c in images)} "
+        f"FROM read_parquet({sql_str(manifest)}) "
         f"WHERE run = {sql_str(run_name)} AND source = {sql_str(source)} ORDER BY \"row\""
     )
     f = resolve_inputs([str(path)])[0]
+    images = images if f.format == "webdataset" else []
     inspect_input(f, inp.get("header_columns") or ())
     caption, id_col = inp.get("caption_column") or "caption", inp.get("id_column")
     if caption not in f.columns and not getattr(f, "empty", False):
@@ -100,18 +108,25 @@ def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp:
     found, examples, start = 0, [], 0
     con.register("want", want)
     try:
-        for batch in read_batches(f, caption, id_col, [], 100_000):
+        for batch in read_batches(f, caption, id_col, images, 100_000):
             n = batch.height
             got = pa.table({"row": pa.array(np.arange(start, start + n, dtype=np.int64)),
-                            "caption": batch["caption"].to_arrow()})
+                            "caption": batch["caption"].to_arrow(), **{c: batch[c].to_arrow() for c in images}})
             con.register("got", got)
-            bad = ("FROM want AS w JOIN got AS g USING (\"row\") "
-                   "WHERE CAST('0x' || left(md5(g.caption), 16) AS UBIGINT) IS DISTINCT FROM w.caption_hash")
-            k = first_row(con, f"SELECT count(*) {bad}")[0]
-            if k:
-                found += k
-                examples += _described(con, f"SELECT w.\"row\", w.sample_id {bad} ORDER BY w.\"row\"",
-                                       room - len(examples), run_name, source, "caption changed")
+            checks = [("caption changed",
+                       "CAST('0x' || left(md5(g.caption), 16) AS UBIGINT) IS DISTINCT FROM w.caption_hash")]
+            if images:
+                differs = (f"CAST(g.{c} AS VARCHAR) IS DISTINCT FROM CAST(w.{c} AS VARCHAR)" for c in images)
+                checks.append(("image changed (bytes, size or place in the tar)", " OR ".join(differs)))
+            for problem, cond in checks:  # a row whose caption changed is listed once
+                bad = f"FROM want AS w JOIN got AS g USING (\"row\") WHERE ({cond})"
+                if problem != "caption changed":
+                    bad += f" AND NOT ({checks[0][1]})"
+                k = first_row(con, f"SELECT count(*) {bad}")[0]
+                if k:
+                    found += k
+                    examples += _described(con, f"SELECT w.\"row\", w.sample_id {bad} ORDER BY w.\"row\"",
+                                           room - len(examples), run_name, source, problem)
             con.unregister("got")
             start += n
         gone = f"FROM want WHERE \"row\" >= {start}"

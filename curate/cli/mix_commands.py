@@ -153,7 +153,8 @@ def explain(sample_id, mix_dir, run_dir, as_json):
 @friendly
 def verify(mix, full, as_json):
     """Check a mixture against its sources: re-read the input files and compare every
-    selected caption's content hash. Exit 0 when intact, 1 with a list of what changed.
+    selected caption's content hash (and, from WebDataset shards, every selected image's
+    member, place and content hash). Exit 0 when intact, 1 with a list of what changed.
 
     \b
     Example:

@@ -56,6 +56,8 @@ def score(inputs, out, chain, caption_column, id_column, carry, carry_all, colum
     console = make_console()
     with reporting(console, out) as reporter:
         result = run_score(list(inputs), out, ch, opts, reporter)
+    if result.get("read"):
+        console.print(result["read"], highlight=False, soft_wrap=True, markup=False)
     summary_table(console, result, f"curate score: chain {ch.name}")
     console.print(
         f"{result['rows']:,} rows in {result['timings']['score_s']:.1f} s "

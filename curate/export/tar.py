@@ -4,8 +4,9 @@ Every sample is ``<key>.txt`` (the caption), ``<key>.json`` (every other manifes
 and, where its source is a WebDataset shard, ``<key>.<ext>``: the original image member,
 copied byte for byte from the source tar by the offset and size that ``curate score``
 indexed. Only the selected members are read (the source is memory-mapped and gathered in
-512-byte blocks); before copying, the member's header in the source must still carry the
-member's name, else the source changed since it was scored and the export stops.
+512-byte blocks); the member's header in the source must still carry the member's name and
+size, and the copied bytes must have the content hash that ``curate score`` recorded
+(``image_hash``), else the source changed since it was scored and the export stops.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError
-from curate.ingest.webdataset import fixed_text
+from curate.hashing import member_hashes
+from curate.ingest.tarscan import header_matches
 
 IMAGE_COLUMNS = ("image_member", "image_offset", "image_size")
 
@@ -137,8 +139,7 @@ def _copy_images(df: pl.DataFrame, img: pl.DataFrame, ok: np.ndarray, blocks: np
         src_blocks = mm[: total // 512 * 512].reshape(-1, 512)
         # the member's header in the source must still name it
         want = member.filter(pl.Series(sel))
-        head = fixed_text(src_blocks[o // 512 - 1, :100])
-        if not (head == want).fill_null(False).all():
+        if not header_matches(src_blocks[o // 512 - 1], want, s).all():
             raise CurateError(f"{path}: the tar changed since it was scored (a member is not where it "
                               f"was); score it again")
         full = s // 512
@@ -148,3 +149,19 @@ def _copy_images(df: pl.DataFrame, img: pl.DataFrame, ok: np.ndarray, blocks: np
         if tail.sum():
             buf[_spread((d + full) * 512, tail)] = mm[_spread(o + full * 512, tail)]
         del mm, src_blocks
+        if "image_hash" in df.columns:
+            rows = df.filter(pl.Series(ok)).filter(pl.Series(sel))
+            check_copied_images(buf, d * 512, s, rows["image_hash"], rows["sample_id"], path)
+
+
+def check_copied_images(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, want: pl.Series,
+                        sample_ids: pl.Series, path: str) -> None:
+    """Stop the export where an image copied into ``buf`` (at ``starts``, ascending) is not the
+    one scored: its content hash differs from ``want`` (the run's ``image_hash``; null: not
+    recorded, not checked). One line names the first such sample and the tar."""
+    got = pl.Series(member_hashes(buf, starts, sizes), dtype=pl.UInt64)
+    bad = (got != want.cast(pl.UInt64, strict=False)).fill_null(False)
+    if bad.any():
+        i = int(bad.arg_max())
+        raise CurateError(f"{path}: the image of sample {sample_ids[i]} ({int(bad.sum()):,} of {len(bad):,} "
+                          f"images from this tar) changed since it was scored; score it again")

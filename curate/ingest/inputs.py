@@ -37,12 +37,7 @@ FORMATS = {
 }
 #: Text formats that may be compressed (``captions.jsonl.gz``).
 TEXT_FORMATS = ("jsonl", "csv", "tsv")
-#: Extra input columns carried into every output table when present, in any case (``URL``):
-#: a trainer needs them to find the image; more can be named with ``carry``.
-AUTO_CARRY = ("url", "image_url", "image_path", "image_id", "key", *wds.INDEX_COLUMNS[2:])
 BOM = b"\xef\xbb\xbf"
-#: Polars types a carried column keeps (others are carried as text): ones DuckDB compares.
-KEPT_TYPES = {"Int": pl.Int64, "UInt": pl.Int64, "Float": pl.Float64, "Boolean": pl.Boolean}
 
 
 @dataclass
@@ -58,6 +53,7 @@ class InputFile:
     names: tuple[str, ...] = ()  # CSV/TSV without a header row: the columns' names, in order
     dtypes: dict[str, str] = field(default_factory=dict)  # column -> type the format declares
     keep_types: dict[str, str] = field(default_factory=dict)  # carried column -> type it keeps
+    carry_names: dict[str, str] = field(default_factory=dict)  # carried column -> this file's column
 
     def describe(self) -> dict:
         d = {
@@ -165,10 +161,9 @@ def inspect_input(inp: InputFile, names: tuple[str, ...] | list[str] = ()) -> No
         inp.dtypes = {k: str(v) for k, v in pl.from_arrow(sch.empty_table()).schema.items()}
     elif inp.format == "webdataset":
         try:
-            inp.columns, inp.empty = wds.inspect(inp.path)
+            inp.columns, inp.empty, inp.dtypes = wds.inspect(inp.path)
         except CurateError as e:
             raise CurateError(f"{inp.path}: {e}") from None
-        inp.dtypes = dict(wds.INDEX_TYPES)
     elif inp.format == "jsonl":
         with compressed.open_text(inp.path, inp.compression) as f:
             head = f.read(1 << 20).removeprefix(BOM)
@@ -227,36 +222,3 @@ def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
                 f"{inp.path}: no {what} column {name!r}; columns are: {cols}"
                 + (" (choose one with --caption-column)" if what == "caption" else "")
             )
-
-
-
-def carried_columns(files: list[InputFile], carry: tuple[str, ...] | list[str], carry_all: bool,
-                    taken: list[str]) -> list[str]:
-    """The input columns a run carries: those named, the image links (``url``, ``URL``,
-    ``key``, ... in any case, and a WebDataset's image index) and, with ``carry_all``, every
-    other column that is not named like an output column (``taken``) and is not bytes."""
-    for c in carry:
-        if not any(c in f.columns for f in files):
-            raise CurateError(f"no input has a column {c!r} to carry")
-    seen = list(dict.fromkeys(c for f in files for c in f.columns))
-    auto = [c for c in seen if c.lower() in AUTO_CARRY and c not in taken]
-    out = list(dict.fromkeys([*carry, *auto]))
-    if carry_all:
-        binary = {c for f in files for c, t in f.dtypes.items() if "Binary" in t or "Object" in t}
-        out += [c for c in seen if c not in out and c not in taken and c not in binary]
-    return out
-
-
-def set_carry_types(files: list[InputFile], carry: list[str]) -> None:
-    """A carried column keeps a number or boolean type (Int64, Float64, Boolean) when every
-    input that has it declares it with that type (Parquet, Arrow, a WebDataset's offsets);
-    otherwise it is carried as text. So every part of a run has the same column types."""
-    kinds: dict[str, set] = {}
-    for f in files:
-        for c in carry:
-            if c in f.columns:
-                t = f.dtypes.get(c, "String")
-                kinds.setdefault(c, set()).add(next((v for k, v in KEPT_TYPES.items() if t.startswith(k)), pl.String))
-    keep = {c: str(next(iter(k))) for c, k in kinds.items() if len(k) == 1 and pl.String not in k}
-    for f in files:
-        f.keep_types = dict(keep)

@@ -12,6 +12,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.hashing import derived_ids, text_hash64
+from curate.ingest.carry import cast_carried
 from curate.ingest.inputs import InputFile
 from curate.ingest.readers import read_batches
 
@@ -44,7 +45,8 @@ def with_provenance(batch: pl.DataFrame, inp: InputFile, start: int, id_column: 
         # a number or boolean column keeps its type where every input declares it so
         # (``InputFile.keep_types``); others are text
         t = getattr(pl, inp.keep_types.get(c, "String"))
-        cols.append(batch[c].cast(t) if c in batch.columns else pl.Series(c, [None] * n, dtype=t))
+        cols.append(cast_carried(batch[c], t, inp.path, start) if c in batch.columns
+                    else pl.Series(c, [None] * n, dtype=t))
     return pl.DataFrame(cols)
 
 

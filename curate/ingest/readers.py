@@ -42,9 +42,16 @@ def read_batches(
 ) -> Iterator[pl.DataFrame]:
     """Yield DataFrames with ``caption`` (+ ``id``, + carried columns) of at most batch_rows.
 
-    ``row_groups``: for Parquet, read only these row groups (the Ray engine's read tasks)."""
+    ``row_groups``: for Parquet, read only these row groups (the Ray engine's read tasks).
+    A carried column is read under the file's name for it and named as in the run
+    (``InputFile.carry_names``: ``URL`` is read and becomes ``url``)."""
+    names = {c: c for c in carry}
+    if inp.carry_names:
+        names = {inp.carry_names[c]: c for c in carry if c in inp.carry_names}
+    renamed = {k: v for k, v in names.items() if k != v}
     try:
-        yield from _read_batches(inp, caption, id_column, carry, batch_rows, row_groups)
+        for b in _read_batches(inp, caption, id_column, list(names), batch_rows, row_groups):
+            yield b.rename({k: v for k, v in renamed.items() if k in b.columns}) if renamed else b
     except CurateError as e:
         msg = str(e)
         raise CurateError(msg if msg.startswith(inp.path) else f"{inp.path}: {msg}") from None

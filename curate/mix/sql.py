@@ -36,7 +36,7 @@ MASK64 = "18446744073709551615"
 UNIFORM = "hashed"
 #: Manifest columns before the carried input columns.
 BASE_COLUMNS = ("sample_id", "run", "source", "row", "caption", "caption_clean")
-#: In the carried columns, these come first in this order (as curate.ingest.inputs.AUTO_CARRY).
+#: In the carried columns, these come first in this order (as curate.ingest.carry.AUTO_CARRY).
 CARRY_ORDER = ("url", "image_url", "image_path", "image_id", "key")
 
 

@@ -24,16 +24,11 @@ import polars as pl
 
 from curate.atomic import write_json, write_text
 from curate.errors import CurateError
-from curate.hashing import file_fingerprint
-from curate.ingest.inputs import (
-    InputFile,
-    carried_columns,
-    check_columns,
-    inspect_input,
-    resolve_inputs,
-    set_carry_types,
-)
+from curate.hashing import file_fingerprints
+from curate.ingest.carry import carried_columns, set_carry_types
+from curate.ingest.inputs import InputFile, check_columns, inspect_input, resolve_inputs
 from curate.ingest.provenance import read_with_provenance
+from curate.ingest.sidecars import read_line, set_aside_sidecars
 from curate.layout import (
     CHAIN_TOML,
     RUN_JSON,
@@ -218,7 +213,9 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     backend = backend or score_local
     _check_carry(chain, opts)
     t_start = time.perf_counter()
-    files = _outside(resolve_inputs(inputs), Path(out))
+    files, sidecars = set_aside_sidecars(_outside(resolve_inputs(inputs), Path(out)))
+    line = read_line(files, sidecars)
+    read = {**({"read": line} if line else {}), **({"sidecars": [f.path for f in sidecars]} if sidecars else {})}
     if opts.columns and not any(f.format in ("csv", "tsv") for f in files):
         raise CurateError("--columns names the columns of CSV/TSV files without a header row; no input is CSV/TSV")
     for f in files:
@@ -231,15 +228,15 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     total = _total_rows(files)
     if total == 0:
         raise CurateError(f"the inputs hold no rows: {_names(files)}")
-    for f in files:
-        f.fingerprint = file_fingerprint(f.path)
+    for f, fp in zip(files, file_fingerprints([f.path for f in files])):
+        f.fingerprint = fp
     out = Path(out)
     created = not out.exists()
     _prepare_out(out)
     try:
         with lock_folder(out):
             return _score_locked(files, out, chain, opts, carry, model_files, total, t_start,
-                                 reporter or Reporter(), backend)
+                                 reporter or Reporter(), backend, read)
     except BaseException:
         if created:
             _discard_new(out)
@@ -247,7 +244,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
 
 
 def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, model_files, total,
-                  t_start, reporter: Reporter, backend: Backend) -> dict:
+                  t_start, reporter: Reporter, backend: Backend, read: dict) -> dict:
     key = _state_key(chain, files, opts, carry, model_files)
     snap = run_snapshot(out)
     version = _version_for(out, snap, key, opts.overwrite)
@@ -276,6 +273,7 @@ def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, mod
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "key": key,
         "inputs": per_file,
+        **read,
         "caption_column": opts.caption_column,
         "id_column": opts.id_column,
         "carried_columns": carry,
