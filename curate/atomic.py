@@ -6,8 +6,12 @@ final names (``*.parquet``) matches.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +19,8 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curate.errors import CurateError
 
 
 @contextmanager
@@ -60,3 +66,112 @@ def write_json(obj, path: str | os.PathLike) -> None:
 def write_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+# -- one switch: a whole folder replaced ---------------------------------------------------
+
+
+def output_folder(out: str | os.PathLike, what: str, marker: str, overwrite: bool,
+                  owned: tuple[str, ...] | None = None) -> Path:
+    """``out`` as an absolute path, once it is a folder that a whole-folder writer may
+    replace: not the current folder or one that holds it (the switch would swap the folder
+    away under the shell that runs the command), not a file, and new, empty, or holding
+    ``what`` already (its ``marker`` file) with ``overwrite`` given. ``owned``: the only
+    names such a folder may hold (more would be lost with the old folder); None for any."""
+    out = Path(os.path.abspath(out))
+    real, cwd = Path(os.path.realpath(out)), Path(os.path.realpath(os.getcwd()))
+    if real == cwd or real in cwd.parents:
+        raise CurateError(f"--out {out} is the current folder or holds it; give a new folder below it "
+                          "(e.g. --out out)")
+    if out.exists() and not out.is_dir():
+        raise CurateError(f"--out {out} is a file; give a folder")
+    if not out.is_dir():
+        return out
+    names = sorted(p.name for p in out.iterdir())
+    if (out / marker).is_file():
+        if not overwrite:
+            raise CurateError(f"{out} already holds {what}; use another --out, or --overwrite to replace it")
+        other = [n for n in names if owned is not None and n not in owned]
+        if other:
+            raise CurateError(f"{out} holds {what} and other files ({', '.join(other[:5])}); they would be "
+                              "lost with the old folder: move them, or write into a new folder")
+    elif names:
+        raise CurateError(f"{out} holds other files ({', '.join(names[:5])}); write {what} into a new or empty folder")
+    return out
+
+
+def staging_folder(out: Path) -> Path:
+    """A hidden, empty sibling of ``out`` to write a whole output folder into (call it
+    while holding :func:`lock_output`: staging folders of killed writers are removed)."""
+    for old in out.parent.glob(f".{out.name}.staging-*"):  # left by a killed writer
+        shutil.rmtree(old, ignore_errors=True)
+    stage = out.parent / f".{out.name}.staging-{os.getpid()}"
+    stage.mkdir(parents=True)
+    return stage
+
+
+def replace_folder(stage: Path, out: Path) -> None:
+    """Put the complete folder ``stage`` in the place of ``out`` in one step (Linux's
+    ``renameat2(RENAME_EXCHANGE)`` swaps the two; a plain rename where ``out`` is new)."""
+    fsync_tree(stage)
+    if not out.exists() and not out.is_symlink():
+        os.rename(stage, out)
+        fsync_dir(out.parent)
+        return
+    if not _exchange(stage, out):
+        # No atomic exchange on this file system: move the old folder aside first. A kill
+        # between the two renames leaves ``.NAME.old-PID`` beside an absent ``out``.
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    fsync_dir(out.parent)
+    shutil.rmtree(stage, ignore_errors=True)  # now the old state
+
+
+def discard_staging(stage: Path) -> None:
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """Flush a new state's folders before the switch (the files were flushed as written)."""
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            fsync_dir(Path(root) / d)
+    fsync_dir(path)

@@ -27,7 +27,7 @@ from curate.audit.lookup import (
 from curate.db import duck_error, first_row, ident, sql_str
 from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
-from curate.layout import RUN_JSON, groups_path, load_run, scores_glob
+from curate.layout import RUN_JSON, groups_path, load_run, pinned_groups, pinned_scores_glob
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import Recipe
 from curate.mix.sql import RunSource, render_sql, sampling_u
@@ -47,7 +47,7 @@ def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dic
     for i, (name, path) in enumerate(candidates):
         src = sources[name].src if name in sources else None
         extra = (f", ({src.eligible}) AS __eligible, CAST(({src.quality}) AS DOUBLE) AS __quality" if src else "")
-        parts.append(f"SELECT {i} AS __candidate, *{extra} FROM read_parquet({sql_str(scores_glob(path))}) "
+        parts.append(f"SELECT {i} AS __candidate, *{extra} FROM read_parquet({sql_str(pinned_scores_glob(path))}) "
                      f"WHERE sample_id = {sid}::UBIGINT")
     try:
         rows = query_rows(con, "\nUNION ALL BY NAME\n".join(parts) + "\nORDER BY __candidate, source, \"row\"")
@@ -162,7 +162,7 @@ def _scores(info: dict, row: dict, run_dir: Path) -> list[dict]:
 
 
 def _dedup(con, run: Path, sid: int) -> dict | None:
-    g = groups_path(run)
+    g = pinned_groups(run)
     if not g.is_file():
         return None
     rows = lookup(con, str(g), sid)

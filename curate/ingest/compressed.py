@@ -23,6 +23,20 @@ from curate.errors import CurateError, first_line
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}
 #: Decompressed bytes parsed at a time.
 CHUNK_BYTES = 32 << 20
+#: The longest line (one JSONL record, one CSV/TSV line) a text input may hold: a longer one
+#: is a one-line error naming it, so a small compressed file that inflates to one huge
+#: line (a "gzip bomb") cannot take the machine's memory.
+MAX_LINE_BYTES = 16 << 20
+
+
+def check_line_length(path: str, rest: bytes, line: int) -> None:
+    """Raise when ``rest`` (bytes after the last newline read so far, i.e. the start of
+    line number ``line``) is already longer than :data:`MAX_LINE_BYTES`."""
+    if len(rest) > MAX_LINE_BYTES:
+        raise CurateError(
+            f"{path}: line {line:,} is longer than {MAX_LINE_BYTES >> 20} MiB, the most a line (one record) "
+            "may be; split the record or shorten it"
+        )
 
 
 class _Stream:
@@ -92,6 +106,7 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
     opts = csv_options(sep, names)
     header = b""
     rest = b""
+    lines = 0
     with open_text(path, compression) as f:
         first = True
         while True:
@@ -102,6 +117,8 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
             if block:
                 cut = _record_end(data, quoted)
                 data, rest = data[:cut], data[cut:]
+                lines += data.count(b"\n")
+                check_line_length(path, rest, lines + 1)
             else:
                 rest = b""
             if first and not names:
@@ -119,8 +136,25 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
                 break
 
 
+def first_lines(path: str, compression: str, size: int = 1 << 20) -> bytes:
+    """The file's first whole lines (decompressed): about ``size`` bytes, cut after the last
+    newline, or more when the first line is longer (at most :data:`MAX_LINE_BYTES`); the
+    whole file when it is shorter."""
+    with open_text(path, compression) as f:
+        data = f.read(size)
+        if len(data) < size:
+            return data
+        while b"\n" not in data:
+            check_line_length(path, data, 1)
+            more = f.read(size)
+            if not more:
+                return data
+            data += more
+    return data[:data.rfind(b"\n") + 1]
+
+
 def csv_columns(path: str, compression: str, sep: str, names: list[str] | None) -> list[str]:
-    data = head(path, compression, 1 << 20).removeprefix(b"\xef\xbb\xbf")
+    data = first_lines(path, compression).removeprefix(b"\xef\xbb\xbf")
     if not data.strip():
         return []
     cut = _record_end(data, sep != "\t") or len(data)

@@ -105,6 +105,7 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
             if block:
                 cut = data.rfind(b"\n") + 1
                 data, rest = data[:cut], data[cut:]
+                compressed.check_line_length(inp.path, rest, line_no + data.count(b"\n") + 1)
             else:
                 rest = b""
             # A chunk of blank lines still holds rows; only white space after the last

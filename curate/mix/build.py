@@ -44,6 +44,7 @@ from curate.layout import (
     groups_path,
     load_run,
     lock_output,
+    output_folder,
     replace_folder,
     score_parts,
     scores_glob,
@@ -185,14 +186,13 @@ def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, thread
     (:func:`curate.layout.replace_folder`), under ``out``'s lock: a failed or killed mix
     leaves the old mixture (or none), and two writers never both succeed."""
     recipe = load_recipe(recipe_path)
-    out = Path(out)
-    _check_out(out, overwrite)
+    out = output_folder(out, "a mixture", MANIFEST_JSON, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
     with lock_output(out):
-        _check_out(out, overwrite)  # again, now that no other writer can change it
+        output_folder(out, "a mixture", MANIFEST_JSON, overwrite)  # again, now that no other writer can change it
         stage = staging_folder(out)
         try:
             manifest = _build(recipe, recipe_path, out, stage, threads)
@@ -274,15 +274,6 @@ def _duckdb_version() -> str:
     import duckdb
 
     return duckdb.__version__
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if (out / "manifest.json").exists() and not overwrite:
-        raise CurateError(f"{out} already holds a mixture; use another --out, or --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and not (out / "manifest.json").exists() and any(out.iterdir()):
-        raise CurateError(f"{out} holds other files; write the mixture into a new or empty folder")
 
 
 def _rmtree(p: Path) -> None:

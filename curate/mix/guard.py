@@ -22,6 +22,8 @@ from curate.db import lock_down
 from curate.errors import CurateError
 
 WHY = "recipe SQL sees the run's columns only"
+#: Parentheses a recipe expression may nest (DuckDB's parser and the check below recurse).
+MAX_NESTING = 100
 
 
 #: Built-in functions refused although they take no file: they read the machine, the
@@ -111,18 +113,22 @@ def _check_tokens(field: str, expr: str) -> None:
             depth += (ch == "(") - (ch == ")")
             if depth < 0:
                 raise _fail(field, "has a ')' without its '(' (a recipe field is one SQL expression)")
+            if depth > MAX_NESTING:
+                raise _fail(field, f"nests parentheses more than {MAX_NESTING} deep; write a flatter expression")
     if depth:
         raise _fail(field, "has a '(' without its ')'")
 
 
 def _walk(node, found: list[dict]) -> None:
-    if isinstance(node, dict):
-        found.append(node)
-        for v in node.values():
-            _walk(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _walk(v, found)
+    """Every dict in a parsed tree, without recursion (a deep expression makes a deep tree)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            found.append(n)
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
 
 
 def _statement_word(con, expr: str) -> str | None:
@@ -158,7 +164,10 @@ def check_expression(field: str, expr: str, columns: Iterable[str] | None = None
     wrapped = f"SELECT (\n{expr}\n) AS __recipe_expr"
     with _lock:
         raw = con.execute("SELECT json_serialize_sql(?)", [wrapped]).fetchone()[0]
-    tree = json.loads(raw)
+    try:
+        tree = json.loads(raw)
+    except RecursionError:  # a long chain of operators (1+1+...+1) parses to a deep tree
+        raise _fail(field, "is nested too deeply to check; write a shorter or flatter expression") from None
     if tree.get("error"):
         first_type, first = _tokens(expr)[0]
         if first_type == "keyword" and first.upper() in STATEMENT_WORDS - {"SELECT", "WITH", "FROM"}:
