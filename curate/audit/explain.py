@@ -244,15 +244,16 @@ def _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per) -> str:
     caps = recipe.caps
     better = '(quality > ? OR (quality = ? AND (u < ? OR (u = ? AND sample_id < ?::UBIGINT))))'
     args = [quality, quality, u, u, sid]
-    if caps.group_by and row.get(caps.group_by) is not None:
-        v = str(row[caps.group_by])
-        same = f"CAST(s.{ident(caps.group_by)} AS VARCHAR) = {sql_str(v)}"
-        sql = render_sql(recipe, runs, restrict=same, upto="hashed")
-        scope = "" if caps.scope == "mixture" else f" AND run = {sql_str(r.name)}"
-        n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE {better}{scope}", args)[0]
-        if n >= caps.per_group:
-            return (f"capped: {n} eligible row(s) with {caps.group_by} = {v!r} have a higher quality "
-                    f"(cap: {caps.per_group} per value)")
+    if recipe.group_of(r.src):
+        sql = render_sql(recipe, runs, upto="hashed")
+        v = first_row(con, f"SELECT cap_group FROM ({sql}) WHERE sample_id = ?::UBIGINT AND run = ?", [sid, r.name])
+        if v and v[0] is not None:
+            scope = "" if caps.scope == "mixture" else f" AND run = {sql_str(r.name)}"
+            n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE cap_group = ? AND {better}{scope}",
+                          [v[0], *args])[0]
+            if n >= caps.per_group:
+                return (f"capped: {n} eligible row(s) with {recipe.group_of(r.src)} = {v[0]!r} have a higher "
+                        f"quality (cap: {caps.per_group} per value)")
     if caps.per_dup_group is not None and r.groups is not None:
         g = first_row(con, f"SELECT dup_group FROM read_parquet({sql_str(str(r.groups))}) WHERE sample_id = ?::UBIGINT",
                       [sid])
