@@ -24,7 +24,7 @@ from curate.audit.lookup import (
     query_rows,
     sandboxed,
 )
-from curate.db import duck_error, first_row, ident, sql_str
+from curate.db import duck_error, first_row, sql_str
 from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
 from curate.layout import RUN_JSON, groups_path, load_run, pinned_groups, pinned_scores_glob
