@@ -99,14 +99,47 @@ def _record_end(data: bytes, quoted: bool, last: bool = True) -> int:
     return int(nl[-1 if last else 0]) + 1 if len(nl) else 0
 
 
+def _field_counts(data: bytes, sep: str, quoted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start offset, fields, blank) of every record of ``data`` (whole records), vectorised:
+    separators and newlines inside quotes do not count."""
+    arr = np.frombuffer(data, np.uint8)
+    outside = np.cumsum(arr == 34) % 2 == 0 if quoted else np.ones(len(arr), bool)
+    ends = np.flatnonzero((arr == 10) & outside)
+    if not len(ends) or ends[-1] != len(arr) - 1:
+        ends = np.append(ends, len(arr))  # the last record has no newline
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    before = np.concatenate([[0], np.cumsum((arr == ord(sep)) & outside)])  # separators before each offset
+    fields = before[ends] - before[starts] + 1
+    length = ends - starts
+    blank = (length == 0) | ((length == 1) & (arr[np.minimum(starts, len(arr) - 1)] == 13))
+    return starts, fields, blank
+
+
+def check_fields(path: str, data: bytes, sep: str, quoted: bool, want: int, line: int) -> None:
+    """Raise naming the first record of ``data`` (which starts at line number ``line``)
+    whose number of fields is not ``want`` (a ragged CSV/TSV line)."""
+    if not data:
+        return
+    starts, fields, blank = _field_counts(data, sep, quoted)
+    bad = np.flatnonzero((fields != want) & ~blank)
+    if len(bad):
+        i = int(bad[0])
+        at = line + data[: int(starts[i])].count(b"\n")
+        raise CurateError(f"{path}: line {at:,} has {int(fields[i])} fields, the header has {want}"
+                          + (" (a tab inside a caption?)" if sep == "\t" else " (an unquoted separator?)"))
+
+
 def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
                 batch_rows: int) -> Iterator[pl.DataFrame]:
-    """A compressed CSV/TSV as DataFrames of string columns (at most ``batch_rows`` rows each)."""
+    """A CSV/TSV (plain or compressed) as DataFrames of string columns (at most
+    ``batch_rows`` rows each). A line longer than :data:`MAX_LINE_BYTES`, or with more or
+    fewer fields than the header, is a one-line error naming its line number."""
     quoted = sep != "\t"
     opts = csv_options(sep, names)
     header = b""
     rest = b""
-    lines = 0
+    lines = 0  # lines before ``data``
+    want = len(names) if names else 0
     with open_text(path, compression) as f:
         first = True
         while True:
@@ -117,14 +150,18 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
             if block:
                 cut = _record_end(data, quoted)
                 data, rest = data[:cut], data[cut:]
-                lines += data.count(b"\n")
-                check_line_length(path, rest, lines + 1)
+                check_line_length(path, rest, lines + data.count(b"\n") + 1)
             else:
                 rest = b""
             if first and not names:
                 end = _record_end(data, quoted, last=False) or len(data)
                 header, data = data[:end], data[end:]
+                want = int(_field_counts(header.rstrip(b"\r\n"), sep, quoted)[1][0]) if header.strip() else 0
+                lines += header.count(b"\n")
             first = False
+            if want:
+                check_fields(path, data, sep, quoted, want, lines + 1)
+            lines += data.count(b"\n")
             if data.strip():
                 try:
                     df = pl.read_csv(io.BytesIO(header + data), **opts)
@@ -157,7 +194,7 @@ def csv_columns(path: str, compression: str, sep: str, names: list[str] | None) 
     data = first_lines(path, compression).removeprefix(b"\xef\xbb\xbf")
     if not data.strip():
         return []
-    cut = _record_end(data, sep != "\t") or len(data)
+    cut = _record_end(data, sep != "\t", last=False) or len(data)  # the header record alone
     try:
         return pl.read_csv(io.BytesIO(data[:cut]), n_rows=1, **csv_options(sep, names)).columns
     except Exception as e:

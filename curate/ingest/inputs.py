@@ -239,6 +239,8 @@ def json_error(lines: list[str], start: int, e: BaseException) -> str:
 
 
 def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
+    """The caption (and id) column exists; a caption column the format declares as numbers
+    or booleans (Parquet, Arrow) is refused: scored as text, it would be numbers in words."""
     if inp.empty:
         return  # an empty text file: zero rows
     for name, what in ((caption, "caption"), (id_column, "id")):
@@ -248,6 +250,11 @@ def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
                 f"{inp.path}: no {what} column {name!r}; columns are: {cols}"
                 + (" (choose one with --caption-column)" if what == "caption" else "")
             )
+    declared = inp.dtypes.get(caption, "String")
+    if declared.startswith(("Int", "UInt", "Float", "Decimal", "Boolean")):
+        text = [c for c, t in inp.dtypes.items() if t in ("String", "Utf8", "LargeUtf8")]
+        raise CurateError(f"{inp.path}: caption column {caption!r} holds {declared} values, not text; "
+                          f"choose the caption column with --caption-column (text columns: {', '.join(text) or '(none)'})")
 
 
 
