@@ -110,11 +110,13 @@ def _columns_hint(cols: dict[str, str]) -> str:
     return f"score columns: {', '.join(scores) or '(none)'}; other columns: {', '.join(other)}"
 
 
-def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
-    """Check every expression and cap against each run's schema; no rows are read."""
+def validate(recipe: Recipe, runs: list[RunSource], con, step=lambda what: None) -> None:
+    """Check every expression and cap against each run's schema; no rows are read (but
+    DuckDB folds constant parts of an expression while it checks it)."""
     caps = recipe.caps
     for r in runs:
         at = f"source {r.name!r}"
+        step(f"{at}: checking eligible {r.src.eligible!r}, quality {r.src.quality!r}")
         group = recipe.group_of(r.src)
         checks = [("eligible", r.src.eligible, "BOOLEAN"), ("quality", r.src.quality, "number")]
         if group and not is_column(group):
@@ -260,7 +262,7 @@ def _build_pinned(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: 
         types, notes = column_types(output_columns(recipe, runs), runs)
         for r in runs:
             r.types = types
-        validate(recipe, runs, con)
+        validate(recipe, runs, con, step)
         t_valid = time.perf_counter()
         pre = _precheck(recipe, runs, con, step)
         sql = render_sql(recipe, runs)
