@@ -125,7 +125,7 @@ def test_pinned_groups_read_whole_while_dedup_switches(many_parts, tmp_path):
     assert pinned(run / "dedup" / "groups.parquet").is_file()
 
 
-def test_out_may_not_be_the_current_folder(many_parts, tmp_path, monkeypatch):
+def test_out_may_not_be_the_current_folder(many_parts, labels, tmp_path, monkeypatch):
     d, chains = many_parts
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'size = 50\n[[source]]\nname = "web"\nrun = "{d / "run"}"\n')
@@ -133,9 +133,10 @@ def test_out_may_not_be_the_current_folder(many_parts, tmp_path, monkeypatch):
     work = tmp_path / "work"
     (work / "sub").mkdir(parents=True)
     monkeypatch.chdir(work / "sub")
-    for args in (("export", tmp_path / "mix", "--out", "."), ("export", tmp_path / "mix", "--out", work),
+    for args in (("export", tmp_path / "mix", "--format", "parquet", "--out", "."),
+                 ("export", tmp_path / "mix", "--format", "parquet", "--out", work),
                  ("mix", recipe, "--out", "."),
-                 ("train", d / "labels.csv", "--label", "good", "--out", ".")):
+                 ("train", labels, "--label", "good", "--positive", "yes", "--out", ".")):
         msg = one_line_error(*args)
         assert "current folder" in msg, msg
     assert sorted(os.listdir(work)) == ["sub"] and os.listdir(work / "sub") == []  # no staging copy left
