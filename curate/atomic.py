@@ -1,8 +1,10 @@
-"""Atomic file writes: write to a temporary name in the same folder, then rename.
+"""Atomic writes: a file written to a temporary name in the same folder, then renamed; a
+whole folder written aside, then exchanged with the old one.
 
 A failed or interrupted write leaves only a ``.tmp-*.partial`` file, never a file under the
 final name that looks finished (DESIGN convention 10), and never one that a glob of the
-final names (``*.parquet``) matches.
+final names (``*.parquet``) matches. A whole-folder writer (mix, export, train) checks its
+``--out`` first (:func:`output_folder`) and writes a hidden staging sibling.
 """
 from __future__ import annotations
 

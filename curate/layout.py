@@ -25,6 +25,11 @@ Two rules hold for every one of them (DESIGN conventions 10 and 14):
   written aside in full and then exchanged with the old one (:func:`replace_folder`).
   Temporary files live in hidden folders beside the outputs (``.tmp/``, ``.v/``), where
   the documented globs (``RUN/scores/*.parquet``) never see them.
+* **Readers pin a version.** A path through the links is resolved again at every open,
+  so a reader that opens a file twice (metadata, then data) across a switch would mix
+  two versions. :func:`pinned` resolves the links once; the version a switch replaces
+  stays until the next switch, so a read through a pinned path sees one version whole
+  (docs/guarantees.md).
 """
 from __future__ import annotations
 
