@@ -42,6 +42,20 @@ def bound_allocator() -> bool:
     return bool(lib and lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
+#: prctl option: the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Have this (child) process killed when its parent dies (Linux ``prctl``; a no-op
+    elsewhere), so that no orphan goes on computing."""
+    import signal
+
+    lib = libc()
+    if lib is not None and hasattr(lib, "prctl"):
+        lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def release() -> None:
     """Return the free memory of every malloc arena to the system (``malloc_trim(0)``)."""
     lib = libc()

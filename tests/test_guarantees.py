@@ -9,34 +9,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from curate.cli import cli
+from cli_helpers import invoke, ok, one_line_error
 from curate.layout import pinned, pinned_groups, pinned_run, scores_glob
 
 LIGHT = '[[filter]]\nname = "length"\nmin = {min}\n\n[[filter]]\nname = "junk"\n'
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "POLARS_MAX_THREADS": "1"}
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    res = invoke(*args)
-    assert res.exit_code == 0, res.output
-    return res
-
-
-def one_line_error(*args) -> str:
-    res = invoke(*args)
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
-    return res.output
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +40,6 @@ def many_parts(tmp_path_factory, read_data):
 
 SWITCHER = """
 import sys, time
-from pathlib import Path
 from curate.scoring.chain import load_chain
 from curate.scoring.decide import decide_run
 run, a, b, switches = sys.argv[1], load_chain(sys.argv[2]), load_chain(sys.argv[3]), int(sys.argv[4])

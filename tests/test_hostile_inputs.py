@@ -11,23 +11,11 @@ import time
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from curate.cli import cli
+from cli_helpers import invoke, one_line_error
 from curate.ingest.compressed import MAX_LINE_BYTES
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(*args) -> str:
-    res = invoke(*args)
-    assert res.exit_code == 1, res.output
-    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output, res.output
-    return res.output
 
 
 @pytest.fixture(scope="module")

@@ -11,26 +11,8 @@ import tarfile
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from curate.cli import cli
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    res = invoke(*args)
-    assert res.exit_code == 0, res.output
-    return res
-
-
-def one_line_error(*args) -> str:
-    res = invoke(*args)
-    assert res.exit_code == 1, res.output
-    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output, res.output
-    return res.output
+from cli_helpers import ok, one_line_error
 
 
 def write_shard(path, df: pl.DataFrame) -> None:

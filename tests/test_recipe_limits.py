@@ -6,33 +6,14 @@ import hashlib
 import time
 
 import duckdb
-import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from curate.cli import cli
+from cli_helpers import ok, one_line_error
 from curate.errors import CurateError
 from curate.layout import pinned_scores_glob
 from curate.mix.guard import check_expression
 
 LIGHT = '[[filter]]\nname = "length"\nmin = 3\n\n[[filter]]\nname = "junk"\n'
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(*args):
-    res = invoke(*args)
-    assert res.exit_code == 0, res.output
-    return res
-
-
-def one_line_error(*args) -> str:
-    res = invoke(*args)
-    assert res.exit_code == 1, res.output
-    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output, res.output
-    return res.output
 
 
 @pytest.fixture(scope="module")

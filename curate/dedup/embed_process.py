@@ -23,23 +23,15 @@ import polars as pl
 
 from curate.atomic import atomic_path
 from curate.dedup.cache import EmbeddingCache, embed_into, embed_texts
-from curate.errors import CurateError
-from curate.memory import libc
+from curate.errors import CurateError, error_line
+from curate.memory import die_with_parent
 
-#: prctl option: the signal the child gets when its parent dies
-PR_SET_PDEATHSIG = 1
 INPUT = "embed-input.parquet"
-
-
-def _die_with_parent() -> None:
-    lib = libc()
-    if lib is not None and hasattr(lib, "prctl"):
-        lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
     """The child's whole life: embed every text of ``input_path`` into the cache."""
-    _die_with_parent()
+    die_with_parent()
     try:
         import pyarrow.parquet as pq
 
@@ -51,11 +43,8 @@ def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
             embed_into(cache, t["text"], t["hash"].to_numpy(), np.arange(t.height), chunk,
                        lambda n: conn.send(("progress", int(n))))
         conn.send(("done", cache.problem))
-    except CurateError as e:
-        conn.send(("error", str(e)))
     except Exception as e:  # noqa: BLE001 - reported in one line by the parent
-        first = (str(e).strip().splitlines() or [""])[0]
-        conn.send(("error", f"{type(e).__name__}: {first}" if first else type(e).__name__))
+        conn.send(("error", error_line(e)))
     finally:
         conn.close()
 

@@ -20,11 +20,8 @@ import signal
 import time
 from typing import Any, Callable
 
-from curate.errors import CurateError
-from curate.memory import libc
-
-#: prctl option: the signal the child gets when its parent dies
-PR_SET_PDEATHSIG = 1
+from curate.errors import CurateError, error_line
+from curate.memory import die_with_parent
 #: how often the parent looks at the child's memory, in seconds
 POLL_S = 0.02
 #: DuckDB's memory_limit inside the child, as a share of the kill line
@@ -68,17 +65,12 @@ def _rss(pid: int) -> int:
 
 
 def _child(fn: Callable, args: tuple, conn) -> None:
-    lib = libc()
-    if lib is not None and hasattr(lib, "prctl"):
-        lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
     try:
         result = fn(*args, lambda what: conn.send(("step", what)))
         conn.send(("done", result))
-    except CurateError as e:
-        conn.send(("error", str(e)))
     except Exception as e:  # noqa: BLE001 - reported in one line by the parent
-        first = (str(e).strip().splitlines() or [""])[0]
-        conn.send(("error", f"{type(e).__name__}: {first}" if first else type(e).__name__))
+        conn.send(("error", error_line(e)))
     finally:
         conn.close()
 
