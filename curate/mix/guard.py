@@ -6,9 +6,11 @@ only built-in scalar, aggregate and window functions that do not look outside th
 (files, settings, environment, session, clock) and are deterministic: a function whose
 every form DuckDB's catalogue marks volatile or fixed only within one query (random, uuid,
 now, ...) is refused, and so is every aggregate or window function whose result depends on
-the order the rows arrive in (:data:`ORDER_SENSITIVE`: reservoir_quantile, first, list,
-stddev, row_number, ...), since a parallel scan delivers rows in a different order on each
-run and a mixture must be the same bytes every time. This is the first of two
+the order the rows arrive in (:data:`ORDER_SENSITIVE`: first, list, stddev, row_number,
+...) unless its window or its own ORDER BY includes ``sample_id`` (a total order), since a
+parallel scan delivers rows in a different order on each run and a mixture must be the same
+bytes every time. Sampling aggregates (:data:`SAMPLED`: reservoir_quantile, ...) are refused
+whatever the order. This is the first of two
 layers; the second is the locked connection of :func:`curate.db.connect_sandboxed`, which
 holds even where this check would miss something.
 
@@ -60,6 +62,8 @@ listagg max_by min_by regr_syy reservoir_quantile sem skewness stddev stddev_pop
 var_pop var_samp variance approx_top_k lttb bitstring_agg
 row_number lag lead first_value last_value nth_value ntile fill
 """.split())
+#: Aggregates that draw a random sample or a sketch: not deterministic whatever the order.
+SAMPLED = frozenset("reservoir_quantile approx_quantile approx_top_k".split())
 #: Allowed function kinds (duckdb_functions().function_type); table, table_macro and
 #: pragma functions (read_text, read_csv, glob, read_parquet, query, duckdb_settings ...)
 #: can only be reached through FROM, and are refused by name as well.
@@ -156,6 +160,13 @@ def _walk(node, found: list[dict]) -> None:
             stack.extend(n)
 
 
+def _total_order(node: dict) -> bool:
+    """Whether a window's ORDER BY (or an aggregate's own) includes ``sample_id``."""
+    orders = node.get("orders") or (node.get("order_bys") or {}).get("orders") or []
+    return any(o.get("expression", {}).get("class") == "COLUMN_REF"
+               and str((o["expression"].get("column_names") or [""])[-1]).lower() == "sample_id" for o in orders)
+
+
 def _statement_word(con, expr: str) -> str | None:
     """The statement keyword (COPY, ATTACH, ...) when ``expr`` is itself a statement."""
     typ, first = _tokens(expr)[0]
@@ -231,8 +242,10 @@ def check_expression(field: str, expr: str, columns: Iterable[str] | None = None
             kinds = _functions.get(name)
             if name in DENIED or (kinds and not kinds & set(SCALAR_KINDS)):
                 raise _fail(field, f"function {name} is not allowed ({WHY})")
-            if name in _unstable or name in ORDER_SENSITIVE:
-                raise _fail(field, f"function {name} is not allowed: its result can change from run to run "
+            if name in _unstable or name in SAMPLED or (name in ORDER_SENSITIVE and not _total_order(n)):
+                fix = " unless ordered by sample_id (OVER (... ORDER BY sample_id))" if name in ORDER_SENSITIVE \
+                    and name not in SAMPLED else ""
+                raise _fail(field, f"function {name} is not allowed{fix}: its result can change from run to run "
                                    "(a mixture is the same bytes on every run)")
             if kinds is None and cls == "FUNCTION":
                 raise _fail(field, f"unknown function {name} (only DuckDB's built-in functions can be used)")
