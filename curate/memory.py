@@ -56,6 +56,16 @@ def die_with_parent() -> None:
         lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def how_it_ended(code: int | None) -> str:
+    """A child process's exit code in words: ``was killed by signal SIGKILL``, ``exited
+    with status 1``."""
+    import signal
+
+    if code is not None and code < 0:
+        return f"was killed by signal {signal.Signals(-code).name}"
+    return f"exited with status {code}"
+
+
 def release() -> None:
     """Return the free memory of every malloc arena to the system (``malloc_trim(0)``)."""
     lib = libc()

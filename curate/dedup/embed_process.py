@@ -14,7 +14,6 @@ line (a :class:`~curate.errors.CurateError` in the parent), one killed by a sign
 from __future__ import annotations
 
 import multiprocessing
-import signal
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +23,7 @@ import polars as pl
 from curate.atomic import atomic_path
 from curate.dedup.cache import EmbeddingCache, embed_into, embed_texts
 from curate.errors import CurateError, error_line
-from curate.memory import die_with_parent
+from curate.memory import die_with_parent, how_it_ended
 
 INPUT = "embed-input.parquet"
 
@@ -96,10 +95,7 @@ def run_child(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, embedder, 
         parent.close()
         path.unlink(missing_ok=True)
     if outcome is None:
-        code = proc.exitcode
-        how = (f"was killed by signal {signal.Signals(-code).name}" if code and code < 0
-               else f"exited with status {code}")
-        raise CurateError(f"the embedding process {how} before it finished (out of memory?); "
+        raise CurateError(f"the embedding process {how_it_ended(proc.exitcode)} before it finished (out of memory?); "
                           "the texts embedded so far are cached, so a rerun goes on from there")
     if outcome[0] == "error":
         raise CurateError(f"embedding failed: {outcome[1]}")

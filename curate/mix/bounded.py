@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import time
 from typing import Any, Callable
 
 from curate.errors import CurateError, error_line
-from curate.memory import die_with_parent
+from curate.memory import die_with_parent, how_it_ended
 #: how often the parent looks at the child's memory, in seconds
 POLL_S = 0.02
 #: DuckDB's memory_limit inside the child, as a share of the kill line
@@ -117,9 +116,7 @@ def run_bounded(fn: Callable[..., Any], args: tuple, memory: int, seconds: float
         proc.join()
         parent.close()
     if outcome is None:
-        code = proc.exitcode
-        how = f"was killed by signal {signal.Signals(-code).name}" if code and code < 0 else f"exited with status {code}"
-        raise CurateError(f"{step}: the mix's process {how} before it finished")
+        raise CurateError(f"{step}: the mix's process {how_it_ended(proc.exitcode)} before it finished")
     if outcome[0] == "error":
         raise CurateError(outcome[1])
     return outcome[1]
