@@ -48,6 +48,9 @@ _API = {
     "verify": "audit.verify",
     "diff": "audit.diff",
     "build_report": "report.html",
+    "pinned_run": "layout",
+    "pinned_scores_glob": "layout",
+    "pinned_groups": "layout",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -3,7 +3,8 @@ folders (a mixture, an export) written aside and exchanged with the old one in o
 
 A failed or interrupted write leaves only a ``.tmp-*.partial`` file, never a file under the
 final name that looks finished (DESIGN convention 10), and never one that a glob of the
-final names (``*.parquet``) matches.
+final names (``*.parquet``) matches. A whole-folder writer (mix, export, train) checks its
+``--out`` first (:func:`output_folder`) and writes a hidden staging sibling.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curate.errors import CurateError
 
 
 @contextmanager
@@ -67,7 +70,36 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
-# -- a whole folder replaced in one step (mixtures, exports; see curate.layout) ----------
+# -- one switch: a whole folder replaced ---------------------------------------------------
+
+
+def output_folder(out: str | os.PathLike, what: str, marker: str, overwrite: bool,
+                  owned: tuple[str, ...] | None = None) -> Path:
+    """``out`` as an absolute path, once it is a folder that a whole-folder writer may
+    replace: not the current folder or one that holds it (the switch would swap the folder
+    away under the shell that runs the command), not a file, and new, empty, or holding
+    ``what`` already (its ``marker`` file) with ``overwrite`` given. ``owned``: the only
+    names such a folder may hold (more would be lost with the old folder); None for any."""
+    out = Path(os.path.abspath(out))
+    real, cwd = Path(os.path.realpath(out)), Path(os.path.realpath(os.getcwd()))
+    if real == cwd or real in cwd.parents:
+        raise CurateError(f"--out {out} is the current folder or holds it; give a new folder below it "
+                          "(e.g. --out out)")
+    if out.exists() and not out.is_dir():
+        raise CurateError(f"--out {out} is a file; give a folder")
+    if not out.is_dir():
+        return out
+    names = sorted(p.name for p in out.iterdir())
+    if (out / marker).is_file():
+        if not overwrite:
+            raise CurateError(f"{out} already holds {what}; use another --out, or --overwrite to replace it")
+        other = [n for n in names if owned is not None and n not in owned]
+        if other:
+            raise CurateError(f"{out} holds {what} and other files ({', '.join(other[:5])}); they would be "
+                              "lost with the old folder: move them, or write into a new folder")
+    elif names:
+        raise CurateError(f"{out} holds other files ({', '.join(names[:5])}); write {what} into a new or empty folder")
+    return out
 
 
 def staging_folder(out: Path) -> Path:

@@ -135,7 +135,12 @@ def connect_sandboxed(
     allowed: list[str],
     threads: int | None = None,
     temp_dir: str | os.PathLike | None = None,
+    memory_limit: int | None = None,
 ) -> "duckdb.DuckDBPyConnection":
     """An in-memory connection that can read ``allowed`` (folders, files or globs) and
-    nothing else; :func:`connect` + :func:`lock_down`."""
-    return lock_down(connect(threads, temp_dir), allowed)
+    nothing else; :func:`connect` + :func:`lock_down`. ``memory_limit``: bytes of DuckDB's
+    buffer pool (beyond it, DuckDB spills to ``temp_dir``)."""
+    con = connect(threads, temp_dir)
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{int(memory_limit) // 2**20}MiB'")
+    return lock_down(con, allowed)

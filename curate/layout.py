@@ -26,6 +26,11 @@ Two rules hold for every one of them (DESIGN conventions 10 and 14):
   written aside in full and then exchanged with the old one (:func:`replace_folder`).
   Temporary files live in hidden folders beside the outputs (``.tmp/``, ``.v/``), where
   the documented globs (``RUN/scores/*.parquet``) never see them.
+* **Readers pin a version.** A path through the links is resolved again at every open,
+  so a reader that opens a file twice (metadata, then data) across a switch would mix
+  two versions. :func:`pinned` resolves the links once; the version a switch replaces
+  stays until the next switch, so a read through a pinned path sees one version whole
+  (docs/guarantees.md).
 """
 from __future__ import annotations
 
@@ -40,8 +45,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from curate.atomic import discard_staging, fsync_dir, fsync_tree, replace_folder, staging_folder  # noqa: F401
+from curate.atomic import discard_staging, fsync_dir, fsync_tree, output_folder, replace_folder, staging_folder
 from curate.errors import CurateError
+
+__all__ = ["discard_staging", "output_folder", "replace_folder", "staging_folder"]  # whole-folder switches, from atomic
 
 RUN_JSON = "run.json"
 CHAIN_TOML = "chain.toml"
@@ -80,6 +87,10 @@ DUCKDB_TMP, WRITE_PROBE = ".duckdb-tmp", ".curate-write-test"
 DEBUG_LOG = "curate-debug.log"
 #: the filters' reference tables, cached under :func:`cache_root`
 SPECIFICITY_CACHE = "specificity"
+#: the index of a Hugging Face ``save_to_disk`` folder (another tool's file, read by ingest)
+HF_STATE = "state.json"
+#: in ``.v/``: the name of the version the last switch replaced (kept until the next one)
+RETIRED = ".retired"
 
 
 # -- names --------------------------------------------------------------------------------
@@ -110,6 +121,32 @@ def groups_path(run: str | os.PathLike) -> Path:
     return Path(run) / DEDUP / GROUPS
 
 
+def pinned(path: str | os.PathLike) -> Path:
+    """``path`` with every link resolved once: a documented name of a run
+    (``RUN/scores``, ``RUN/dedup/groups.parquet``) becomes the file or folder of the
+    version that is current now. Read through it, a whole read sees that one version,
+    even while a writer switches the run to another: the replaced version stays until
+    the switch after that one."""
+    return Path(os.path.realpath(path))
+
+
+def pinned_run(run: str | os.PathLike) -> Path:
+    """The folder of the run's version that is current now (:func:`pinned`): its
+    ``scores/``, ``run.json`` and ``chain.toml`` belong together; the run itself when its
+    entries are plain files."""
+    return pinned(Path(run) / SCORES).parent
+
+
+def pinned_scores_glob(run: str | os.PathLike) -> str:
+    """:func:`scores_glob` of the version current now (:func:`pinned_run`)."""
+    return scores_glob(pinned_run(run))
+
+
+def pinned_groups(run: str | os.PathLike) -> Path:
+    """:func:`groups_path` of the version current now (:func:`pinned`)."""
+    return pinned(groups_path(run))
+
+
 def dedup_json_path(run: str | os.PathLike) -> Path:
     return Path(run) / DEDUP / DEDUP_JSON
 
@@ -130,6 +167,14 @@ def load_run(run: str | os.PathLike) -> dict:
         return json.loads(p.read_text())
     except ValueError as e:
         raise CurateError(f"{p}: unreadable ({e})") from None
+
+
+def read_text(path: Path) -> str:
+    """A small file's text, or "" when it is missing or unreadable."""
+    try:
+        return path.read_text()
+    except (OSError, ValueError):
+        return ""
 
 
 def read_json(path: Path) -> dict:
@@ -218,14 +263,17 @@ class Snapshot:
     Call both while holding the folder's :func:`lock_folder`.
     """
 
-    def __init__(self, folder: str | os.PathLike, entries: tuple[str, ...]):
+    def __init__(self, folder: str | os.PathLike, entries: tuple[str, ...], prefix: str = ""):
+        """``prefix`` names the hidden pointer, versions and temporary folder
+        (``<prefix>.current``, ...) where one folder holds several snapshots."""
         self.folder = Path(folder)
         self.entries = entries
+        self.pointer, self.versions, self.tmp_name = (prefix + CURRENT, prefix + VERSIONS, prefix + TMP)
 
     @property
     def tmp(self) -> Path:
         """Where temporary files go (same file system, invisible to the public globs)."""
-        p = self.folder / TMP
+        p = self.folder / self.tmp_name
         p.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -233,7 +281,7 @@ class Snapshot:
         """The folder that holds the current state: the version ``.current`` points at; the
         folder itself when its entries are plain files and folders (written before versions
         existed, or copied by a tool that follows links); None when there is no state."""
-        link = self.folder / CURRENT
+        link = self.folder / self.pointer
         if link.is_symlink() and link.resolve().is_dir():
             return link.resolve()
         if any((self.folder / e).exists() and not (self.folder / e).is_symlink() for e in self.entries):
@@ -244,7 +292,7 @@ class Snapshot:
         """A version folder to write the new state into: ``.v/<name>`` (kept as it is when
         ``keep`` and it exists: a resumed attempt), else a new, empty one."""
         name = name or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.time_ns() % 10**9:09d}"
-        path = self.folder / VERSIONS / name
+        path = self.folder / self.versions / name
         cur = self.current()
         if path.exists() and not keep and path.resolve() != cur:
             shutil.rmtree(path)
@@ -267,7 +315,9 @@ class Snapshot:
                     shutil.copy2(f, dst / f.name)
 
     def commit(self, version: Path) -> None:
-        """Make ``version`` the folder's state in one step, then drop the other versions."""
+        """Make ``version`` the folder's state in one step, then drop the other versions but
+        the one it replaced: a reader that resolved that one before the switch
+        (:func:`pinned`) can finish; it goes at the switch after this one."""
         self._adopt_legacy()
         for left in version.rglob(".tmp-*"):  # left by a killed attempt that this one resumed
             left.unlink(missing_ok=True)
@@ -275,22 +325,32 @@ class Snapshot:
         for entry in self.entries:
             pub = self.folder / entry
             if not pub.is_symlink():
-                os.symlink(os.path.join(CURRENT, entry), pub)
-        tmp = self.folder / f"{CURRENT}.tmp-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        os.symlink(os.path.join(VERSIONS, version.name), tmp)
-        os.replace(tmp, self.folder / CURRENT)
+                os.symlink(os.path.join(self.pointer, entry), pub)
+        before = self.current()
+        self._point(version.name)
         fsync_dir(self.folder)
+        if before is not None and before.name != version.name and before.parent.name == self.versions:
+            (self.folder / self.versions / RETIRED).write_text(before.name + "\n")
         self.drop_others(keep=version)
 
+    def _point(self, name: str) -> None:
+        tmp = self.folder / f"{self.pointer}.tmp-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.join(self.versions, name), tmp)
+        os.replace(tmp, self.folder / self.pointer)
+
     def drop_others(self, keep: Path | None = None) -> None:
+        """Remove every version but ``keep``, the current one and the one the last switch
+        replaced (readers may still be inside it), and the temporary folder."""
+        vers = self.folder / self.versions
+        retired = read_text(vers / RETIRED).strip()
         keep_names = {p.name for p in (keep, self.current()) if p is not None and p != self.folder}
-        vers = self.folder / VERSIONS
+        keep_names |= {retired, RETIRED} - {""}
         if vers.is_dir():
             for p in vers.iterdir():
                 if p.name not in keep_names:
                     shutil.rmtree(p, ignore_errors=True)
-        shutil.rmtree(self.folder / TMP, ignore_errors=True)
+        shutil.rmtree(self.folder / self.tmp_name, ignore_errors=True)
 
     def _adopt_legacy(self) -> None:
         """A folder written before versions existed holds its entries as plain files: move
@@ -298,17 +358,14 @@ class Snapshot:
         plain = [e for e in self.entries if (self.folder / e).exists() and not (self.folder / e).is_symlink()]
         if not plain:
             return
-        stale = self.folder / CURRENT
+        stale = self.folder / self.pointer
         if stale.exists() and not stale.is_symlink():  # a copy of the pointer's target
             shutil.rmtree(stale)
-        legacy = self.folder / VERSIONS / "legacy"
+        legacy = self.folder / self.versions / "legacy"
         legacy.mkdir(parents=True, exist_ok=True)
         for e in plain:
             os.replace(self.folder / e, legacy / e)
-        tmp = self.folder / f"{CURRENT}.tmp-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        os.symlink(os.path.join(VERSIONS, "legacy"), tmp)
-        os.replace(tmp, self.folder / CURRENT)
+        self._point("legacy")
 
 
 def run_snapshot(run: str | os.PathLike) -> Snapshot:

@@ -42,6 +42,30 @@ def bound_allocator() -> bool:
     return bool(lib and lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
+#: prctl option: the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Have this (child) process killed when its parent dies (Linux ``prctl``; a no-op
+    elsewhere), so that no orphan goes on computing."""
+    import signal
+
+    lib = libc()
+    if lib is not None and hasattr(lib, "prctl"):
+        lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def how_it_ended(code: int | None) -> str:
+    """A child process's exit code in words: ``was killed by signal SIGKILL``, ``exited
+    with status 1``."""
+    import signal
+
+    if code is not None and code < 0:
+        return f"was killed by signal {signal.Signals(-code).name}"
+    return f"exited with status {code}"
+
+
 def release() -> None:
     """Return the free memory of every malloc arena to the system (``malloc_trim(0)``)."""
     lib = libc()

@@ -38,6 +38,11 @@ def one_line_error(res, pattern: str = "") -> str:
     return lines[0]
 
 
+def fails_in_one_line(*args) -> str:
+    """Run ``curate ARGS``, assert it failed with one line and no traceback; return the output."""
+    return one_line_error(invoke(*args)) + "\n"
+
+
 # -- mixtures over real runs ---------------------------------------------------------------
 
 SOURCES = {"web": "c_", "human": "a_", "long": "d_"}

@@ -106,10 +106,11 @@ def test_csv_values_stay_text(tmp_path):
     assert df["id"].to_list() == ["0012", "x"]
 
 
-def test_numeric_parquet_caption_becomes_text(tmp_path):
+def test_numeric_parquet_caption_is_refused(tmp_path):
     p = tmp_path / "a.parquet"
-    pl.DataFrame({"caption": [1, None, 3]}).write_parquet(p)
-    assert read_all(p)["caption"].to_list() == ["1", None, "3"]
+    pl.DataFrame({"caption": [1, None, 3], "text": ["a", "b", "c"]}).write_parquet(p)
+    with pytest.raises(CurateError, match="holds Int64 values, not text.*text columns: text"):
+        read_all(p)
 
 
 def test_lossy_binary_decoding_keeps_one_value_per_row():

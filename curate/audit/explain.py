@@ -24,10 +24,10 @@ from curate.audit.lookup import (
     query_rows,
     sandboxed,
 )
-from curate.db import duck_error, first_row, ident, sql_str
+from curate.db import duck_error, first_row, sql_str
 from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
-from curate.layout import MANIFEST, RUN_JSON, groups_path, load_run, scores_glob
+from curate.layout import MANIFEST, RUN_JSON, groups_path, load_run, pinned_groups, pinned_scores_glob
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import Recipe
 from curate.mix.sql import UNIFORM, RunSource, render_sql, sampling_u
@@ -47,7 +47,7 @@ def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dic
     for i, (name, path) in enumerate(candidates):
         src = sources[name].src if name in sources else None
         extra = (f", ({src.eligible}) AS __eligible, CAST(({src.quality}) AS DOUBLE) AS __quality" if src else "")
-        parts.append(f"SELECT {i} AS __candidate, *{extra} FROM read_parquet({sql_str(scores_glob(path))}) "
+        parts.append(f"SELECT {i} AS __candidate, *{extra} FROM read_parquet({sql_str(pinned_scores_glob(path))}) "
                      f"WHERE sample_id = {sid}::UBIGINT")
     try:
         rows = query_rows(con, "\nUNION ALL BY NAME\n".join(parts) + "\nORDER BY __candidate, source, \"row\"")
@@ -162,7 +162,7 @@ def _scores(info: dict, row: dict, run_dir: Path) -> list[dict]:
 
 
 def _dedup(con, run: Path, sid: int) -> dict | None:
-    g = groups_path(run)
+    g = pinned_groups(run)
     if not g.is_file():
         return None
     rows = lookup(con, str(g), sid)
@@ -244,15 +244,16 @@ def _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per) -> str:
     caps = recipe.caps
     better = '(quality > ? OR (quality = ? AND (u < ? OR (u = ? AND sample_id < ?::UBIGINT))))'
     args = [quality, quality, u, u, sid]
-    if caps.group_by and row.get(caps.group_by) is not None:
-        v = str(row[caps.group_by])
-        same = f"CAST(s.{ident(caps.group_by)} AS VARCHAR) = {sql_str(v)}"
-        sql = render_sql(recipe, runs, restrict=same, upto=UNIFORM)
-        scope = "" if caps.scope == "mixture" else f" AND run = {sql_str(r.name)}"
-        n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE {better}{scope}", args)[0]
-        if n >= caps.per_group:
-            return (f"capped: {n} eligible row(s) with {caps.group_by} = {v!r} have a higher quality "
-                    f"(cap: {caps.per_group} per value)")
+    if recipe.group_of(r.src):
+        sql = render_sql(recipe, runs, upto=UNIFORM)
+        v = first_row(con, f"SELECT cap_group FROM ({sql}) WHERE sample_id = ?::UBIGINT AND run = ?", [sid, r.name])
+        if v and v[0] is not None:
+            scope = "" if caps.scope == "mixture" else f" AND run = {sql_str(r.name)}"
+            n = first_row(con, f"SELECT count(*) FROM ({sql}) WHERE cap_group = ? AND {better}{scope}",
+                          [v[0], *args])[0]
+            if n >= caps.per_group:
+                return (f"capped: {n} eligible row(s) with {recipe.group_of(r.src)} = {v[0]!r} have a higher "
+                        f"quality (cap: {caps.per_group} per value)")
     if caps.per_dup_group is not None and r.groups is not None:
         g = first_row(con, f"SELECT dup_group FROM read_parquet({sql_str(str(r.groups))}) WHERE sample_id = ?::UBIGINT",
                       [sid])

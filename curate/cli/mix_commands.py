@@ -14,8 +14,11 @@ from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Mixture folder to write.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="DuckDB threads (default: one per core); the manifest is the same for any number.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing mixture in --out.")
+@click.option("--memory-limit", default=None, help="Memory the recipe's SQL may use, e.g. 8GB (default: half the machine's).")
+@click.option("--timeout", type=click.FloatRange(0), default=6 * 3600, show_default=True,
+              help="Seconds the recipe's SQL may run (0: no limit).")
 @friendly
-def mix(recipe, out, threads, overwrite):
+def mix(recipe, out, threads, overwrite, memory_limit, timeout):
     """Assemble a training mixture from scored runs: one DuckDB query from a recipe.
 
     RECIPE is a mixture TOML file (see mixtures/example.toml). Writes
@@ -31,8 +34,11 @@ def mix(recipe, out, threads, overwrite):
 
     from curate.mix.build import build_mixture
 
-    result = build_mixture(recipe, out, threads=threads, overwrite=overwrite)
+    result = build_mixture(recipe, out, threads=threads, overwrite=overwrite, memory_limit=memory_limit,
+                           timeout=timeout or None)
     console = make_console()
+    for note in result.get("notes", []):
+        console.print(f"note: {note}", highlight=False)
     t = Table(title=f"curate mix: {result['name']} ({result['mixture']})", header_style="bold")
     for col in ("source", "eligible", "quota", "rows", "samples", "repeated", "share", "quality pool -> mix"):
         t.add_column(col, justify="left" if col == "source" else "right")

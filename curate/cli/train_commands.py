@@ -22,8 +22,10 @@ from curate.cli.common import fmt, friendly, make_console
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.5,
               show_default=True, help="P(positive) from which a caption counts as positive in the metrics.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and of training.")
+@click.option("--overwrite", is_flag=True, help="Replace a model already in --out.")
 @friendly
-def train(labels, label, positive, out, method, embedder, caption_column, group, holdout, threshold, seed):
+def train(labels, label, positive, out, method, embedder, caption_column, group, holdout, threshold, seed,
+          overwrite):
     """Train a caption-quality classifier from labelled captions.
 
     LABELS are label files in any input format (a caption column and the --label column),
@@ -41,7 +43,7 @@ def train(labels, label, positive, out, method, embedder, caption_column, group,
     from curate.train.run import train as run_train
 
     s = Settings(method=method, embedder=embedder, holdout=holdout, seed=seed, threshold=threshold)
-    meta = run_train(list(labels), label, out, positive, caption_column, group, s)
+    meta = run_train(list(labels), label, out, positive, caption_column, group, s, overwrite)
     console = make_console()
     from rich.table import Table
 

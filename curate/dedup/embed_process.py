@@ -14,7 +14,6 @@ line (a :class:`~curate.errors.CurateError` in the parent), one killed by a sign
 from __future__ import annotations
 
 import multiprocessing
-import signal
 from pathlib import Path
 from typing import Callable
 
@@ -23,23 +22,14 @@ import polars as pl
 
 from curate.atomic import atomic_path
 from curate.dedup.cache import EmbeddingCache, embed_into, embed_texts
-from curate.errors import CurateError
+from curate.errors import CurateError, error_line
 from curate.layout import EMBED_INPUT
-from curate.memory import libc
-
-#: prctl option: the signal the child gets when its parent dies
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    lib = libc()
-    if lib is not None and hasattr(lib, "prctl"):
-        lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+from curate.memory import die_with_parent, how_it_ended
 
 
 def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
     """The child's whole life: embed every text of ``input_path`` into the cache."""
-    _die_with_parent()
+    die_with_parent()
     try:
         import pyarrow.parquet as pq
 
@@ -52,7 +42,7 @@ def _child(input_path: str, embedder, cache_dir: str, chunk: int, conn) -> None:
                        lambda n: conn.send(("progress", int(n))))
         conn.send(("done", cache.problem))
     except CurateError as e:
-        conn.send(("error", str(e)))
+        conn.send(("error", error_line(e)))
     except Exception:  # noqa: BLE001 - a bug: the parent raises it with this traceback
         import traceback
 
@@ -108,10 +98,7 @@ def run_child(texts: pl.Series, hashes: np.ndarray, need: np.ndarray, embedder, 
         parent.close()
         path.unlink(missing_ok=True)
     if outcome is None:
-        code = proc.exitcode
-        how = (f"was killed by signal {signal.Signals(-code).name}" if code and code < 0
-               else f"exited with status {code}")
-        raise CurateError(f"the embedding process {how} before it finished (out of memory?); "
+        raise CurateError(f"the embedding process {how_it_ended(proc.exitcode)} before it finished (out of memory?); "
                           "the texts embedded so far are cached, so a rerun goes on from there")
     if outcome[0] == "error":
         raise CurateError(f"embedding failed: {outcome[1]}")

@@ -79,6 +79,7 @@ from curate.layout import (
     read_json,
     score_parts,
     scores_glob,
+    pinned_scores_glob,
 )
 from curate.version import __version__
 
@@ -162,7 +163,7 @@ def parse_order(spec: str | None, columns: dict[str, pl.DataType]) -> tuple[list
 def select_rows(run: Path, order: list[tuple[str, bool]]) -> pl.DataFrame:
     """sample_id, caption and the order columns of every row of the run (not sorted)."""
     cols = ["sample_id", "caption"] + [c for c, _ in order if c not in ("sample_id", "keep")]
-    lf = pl.scan_parquet(scores_glob(run))
+    lf = pl.scan_parquet(pinned_scores_glob(run))
     names = lf.collect_schema().names()
     extra = []
     if any(c == "keep" for c, _ in order):

@@ -46,9 +46,10 @@ from curate.layout import (
     MANIFEST,
     discard_staging,
     lock_output,
+    output_folder,
     replace_folder,
     score_parts,
-    scores_glob,
+    pinned_scores_glob,
     staging_folder,
 )
 from curate.mix.manifest import load_mixture
@@ -70,22 +71,15 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
         raise CurateError(f"shard size must be at least 1, got {shard_rows}")
     mix = Path(mix)
     m = load_mixture(mix)
-    out = Path(out)
-    if (out / INDEX_JSON).exists() and not overwrite:
-        raise CurateError(f"{out} already holds an export; use another --out, or --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"--out {out} is a file; give a folder")
-    if out.resolve() == mix.resolve():
+    if Path(out).resolve() == mix.resolve():
         raise CurateError("--out must not be the mixture folder itself")
-    if out.exists() and not (out / INDEX_JSON).exists() and any(out.iterdir()):
-        raise CurateError(f"{out} holds other files; export into a new or empty folder")
+    out = output_folder(out, "an export", INDEX_JSON, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
     with lock_output(out):
-        if (out / INDEX_JSON).exists() and not overwrite:
-            raise CurateError(f"{out} already holds an export; use another --out, or --overwrite to replace it")
+        output_folder(out, "an export", INDEX_JSON, overwrite)  # again, under the lock
         stage = staging_folder(out)
         try:
             index = _export(mix, m, fmt, out, stage, shard_rows, expand_repeats)
@@ -179,7 +173,7 @@ def _with_scores(con, base: str, runs: dict[str, Path]) -> str:
     have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {base}").fetchall()}
     names: list[str] = []
     for name, path in runs.items():
-        glob = sql_str(scores_glob(path))
+        glob = sql_str(pinned_scores_glob(path))
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({glob})").fetchall()]
         take = [c for c in cols if (c.startswith("score__") or c in ("lang", "keep", "reason")) and c not in have]
         names += [c for c in take if c not in names]

@@ -23,6 +23,20 @@ from curate.errors import CurateError, first_line
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}
 #: Decompressed bytes parsed at a time.
 CHUNK_BYTES = 32 << 20
+#: The longest line (one JSONL record, one CSV/TSV line) a text input may hold: a longer one
+#: is a one-line error naming it, so a small compressed file that inflates to one huge
+#: line (a "gzip bomb") cannot take the machine's memory.
+MAX_LINE_BYTES = 16 << 20
+
+
+def check_line_length(path: str, rest: bytes, line: int) -> None:
+    """Raise when ``rest`` (bytes after the last newline read so far, i.e. the start of
+    line number ``line``) is already longer than :data:`MAX_LINE_BYTES`."""
+    if len(rest) > MAX_LINE_BYTES:
+        raise CurateError(
+            f"{path}: line {line:,} is longer than {MAX_LINE_BYTES >> 20} MiB, the most a line (one record) "
+            "may be; split the record or shorten it"
+        )
 
 
 class _Stream:
@@ -85,13 +99,47 @@ def _record_end(data: bytes, quoted: bool, last: bool = True) -> int:
     return int(nl[-1 if last else 0]) + 1 if len(nl) else 0
 
 
+def _field_counts(data: bytes, sep: str, quoted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start offset, fields, blank) of every record of ``data`` (whole records), vectorised:
+    separators and newlines inside quotes do not count."""
+    arr = np.frombuffer(data, np.uint8)
+    outside = np.cumsum(arr == 34) % 2 == 0 if quoted else np.ones(len(arr), bool)
+    ends = np.flatnonzero((arr == 10) & outside)
+    if not len(ends) or ends[-1] != len(arr) - 1:
+        ends = np.append(ends, len(arr))  # the last record has no newline
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    before = np.concatenate([[0], np.cumsum((arr == ord(sep)) & outside)])  # separators before each offset
+    fields = before[ends] - before[starts] + 1
+    length = ends - starts
+    blank = (length == 0) | ((length == 1) & (arr[np.minimum(starts, len(arr) - 1)] == 13))
+    return starts, fields, blank
+
+
+def check_fields(path: str, data: bytes, sep: str, quoted: bool, want: int, line: int) -> None:
+    """Raise naming the first record of ``data`` (which starts at line number ``line``)
+    whose number of fields is not ``want`` (a ragged CSV/TSV line)."""
+    if not data:
+        return
+    starts, fields, blank = _field_counts(data, sep, quoted)
+    bad = np.flatnonzero((fields != want) & ~blank)
+    if len(bad):
+        i = int(bad[0])
+        at = line + data[: int(starts[i])].count(b"\n")
+        raise CurateError(f"{path}: line {at:,} has {int(fields[i])} fields, the header has {want}"
+                          + (" (a tab inside a caption?)" if sep == "\t" else " (an unquoted separator?)"))
+
+
 def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
                 batch_rows: int) -> Iterator[pl.DataFrame]:
-    """A compressed CSV/TSV as DataFrames of string columns (at most ``batch_rows`` rows each)."""
+    """A CSV/TSV (plain or compressed) as DataFrames of string columns (at most
+    ``batch_rows`` rows each). A line longer than :data:`MAX_LINE_BYTES`, or with more or
+    fewer fields than the header, is a one-line error naming its line number."""
     quoted = sep != "\t"
     opts = csv_options(sep, names)
     header = b""
     rest = b""
+    lines = 0  # lines before ``data``
+    want = len(names) if names else 0
     with open_text(path, compression) as f:
         first = True
         while True:
@@ -102,12 +150,18 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
             if block:
                 cut = _record_end(data, quoted)
                 data, rest = data[:cut], data[cut:]
+                check_line_length(path, rest, lines + data.count(b"\n") + 1)
             else:
                 rest = b""
             if first and not names:
                 end = _record_end(data, quoted, last=False) or len(data)
                 header, data = data[:end], data[end:]
+                want = int(_field_counts(header.rstrip(b"\r\n"), sep, quoted)[1][0]) if header.strip() else 0
+                lines += header.count(b"\n")
             first = False
+            if want:
+                check_fields(path, data, sep, quoted, want, lines + 1)
+            lines += data.count(b"\n")
             if data.strip():
                 try:
                     df = pl.read_csv(io.BytesIO(header + data), **opts)
@@ -119,11 +173,28 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
                 break
 
 
+def first_lines(path: str, compression: str, size: int = 1 << 20) -> bytes:
+    """The file's first whole lines (decompressed): about ``size`` bytes, cut after the last
+    newline, or more when the first line is longer (at most :data:`MAX_LINE_BYTES`); the
+    whole file when it is shorter."""
+    with open_text(path, compression) as f:
+        data = f.read(size)
+        if len(data) < size:
+            return data
+        while b"\n" not in data:
+            check_line_length(path, data, 1)
+            more = f.read(size)
+            if not more:
+                return data
+            data += more
+    return data[:data.rfind(b"\n") + 1]
+
+
 def csv_columns(path: str, compression: str, sep: str, names: list[str] | None) -> list[str]:
-    data = head(path, compression, 1 << 20).removeprefix(b"\xef\xbb\xbf")
+    data = first_lines(path, compression).removeprefix(b"\xef\xbb\xbf")
     if not data.strip():
         return []
-    cut = _record_end(data, sep != "\t") or len(data)
+    cut = _record_end(data, sep != "\t", last=False) or len(data)  # the header record alone
     try:
         return pl.read_csv(io.BytesIO(data[:cut]), n_rows=1, **csv_options(sep, names)).columns
     except Exception as e:

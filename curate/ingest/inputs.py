@@ -22,6 +22,7 @@ from curate.ingest import arrow as arrow_ipc
 from curate.ingest import compressed
 from curate.ingest import webdataset as wds
 from curate.ingest.text import lone_surrogates_replaced
+from curate.layout import HF_STATE
 
 FORMATS = {
     ".parquet": "parquet",
@@ -128,12 +129,34 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
     seen: dict[str, str] = {}  # one file named two ways (relative and absolute) is read once
     for p in paths:
         seen.setdefault(os.path.realpath(p), os.path.normpath(p))
+    check_hf_folders(seen.values())
     out = []
     for p in seen.values():
         st = os.stat(p)
         fmt, comp = _format_of(p)
         out.append(InputFile(p, fmt, st.st_size, st.st_mtime_ns, compression=comp))
     return out
+
+
+def check_hf_folders(paths) -> None:
+    """A Hugging Face ``save_to_disk`` folder (``state.json`` beside ``.arrow`` files) must
+    hold every file its ``state.json`` lists: a missing shard is an error, not fewer rows."""
+    import json
+
+    for folder in sorted({os.path.dirname(p) for p in paths if p.endswith(arrow_ipc.ARROW_EXTS)}):
+        state = Path(folder or ".") / HF_STATE
+        if not state.is_file():
+            continue
+        try:
+            listed = [d["filename"] for d in json.loads(state.read_text()).get("_data_files", [])]
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise CurateError(f"{state}: not a readable Hugging Face dataset state ({first_line(e)})") from None
+        missing = [f for f in listed if not (state.parent / f).is_file()]
+        if missing:
+            raise CurateError(
+                f"{state.parent}: {missing[0]} is missing ({len(missing)} of the {len(listed)} files "
+                "its state.json lists); restore it, or save the dataset again"
+            )
 
 
 def parquet_file(inp: InputFile) -> pq.ParquetFile:
@@ -165,9 +188,8 @@ def inspect_input(inp: InputFile, names: tuple[str, ...] | list[str] = ()) -> No
         except CurateError as e:
             raise CurateError(f"{inp.path}: {e}") from None
     elif inp.format == "jsonl":
-        with compressed.open_text(inp.path, inp.compression) as f:
-            head = f.read(1 << 20).removeprefix(BOM)
-        head_lines = head.split(b"\n")[:-1 if len(head) == (1 << 20) else None][:5000]
+        head = compressed.first_lines(inp.path, inp.compression).removeprefix(BOM)
+        head_lines = head.split(b"\n")[:5000]
         lines = [ln for ln in head_lines if ln.strip()]
         if not lines:
             inp.columns, inp.empty = [], not head.strip()
@@ -213,6 +235,8 @@ def json_error(lines: list[str], start: int, e: BaseException) -> str:
 
 
 def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
+    """The caption (and id) column exists; a caption column the format declares as numbers
+    or booleans (Parquet, Arrow) is refused: scored as text, it would be numbers in words."""
     if inp.empty:
         return  # an empty text file: zero rows
     for name, what in ((caption, "caption"), (id_column, "id")):
@@ -222,3 +246,8 @@ def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:
                 f"{inp.path}: no {what} column {name!r}; columns are: {cols}"
                 + (" (choose one with --caption-column)" if what == "caption" else "")
             )
+    declared = inp.dtypes.get(caption, "String")
+    if declared.startswith(("Int", "UInt", "Float", "Decimal", "Boolean")):
+        text = [c for c, t in inp.dtypes.items() if t in ("String", "Utf8", "LargeUtf8")]
+        raise CurateError(f"{inp.path}: caption column {caption!r} holds {declared} values, not text; "
+                          f"choose the caption column with --caption-column (text columns: {', '.join(text) or '(none)'})")

@@ -83,16 +83,9 @@ def _read_batches(inp, caption, id_column, carry, batch_rows, row_groups=None) -
             return
         sep = "\t" if inp.format == "tsv" else ","
         names = list(inp.names) or None
-        if inp.compression:
-            for df in compressed.csv_batches(inp.path, inp.compression, sep, names, batch_rows):
-                yield _shape(df.select(cols), caption, id_column)
-            return
-        try:
-            lf = pl.scan_csv(inp.path, **compressed.csv_options(sep, names)).select(cols)
-            for df in lf.collect_batches(chunk_size=batch_rows):
-                yield _shape(df, caption, id_column)
-        except Exception as e:
-            raise CurateError(f"{inp.path}: cannot read CSV ({first_line(e)})") from None
+        # plain or compressed, one reader: lines bounded, ragged lines named
+        for df in compressed.csv_batches(inp.path, inp.compression, sep, names, batch_rows):
+            yield _shape(df.select(cols), caption, id_column)
 
 
 def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFrame]:
@@ -112,6 +105,7 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
             if block:
                 cut = data.rfind(b"\n") + 1
                 data, rest = data[:cut], data[cut:]
+                compressed.check_line_length(inp.path, rest, line_no + data.count(b"\n") + 1)
             else:
                 rest = b""
             # A chunk of blank lines still holds rows; only white space after the last

@@ -45,6 +45,9 @@ from curate.layout import (
     groups_path,
     load_run,
     lock_output,
+    output_folder,
+    pinned_groups,
+    pinned_run,
     replace_folder,
     score_parts,
     scores_glob,
@@ -52,9 +55,14 @@ from curate.layout import (
 )
 from curate.mix.manifest import content_hash, describe_input, manifest_stats, model_files, write_manifest
 from curate.mix.recipe import Recipe, Source, load_recipe
-from curate.mix.sql import RunSource, render_sql, seed_key
+from curate.mix.bounded import DUCKDB_SHARE, default_memory, parse_size, run_bounded
+from curate.mix.columns import carried_names, column_types
+from curate.mix.recipe import is_column
+from curate.mix.sql import RunSource, output_columns, render_sql, seed_key
 from curate.version import __version__
 
+#: the mix's default time limit (--timeout), seconds
+DEFAULT_TIMEOUT_S = 6 * 3600
 NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
            "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "BOOLEAN")
 
@@ -62,28 +70,38 @@ NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "U
 # -- inspecting and validating the sources -------------------------------------------------
 
 
-def inspect_sources(recipe: Recipe, con) -> list[RunSource]:
+def pin(recipe: Recipe) -> dict[str, tuple[Path, Path]]:
+    """Each source's run version and groups file current now (:func:`curate.layout.pinned`)."""
+    return {s.name: (pinned_run(s.path), pinned_groups(s.path)) for s in recipe.sources}
+
+
+def inspect_sources(recipe: Recipe, con, pins: dict[str, tuple[Path, Path]] | None = None) -> list[RunSource]:
+    """Each source's run, read at the version that is current now, or at ``pins`` (a writer
+    that switches the run meanwhile does not change what this mix reads)."""
     out = []
+    pins = pins or pin(recipe)
     for s in recipe.sources:
         at = f"source {s.name!r}"
         if not s.path.is_dir():
             raise CurateError(f"{at}: run folder {s.run!r} not found (looked at {s.path})")
+        version, pinned_group_file = pins[s.name]
         try:
-            info = load_run(s.path)
+            info = load_run(version)
         except CurateError as e:
             raise CurateError(f"{at}: {e}") from None
-        glob = scores_glob(s.path)
-        if not score_parts(s.path):
+        if not score_parts(version):
             raise CurateError(f"{at}: {s.path} holds no scores/part-*.parquet")
         try:
-            desc = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(glob)})").fetchall()
+            desc = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(scores_glob(version))})").fetchall()
         except Exception as e:
             raise CurateError(f"{at}: cannot read the scores of {s.path} ({duck_error(e)})") from None
         cols = {r[0]: r[1] for r in desc}
         groups = groups_path(s.path)
         the_set = set_of(s.path) if groups.is_file() else None
-        out.append(RunSource(s, info, glob, cols, groups if groups.is_file() else None,
-                             the_set["id"] if the_set else None))
+        out.append(RunSource(s, info, scores_glob(s.path), cols, groups if groups.is_file() else None,
+                             the_set["id"] if the_set else None, read_glob=scores_glob(version),
+                             read_groups=pinned_group_file if groups.is_file() else None))
+    carried_names(out)
     return out
 
 
@@ -93,12 +111,18 @@ def _columns_hint(cols: dict[str, str]) -> str:
     return f"score columns: {', '.join(scores) or '(none)'}; other columns: {', '.join(other)}"
 
 
-def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
-    """Check every expression and cap against each run's schema; no rows are read."""
+def validate(recipe: Recipe, runs: list[RunSource], con, step=lambda what: None) -> None:
+    """Check every expression and cap against each run's schema; no rows are read (but
+    DuckDB folds constant parts of an expression while it checks it)."""
     caps = recipe.caps
     for r in runs:
         at = f"source {r.name!r}"
-        for key, expr, want in (("eligible", r.src.eligible, "BOOLEAN"), ("quality", r.src.quality, "number")):
+        step(f"{at}: checking eligible {r.src.eligible!r}, quality {r.src.quality!r}")
+        group = recipe.group_of(r.src)
+        checks = [("eligible", r.src.eligible, "BOOLEAN"), ("quality", r.src.quality, "number")]
+        if group and not is_column(group):
+            checks.append(("group_by", group, "any"))
+        for key, expr, want in checks:
             try:
                 stmts = con.extract_statements(f"SELECT ({expr}) AS x FROM t")
             except Exception as e:
@@ -107,7 +131,7 @@ def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
                 raise CurateError(f"{at}: {key} {expr!r} is not one SQL expression")
             try:
                 typ = con.execute(
-                    f"DESCRIBE SELECT ({expr}) AS x FROM read_parquet({sql_str(r.glob)})"
+                    f"DESCRIBE SELECT ({expr}) AS x FROM read_parquet({sql_str(r.paths(True)[0])})"
                 ).fetchall()[0][1]
             except Exception as e:
                 msg = duck_error(e)
@@ -115,14 +139,16 @@ def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
                     col = msg.split('"')[1]
                     msg = f"unknown column {col!r}; {_columns_hint(r.columns)}"
                 raise CurateError(f"{at}: {key} {expr!r}: {msg}") from None
-            ok = typ == "BOOLEAN" if want == "BOOLEAN" else (typ in NUMERIC or typ.startswith("DECIMAL"))
+            ok = typ == "BOOLEAN" if want == "BOOLEAN" else (
+                want == "any" or typ in NUMERIC or typ.startswith("DECIMAL"))
             if not ok:
                 raise CurateError(f"{at}: {key} {expr!r} gives {typ} values; it must give a {want}")
-        if caps.group_by and caps.group_by not in r.columns:
+        if group and is_column(group) and r.column(group) is None and caps.missing != "null":
             carried = ", ".join(r.info.get("carried_columns", [])) or "(none)"
             raise CurateError(
-                f"{at}: [caps] group_by column {caps.group_by!r} is not in {r.src.run}; "
-                f"carried columns: {carried} (carry it with `curate score --carry {caps.group_by}`)"
+                f"{at}: group_by column {group!r} is not in {r.src.run}; carried columns: {carried} "
+                f"(carry it with `curate score --carry {group}`, give this source its own group_by, "
+                "or set [caps] missing = \"null\" to leave its rows uncapped)"
             )
         if caps.per_dup_group is not None:
             if r.groups is None:
@@ -133,7 +159,7 @@ def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
             stale = set_problem(r.src.path)
             if stale:
                 raise CurateError(f"{at}: [caps] per_dup_group: {stale}")
-            names = pq.ParquetFile(r.groups).schema_arrow.names
+            names = pq.ParquetFile(r.paths(True)[1]).schema_arrow.names
             if "sample_id" not in names or "dup_group" not in names:
                 raise CurateError(f"{r.groups}: lacks sample_id or dup_group; rerun `curate dedup {r.src.run}`")
 
@@ -141,13 +167,15 @@ def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
 # -- executing -----------------------------------------------------------------------------
 
 
-def _precheck(recipe: Recipe, runs: list[RunSource], con) -> dict[str, dict]:
+def _precheck(recipe: Recipe, runs: list[RunSource], con, step=lambda what: None) -> dict[str, dict]:
     """Eligible rows (before caps) and their mean quality, per source; fails early when a
     share cannot be met even before the caps, or an expression fails on the data."""
     out = {}
     for r in runs:
+        step(f"source {r.name!r}: eligible {r.src.eligible!r}, quality {r.src.quality!r}")
         sql = (f"SELECT count(*), avg(q) FROM (SELECT CAST(({r.src.quality}) AS DOUBLE) AS q "
-               f"FROM read_parquet({sql_str(r.glob)}) WHERE ({r.src.eligible})) WHERE q IS NOT NULL AND NOT isnan(q)")
+               f"FROM read_parquet({sql_str(r.paths(True)[0])}) WHERE ({r.src.eligible})) "
+               "WHERE q IS NOT NULL AND NOT isnan(q)")
         try:
             n, mean = first_row(con, sql)
         except Exception as e:
@@ -179,24 +207,27 @@ def _check_share(recipe: Recipe, src: Source, available: int, what: str) -> None
 
 
 def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, threads: int | None = None,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, memory_limit: str | int | None = None,
+                  timeout: float | None = DEFAULT_TIMEOUT_S) -> dict:
     """Run a recipe; write MIX/manifest.parquet, query.sql, recipe.toml and manifest.json.
 
     The folder is written aside in full and then put in the place of ``out`` in one step
     (:func:`curate.layout.replace_folder`), under ``out``'s lock: a failed or killed mix
-    leaves the old mixture (or none), and two writers never both succeed."""
+    leaves the old mixture (or none), and two writers never both succeed. The recipe's SQL
+    runs in a child process under ``memory_limit`` (default: half the machine's memory)
+    and ``timeout`` seconds (None or 0: none), :func:`curate.mix.bounded.run_bounded`."""
     recipe = load_recipe(recipe_path)
-    out = Path(out)
-    _check_out(out, overwrite)
+    memory = parse_size(memory_limit) if memory_limit else default_memory()
+    out = output_folder(out, "a mixture", MANIFEST_JSON, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
     with lock_output(out):
-        _check_out(out, overwrite)  # again, now that no other writer can change it
+        output_folder(out, "a mixture", MANIFEST_JSON, overwrite)  # again, now that no other writer can change it
         stage = staging_folder(out)
         try:
-            manifest = _build(recipe, recipe_path, out, stage, threads)
+            manifest = run_bounded(_build, (recipe, recipe_path, out, stage, threads, memory), memory, timeout)
         except BaseException:
             discard_staging(stage)
             raise
@@ -204,19 +235,43 @@ def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, thread
     return manifest
 
 
-def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | None) -> dict:
-    t0 = time.perf_counter()
-    allowed = [scores_glob(s.path) for s in recipe.sources] + [groups_path(s.path) for s in recipe.sources] + [stage]
-    con = connect_sandboxed(allowed, threads, temp_dir=stage / DUCKDB_TMP)
+def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | None, memory: int | None = None,
+           step=lambda what: None) -> dict:
+    pins = pin(recipe)
+    versioned = [s for s in recipe.sources if pins[s.name][0].is_dir() and pins[s.name][0] != s.path.resolve()]
     try:
-        runs = inspect_sources(recipe, con)
-        validate(recipe, runs, con)
+        return _build_pinned(recipe, recipe_path, out, stage, threads, memory, step, pins)
+    except Exception:
+        for s in versioned:
+            if not pins[s.name][0].is_dir():
+                raise CurateError(
+                    f"source {s.name!r}: the run {s.path} changed while the mix read it (another curate "
+                    "command switched it twice); run the mix again"
+                ) from None
+        raise
+
+
+def _build_pinned(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | None, memory: int | None,
+                  step, pins: dict[str, tuple[Path, Path]]) -> dict:
+    t0 = time.perf_counter()
+    step("reading the sources' scores")
+    allowed = [scores_glob(v) for v, _ in pins.values()] + [g for _, g in pins.values()] + [stage]
+    con = connect_sandboxed(allowed, threads, temp_dir=stage / DUCKDB_TMP,
+                            memory_limit=int(memory * DUCKDB_SHARE) if memory else None)
+    try:
+        runs = inspect_sources(recipe, con, pins)
+        types, notes = column_types(output_columns(recipe, runs), runs)
+        for r in runs:
+            r.types = types
+        validate(recipe, runs, con, step)
         t_valid = time.perf_counter()
-        pre = _precheck(recipe, runs, con)
+        pre = _precheck(recipe, runs, con, step)
         sql = render_sql(recipe, runs)
         t_query = time.perf_counter()
+        exprs = sorted({f"{r.src.eligible!r} / {r.src.quality!r}" for r in runs})
+        step(f"the mixture query (eligible / quality: {'; '.join(exprs)})")
         with atomic_path(stage / MANIFEST) as tmp:
-            write_manifest(con, sql, tmp)
+            write_manifest(con, render_sql(recipe, runs, read=True), tmp)
             t_written = time.perf_counter()
             stats = manifest_stats(con, tmp, recipe, runs)
             for r in runs:
@@ -258,6 +313,7 @@ def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | N
         "filters": {r.name: r.info.get("filters", {}) for r in runs},
         "model_files": model_files(runs),
         "columns": [f.name for f in pq.ParquetFile(stage / MANIFEST).schema_arrow],
+        "notes": notes,
         "counts": stats,
         "timings": {
             "validate_s": round(t_valid - t0, 3),
@@ -275,15 +331,6 @@ def _duckdb_version() -> str:
     import duckdb
 
     return duckdb.__version__
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if (out / MANIFEST_JSON).exists() and not overwrite:
-        raise CurateError(f"{out} already holds a mixture; use another --out, or --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and not (out / MANIFEST_JSON).exists() and any(out.iterdir()):
-        raise CurateError(f"{out} holds other files; write the mixture into a new or empty folder")
 
 
 def _rmtree(p: Path) -> None:

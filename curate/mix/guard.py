@@ -3,7 +3,14 @@
 An expression is parsed by DuckDB itself (``duckdb.tokenize`` and ``json_serialize_sql``)
 and must stay inside its parentheses, with no subquery, table, statement or parameter, and
 only built-in scalar, aggregate and window functions that do not look outside the row
-(files, settings, environment, session, clock, randomness). This is the first of two
+(files, settings, environment, session, clock) and are deterministic: a function whose
+every form DuckDB's catalogue marks volatile or fixed only within one query (random, uuid,
+now, ...) is refused, and so is every aggregate or window function whose result depends on
+the order the rows arrive in (:data:`ORDER_SENSITIVE`: first, list, stddev, row_number,
+...) unless its window or its own ORDER BY includes ``sample_id`` (a total order), since a
+parallel scan delivers rows in a different order on each run and a mixture must be the same
+bytes every time. Sampling aggregates (:data:`SAMPLED`: reservoir_quantile, ...) are refused
+whatever the order. This is the first of two
 layers; the second is the locked connection of :func:`curate.db.connect_sandboxed`, which
 holds even where this check would miss something.
 
@@ -22,6 +29,8 @@ from curate.db import lock_down
 from curate.errors import CurateError
 
 WHY = "recipe SQL sees the run's columns only"
+#: Parentheses a recipe expression may nest (DuckDB's parser and the check below recurse).
+MAX_NESTING = 100
 
 
 #: Built-in functions refused although they take no file: they read the machine, the
@@ -40,10 +49,27 @@ random uuid gen_random_uuid uuidv4 uuidv7 now today current_date current_time cu
 current_localtime current_localtimestamp get_current_time get_current_timestamp transaction_timestamp
 json_serialize_sql json_deserialize_sql json_serialize_plan
 """.split())
+#: Aggregate and window functions whose result depends on the order of their input rows
+#: (or on a random sample): the catalogue calls them consistent, but over a partition
+#: without a total order they differ from run to run (floating-point sums of squares in
+#: another order differ in their last bits). Found by feeding every catalogue aggregate and
+#: window function the same rows in two orders (tests/test_recipe_limits.py re-checks
+#: every one this list lets through).
+ORDER_SENSITIVE = frozenset("""
+any_value approx_quantile arbitrary arg_max arg_max_null arg_max_nulls_last arg_min arg_min_null
+arg_min_nulls_last argmax argmin array_agg entropy first group_concat kurtosis kurtosis_pop last list
+listagg max_by min_by regr_syy reservoir_quantile sem skewness stddev stddev_pop stddev_samp string_agg
+var_pop var_samp variance approx_top_k lttb bitstring_agg
+row_number lag lead first_value last_value nth_value ntile fill
+""".split())
+#: Aggregates that draw a random sample or a sketch: not deterministic whatever the order.
+SAMPLED = frozenset("reservoir_quantile approx_quantile approx_top_k".split())
 #: Allowed function kinds (duckdb_functions().function_type); table, table_macro and
 #: pragma functions (read_text, read_csv, glob, read_parquet, query, duckdb_settings ...)
 #: can only be reached through FROM, and are refused by name as well.
 SCALAR_KINDS = ("scalar", "aggregate", "window", "macro")
+#: catalogue stabilities of a function that is not a function of its arguments alone
+UNSTABLE = ("VOLATILE", "CONSISTENT_WITHIN_QUERY")
 STATEMENT_WORDS = frozenset("""
 ALTER ANALYZE ATTACH CALL CHECKPOINT COMMENT COPY CREATE DEALLOCATE DELETE DESCRIBE DETACH DROP
 EXECUTE EXPLAIN EXPORT FORCE IMPORT INSERT INSTALL LOAD PIVOT PRAGMA PREPARE RESET SET SHOW
@@ -53,23 +79,28 @@ SUMMARIZE TRUNCATE UNPIVOT UPDATE USE VACUUM WITH BEGIN COMMIT ROLLBACK ABORT ST
 _lock = threading.Lock()
 _parser: duckdb.DuckDBPyConnection | None = None
 _functions: dict[str, set[str]] | None = None
+_unstable: frozenset[str] = frozenset()  # every form volatile or fixed within a query only
 
 
 def _parser_con() -> duckdb.DuckDBPyConnection:
     """A private, locked, data-less connection used only to parse (never runs user SQL)."""
-    global _parser, _functions
+    global _parser, _functions, _unstable
     with _lock:
         if _parser is None:
             con = duckdb.connect()
             kinds: dict[str, set[str]] = {}
-            for name, kind, definition in con.execute(
-                "SELECT function_name, function_type, macro_definition FROM duckdb_functions()"
+            stable: dict[str, bool] = {}
+            for name, kind, definition, stability in con.execute(
+                "SELECT function_name, function_type, macro_definition, stability FROM duckdb_functions()"
             ).fetchall():
                 k = kind
                 if kind == "macro" and definition and "select" in definition.lower():
                     k = "table"  # a macro over the catalog (pg_get_viewdef, ...): a query in disguise
                 kinds.setdefault(name.lower(), set()).add(k)
+                if stability is not None:
+                    stable[name.lower()] = stable.get(name.lower(), False) or stability not in UNSTABLE
             _functions = kinds
+            _unstable = frozenset(n for n, ok in stable.items() if not ok)
             _parser = lock_down(con, [])
         return _parser
 
@@ -111,18 +142,29 @@ def _check_tokens(field: str, expr: str) -> None:
             depth += (ch == "(") - (ch == ")")
             if depth < 0:
                 raise _fail(field, "has a ')' without its '(' (a recipe field is one SQL expression)")
+            if depth > MAX_NESTING:
+                raise _fail(field, f"nests parentheses more than {MAX_NESTING} deep; write a flatter expression")
     if depth:
         raise _fail(field, "has a '(' without its ')'")
 
 
 def _walk(node, found: list[dict]) -> None:
-    if isinstance(node, dict):
-        found.append(node)
-        for v in node.values():
-            _walk(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _walk(v, found)
+    """Every dict in a parsed tree, without recursion (a deep expression makes a deep tree)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            found.append(n)
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+
+
+def _total_order(node: dict) -> bool:
+    """Whether a window's ORDER BY (or an aggregate's own) includes ``sample_id``."""
+    orders = node.get("orders") or (node.get("order_bys") or {}).get("orders") or []
+    return any(o.get("expression", {}).get("class") == "COLUMN_REF"
+               and str((o["expression"].get("column_names") or [""])[-1]).lower() == "sample_id" for o in orders)
 
 
 def _statement_word(con, expr: str) -> str | None:
@@ -158,7 +200,10 @@ def check_expression(field: str, expr: str, columns: Iterable[str] | None = None
     wrapped = f"SELECT (\n{expr}\n) AS __recipe_expr"
     with _lock:
         raw = con.execute("SELECT json_serialize_sql(?)", [wrapped]).fetchone()[0]
-    tree = json.loads(raw)
+    try:
+        tree = json.loads(raw)
+    except RecursionError:  # a long chain of operators (1+1+...+1) parses to a deep tree
+        raise _fail(field, "is nested too deeply to check; write a shorter or flatter expression") from None
     if tree.get("error"):
         first_type, first = _tokens(expr)[0]
         if first_type == "keyword" and first.upper() in STATEMENT_WORDS - {"SELECT", "WITH", "FROM"}:
@@ -197,6 +242,11 @@ def check_expression(field: str, expr: str, columns: Iterable[str] | None = None
             kinds = _functions.get(name)
             if name in DENIED or (kinds and not kinds & set(SCALAR_KINDS)):
                 raise _fail(field, f"function {name} is not allowed ({WHY})")
+            if name in _unstable or name in SAMPLED or (name in ORDER_SENSITIVE and not _total_order(n)):
+                fix = " unless ordered by sample_id (OVER (... ORDER BY sample_id))" if name in ORDER_SENSITIVE \
+                    and name not in SAMPLED else ""
+                raise _fail(field, f"function {name} is not allowed{fix}: its result can change from run to run "
+                                   "(a mixture is the same bytes on every run)")
             if kinds is None and cls == "FUNCTION":
                 raise _fail(field, f"unknown function {name} (only DuckDB's built-in functions can be used)")
     return expr

@@ -25,9 +25,12 @@ from curate.errors import CurateError
 from curate.mix.guard import check_expression
 
 TOP_KEYS = ("name", "description", "size", "seed", "eligible", "quality", "alpha", "caps", "source")
-SOURCE_KEYS = ("name", "run", "share", "weight", "repeat", "eligible", "quality")
-CAPS_KEYS = ("per_dup_group", "group_by", "per_group", "scope")
+SOURCE_KEYS = ("name", "run", "share", "weight", "repeat", "eligible", "quality", "group_by")
+CAPS_KEYS = ("per_dup_group", "group_by", "per_group", "scope", "missing")
 SCOPES = ("mixture", "source")
+#: what a source that lacks the group_by column gets: an error, or no group (not capped)
+MISSING = ("error", "null")
+IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 DEFAULT_ELIGIBLE = "keep"
 DEFAULT_QUALITY = "1.0"
@@ -44,12 +47,16 @@ class Source:
     eligible: str
     quality: str
     share: Fraction = Fraction(0)  # normalised share of the mixture
+    group_by: str | None = None  # this source's cap group (a column or an expression)
 
     def to_dict(self, kind: str, run: str | None = None) -> dict[str, Any]:
-        return {
+        d = {
             "name": self.name, "run": self.run if run is None else run, kind: self.amount,
             "repeat": self.repeat, "eligible": self.eligible, "quality": self.quality,
         }
+        if self.group_by is not None:
+            d["group_by"] = self.group_by
+        return d
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Caps:
     group_by: str | None = None
     per_group: int | None = None
     scope: str = "mixture"
+    missing: str = "error"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -65,8 +73,11 @@ class Caps:
             d["per_dup_group"] = self.per_dup_group
         if self.group_by is not None:
             d["group_by"] = self.group_by
+        if self.per_group is not None:
             d["per_group"] = self.per_group
         d["scope"] = self.scope
+        if self.missing != "error":
+            d["missing"] = self.missing
         return d
 
 
@@ -82,6 +93,15 @@ class Recipe:
     kind: str  # "share" or "weight": how the sources' amounts were written
     path: str | None = None
     quotas: dict[str, int] = field(default_factory=dict)
+
+    def group_of(self, src: Source) -> str | None:
+        """The cap group of a source: its own group_by, else the [caps] one."""
+        return src.group_by or self.caps.group_by
+
+    @property
+    def grouped(self) -> bool:
+        """Whether a group_by cap applies to any source."""
+        return any(self.group_of(s) for s in self.sources)
 
     def source(self, name: str) -> Source:
         for s in self.sources:
@@ -175,6 +195,19 @@ def _expr(where: str, key: str, v: Any) -> str:
     return check_expression(f"{where}: {key} {v.strip()!r}", v.strip())
 
 
+def _group_by(where: str, v: Any) -> str:
+    """A cap's group: a column name, or an SQL expression (``coalesce(image_id, url)``)."""
+    if not isinstance(v, str) or not v.strip():
+        raise CurateError(f"{where}: group_by must be a column name or an SQL expression, got {v!r}")
+    v = v.strip()
+    return v if IDENT_RE.fullmatch(v) else check_expression(f"{where}: group_by {v!r}", v)
+
+
+def is_column(group_by: str) -> bool:
+    """Whether a group_by is a plain column name (else an SQL expression)."""
+    return bool(IDENT_RE.fullmatch(group_by))
+
+
 def _keys(where: str, d: dict, valid: tuple[str, ...]) -> None:
     for key in d:
         if key not in valid:
@@ -205,14 +238,13 @@ def parse_recipe(data: dict, where: str = "recipe", base: Path | None = None) ->
         raise CurateError(f"{where}: [caps] scope must be one of {', '.join(SCOPES)}, got {caps.scope!r}")
     if "per_dup_group" in caps_d:
         caps.per_dup_group = _int(f"{where}: [caps]", "per_dup_group", caps_d["per_dup_group"], 1)
+    caps.missing = caps_d.get("missing", "error")
+    if caps.missing not in MISSING:
+        raise CurateError(f"{where}: [caps] missing must be one of {', '.join(MISSING)}, got {caps.missing!r}")
     if "group_by" in caps_d:
-        g = caps_d["group_by"]
-        if not isinstance(g, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", g):
-            raise CurateError(f"{where}: [caps] group_by must be a column name, got {g!r}")
-        caps.group_by = g
-        caps.per_group = _int(f"{where}: [caps]", "per_group", caps_d.get("per_group", 1), 1)
-    elif "per_group" in caps_d:
-        raise CurateError(f"{where}: [caps] per_group needs group_by (the column whose values are capped)")
+        caps.group_by = _group_by(f"{where}: [caps]", caps_d["group_by"])
+    if "per_group" in caps_d:
+        caps.per_group = _int(f"{where}: [caps]", "per_group", caps_d["per_group"], 1)
 
     entries = data.get("source")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
@@ -248,9 +280,15 @@ def parse_recipe(data: dict, where: str = "recipe", base: Path | None = None) ->
             name=sname, run=run, path=(base / run).resolve(), amount=amount, repeat=repeat,
             eligible=_expr(at, "eligible", e.get("eligible", eligible)),
             quality=_expr(at, "quality", e.get("quality", quality)),
+            group_by=_group_by(at, e["group_by"]) if "group_by" in e else None,
         ))
     if len(kinds) > 1:
         raise CurateError(f"{where}: some sources give share and others weight; use one kind for all")
+    if caps.group_by is None and not any(s.group_by for s in sources):
+        if caps.per_group is not None:
+            raise CurateError(f"{where}: [caps] per_group needs group_by (the column whose values are capped)")
+    elif caps.per_group is None:
+        caps.per_group = 1
     kind = kinds.pop()
     total = sum(Fraction(s.amount) for s in sources)
     if kind == "share" and abs(float(total) - 1.0) > 1e-6:

@@ -21,13 +21,13 @@ rows, and so the manifest's ``source`` for them, depend on the thread count.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from curate.db import ident, sql_str
-from curate.mix.recipe import Recipe, Source
+from curate.mix.recipe import Recipe, Source, is_column
 from curate.version import __version__
 
 MASK64 = "18446744073709551615"
@@ -50,6 +50,25 @@ class RunSource:
     columns: dict[str, str]  # column -> DuckDB type
     groups: Path | None  # RUN/dedup/groups.parquet when present
     dup_space: str | None = None  # the id of the set the run was deduplicated in (one group space)
+    names: dict[str, str] = field(default_factory=dict)  # carried: mixture name -> the run's column
+    read_glob: str = ""  # the scores of the version pinned when the mix began (what it reads)
+    read_groups: Path | None = None  # likewise for the groups
+    types: dict[str, str] = field(default_factory=dict)  # mixture column -> DuckDB type (shared)
+
+    def column(self, name: str) -> str | None:
+        """The run's column for a mixture column or a recipe's column name: the same name,
+        the carried column it names (``url`` for ``URL``), or the one name that differs only
+        in case; None when the run has none."""
+        if name in self.columns:
+            return name
+        if name in self.names:
+            return self.names[name]
+        low = [c for c in self.columns if c.lower() == name.lower()]
+        return low[0] if len(low) == 1 else None
+
+    def paths(self, read: bool) -> tuple[str, Path | None]:
+        """(scores glob, groups file): pinned for reading, else the documented names."""
+        return (self.read_glob or self.glob, self.read_groups or self.groups) if read else (self.glob, self.groups)
 
     @property
     def name(self) -> str:
@@ -78,14 +97,15 @@ def output_columns(recipe: Recipe, runs: list[RunSource]) -> list[str]:
     """Manifest columns between ``caption`` and the sampling columns, in a fixed order."""
     carried: list[str] = []
     for r in runs:
-        for c in r.info.get("carried_columns", []):
-            if c in r.columns and c not in carried:
+        for c in r.names:
+            if c not in carried:
                 carried.append(c)
     first_seen = {c: i for i, c in enumerate(carried)}
     carried.sort(key=lambda c: (CARRY_ORDER.index(c) if c in CARRY_ORDER else len(CARRY_ORDER), first_seen[c]))
     cols = (["id"] if any("id" in r.columns for r in runs) else []) + carried
-    if recipe.caps.group_by and recipe.caps.group_by not in cols + list(BASE_COLUMNS):
-        cols.append(recipe.caps.group_by)
+    g = recipe.caps.group_by
+    if g and is_column(g) and g not in cols + list(BASE_COLUMNS) and not any(c.lower() == g.lower() for c in cols):
+        cols.append(g)
     if any("lang" in r.columns for r in runs):
         cols.append("lang")
     if recipe.caps.per_dup_group is not None:
@@ -100,13 +120,26 @@ def _indent(expr: str, pad: str) -> str:
     return expr.replace("\n", "\n" + pad)
 
 
-def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = None, upto: str | None = None) -> str:
+def group_sql(recipe: Recipe, r: RunSource) -> str | None:
+    """The SQL of a source's cap group (over its rows ``s``), or None: no group_by, or a
+    column it lacks (validated: only with ``[caps] missing = "null"``)."""
+    g = recipe.group_of(r.src)
+    if g is None or not is_column(g):
+        return g
+    col = r.column(g)
+    return f"s.{ident(col)}" if col else None
+
+
+def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = None, upto: str | None = None,
+               read: bool = False) -> str:
     """The mixture as one DuckDB query.
 
     The sampling works on narrow rows (ids, quality, cap columns); the captions and carried
     columns of the selected rows are read afterwards, so no window carries the text.
     ``restrict`` (an extra condition on every source's rows) and ``upto`` (the last CTE to
     select from) serve ``curate explain``, which re-runs part of the pipeline for a few rows.
+    ``read``: name the versions pinned when the mix began (the query the mix runs) instead
+    of the runs' documented paths (the query it saves).
     """
     caps = recipe.caps
     extra = output_columns(recipe, runs)
@@ -120,18 +153,19 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
     ]
     ctes: list[str] = []
     for i, r in enumerate(runs):
+        glob, groups = r.paths(read)
         sel = ["    SELECT", f"        {sql_str(r.name)} AS run, s.sample_id, s.source, s.\"row\","]
-        if caps.group_by:
-            col = f"s.{ident(caps.group_by)}"
-            cast = col if r.columns[caps.group_by] == "VARCHAR" else f"CAST({col} AS VARCHAR)"
-            sel.append(f"        {cast} AS {ident(caps.group_by)},")
+        if recipe.grouped:
+            g = group_sql(recipe, r)
+            sel.append(f"        CAST(({_indent(g, '            ')}) AS VARCHAR) AS cap_group," if g
+                       else "        CAST(NULL AS VARCHAR) AS cap_group,")
         if caps.per_dup_group is not None:
             sel.append(f"        g.dup_group, {sql_str(r.dup_space or r.name)} AS dup_space,")
         sel += ["        CAST((", f"            {_indent(r.src.quality, '            ')}",
                 "        ) AS DOUBLE) AS quality",
-                f"    FROM read_parquet({sql_str(r.glob)}) AS s"]
+                f"    FROM read_parquet({sql_str(glob)}) AS s"]
         if caps.per_dup_group is not None:
-            sel.append(f"    LEFT JOIN (SELECT sample_id, dup_group FROM read_parquet({sql_str(str(r.groups))})) AS g")
+            sel.append(f"    LEFT JOIN (SELECT sample_id, dup_group FROM read_parquet({sql_str(str(groups))})) AS g")
             sel.append("        USING (sample_id)")
         sel += ["    WHERE (", f"        {_indent(r.src.eligible, '        ')}", "    )"]
         if restrict:
@@ -160,18 +194,18 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
     )
     prev = UNIFORM
     tie = "quality DESC, u, sample_id, \"row\""
-    if caps.group_by:
-        g = ident(caps.group_by)
-        part = g if caps.scope == "mixture" else f"run, {g}"
+    if recipe.grouped:
+        part = "cap_group" if caps.scope == "mixture" else "run, cap_group"
         within = "in the whole mixture" if caps.scope == "mixture" else "within each source"
+        by = sorted({" ".join(str(recipe.group_of(r.src)).split()) for r in runs if recipe.group_of(r.src)})
         ctes.append(
-            f"-- 4. Diversity cap: at most {caps.per_group} row(s) per value of {caps.group_by} {within},\n"
-            "--    the best by quality (ties: u). Rows with no value are not capped.\n"
-            f"capped_by_{caps.group_by} AS (\n    SELECT * FROM {prev}\n"
-            f"    QUALIFY {g} IS NULL\n"
+            f"-- 4. Diversity cap: at most {caps.per_group} row(s) per value of {' / '.join(by)} (cap_group)\n"
+            f"--    {within}, the best by quality (ties: u). Rows with no value are not capped.\n"
+            f"capped_by_group AS (\n    SELECT * FROM {prev}\n"
+            "    QUALIFY cap_group IS NULL\n"
             f"        OR row_number() OVER (PARTITION BY {part} ORDER BY {tie}) <= {caps.per_group}\n)"
         )
-        prev = f"capped_by_{caps.group_by}"
+        prev = "capped_by_group"
     if caps.per_dup_group is not None:
         ctes.append(
             f"-- 4. Diversity cap: at most {caps.per_dup_group} row(s) per near-duplicate group\n"
@@ -220,22 +254,25 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
         return "\n".join(head) + "\n" + ",\n".join(ctes) + f"\nSELECT * FROM {upto}\n"
     payload = [c for c in extra if c != "dup_group"]
     for i, r in enumerate(runs):
+        glob = r.paths(read)[0]
         # caption_clean: the text the filters scored and the trainer gets; a run scored
         # before the clean stage existed has none, and its caption is that text
         clean = "s.caption_clean" if "caption_clean" in r.columns else "s.caption AS caption_clean"
         cols = ["s.sample_id", "s.source", 's."row"', "s.caption", clean]
         for c in payload:
-            col = f"s.{ident(c)}"
-            if c not in r.columns:
-                cols.append(f"CAST(NULL AS VARCHAR) AS {ident(c)}")
+            have, want = r.column(c), r.types.get(c, "VARCHAR")
+            if have is None:
+                cols.append(f"CAST(NULL AS {want}) AS {ident(c)}")
+            elif r.columns[have] == want:
+                cols.append(f"s.{ident(have)}" + (f" AS {ident(c)}" if have != c else ""))
             else:
-                cols.append(col if r.columns[c] == "VARCHAR" else f"CAST({col} AS VARCHAR) AS {ident(c)}")
+                cols.append(f"CAST(s.{ident(have)} AS {want}) AS {ident(c)}")
         note = ("-- 7. The selected rows' captions and carried columns, read again from each source.\n"
                 if i == 0 else "")
         ctes.append(
             f"{note}{ident('text_' + r.name)} AS (\n"
             f"    SELECT {sql_str(r.name)} AS run, {', '.join(cols)}\n"
-            f"    FROM read_parquet({sql_str(r.glob)}) AS s\n"
+            f"    FROM read_parquet({sql_str(glob)}) AS s\n"
             f"    WHERE s.sample_id IN (SELECT sample_id FROM picked WHERE run = {sql_str(r.name)})\n)"
         )
     union = "\n    UNION ALL ".join(f"SELECT * FROM {ident('text_' + r.name)}" for r in runs)

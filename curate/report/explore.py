@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
-from curate.layout import MANIFEST, groups_path, load_run, scores_glob
+from curate.layout import MANIFEST, groups_path, load_run, pinned_groups, pinned_scores_glob, scores_glob
 from curate.mix.manifest import load_mixture
 from curate.scoring.chain import Chain, load_chain, parse_chain
 from curate.scoring.decision import decision_exprs
@@ -32,7 +32,7 @@ class Run:
 
     @property
     def scores(self) -> pl.LazyFrame:
-        return pl.scan_parquet(scores_glob(self.path))
+        return pl.scan_parquet(pinned_scores_glob(self.path))  # one version, whole
 
     @property
     def chain(self) -> Chain:
@@ -40,7 +40,7 @@ class Run:
 
     @property
     def dedup(self) -> pl.LazyFrame | None:
-        p = groups_path(self.path)
+        p = pinned_groups(self.path)
         return pl.scan_parquet(p) if p.is_file() else None
 
     @property

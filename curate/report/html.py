@@ -5,6 +5,11 @@ The numbers come from :mod:`curate.report.explore`, the sections from
 embedded as base64 PNG). A run's page lists its sections at the top; a mixture's page has a
 tab for the mixture and one for each of its runs. ``report.json`` holds the numbers behind
 every plot and table.
+
+The two files always come from one report: they are written aside and switch together
+(``report.html`` and ``report.json`` are links into a hidden version folder,
+:class:`curate.layout.Snapshot`), under a lock on ``--out``, so a second report to the
+same file while one runs gets a one-line error.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from pathlib import Path
 
 from curate.atomic import write_json, write_text
 from curate.errors import CurateError
-from curate.layout import MANIFEST_JSON, RUN_JSON, SCORES
+from curate.layout import MANIFEST_JSON, RUN_JSON, SCORES, Snapshot, lock_output
 from curate.report import explore as ex
 from curate.report.page import render
 from curate.report.sections import mix_sections, run_sections
@@ -37,11 +42,36 @@ def _mix_runs(mix: ex.Mix) -> list[tuple[str, Path]]:
 
 def build_report(target: str | os.PathLike, out: str | os.PathLike) -> dict:
     """Write the HTML report of a run or a mixture to ``out`` and its numbers beside it
-    (``report.html`` -> ``report.json``)."""
-    target = Path(target)
-    out = Path(out)
+    (``report.html`` -> ``report.json``), both switched in together."""
+    out = Path(os.path.abspath(out))
+    json_path = out.with_suffix(".json")  # report.html -> report.json
+    if json_path == out or not out.name:
+        raise CurateError(f"--out {out}: give an HTML file name (its numbers go beside it as .json)")
+    if out.is_dir():
+        raise CurateError(f"--out {out} is a folder; give an HTML file name inside it (e.g. report.html)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CurateError(f"cannot write to {out.parent}: {e.strerror or e}") from None
+    with lock_output(out):
+        doc, data, kind, n = _render(Path(target))
+        snap = Snapshot(out.parent, (out.name, json_path.name), prefix=f".{out.name}")
+        version = snap.stage()
+        try:
+            write_json(data, version / json_path.name)
+            write_text(doc, version / out.name)
+        except BaseException:
+            snap.drop_others()
+            raise
+        snap.commit(version)
+    return {"html": str(out), "json": str(json_path), "sections": n, "kind": kind}
+
+
+def _render(target: Path) -> tuple[str, dict, str, int]:
+    """(HTML, numbers, "run" or "mixture", sections) of a run or mixture's report."""
     data: dict = {"curate_version": __version__, "target": str(target),
-                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "report_id": f"{time.time_ns():x}-{os.getpid()}"}  # the HTML carries it too
     if (target / MANIFEST_JSON).is_file():
         mix = ex.open_mix(target)
         kind = "mixture"
@@ -56,12 +86,6 @@ def build_report(target: str | os.PathLike, out: str | os.PathLike) -> dict:
     else:
         raise CurateError(f"{target}: not a run (run.json) or a mixture (manifest.json)")
     title = f"curate report: {kind} {target.name}"
-    doc = render(title, f"{target} · generated {data['created']} · curate {__version__}", parts)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CurateError(f"cannot write to {out.parent}: {e.strerror or e}") from None
-    json_path = out.with_suffix(".json")  # report.html -> report.json
-    write_json(data, json_path)
-    write_text(doc, out)
-    return {"html": str(out), "json": str(json_path), "sections": sum(len(s) for _, s in parts), "kind": kind}
+    doc = render(title, f"{target} · generated {data['created']} · curate {__version__}", parts,
+                 report_id=data["report_id"])
+    return doc, data, kind, sum(len(s) for _, s in parts)

@@ -114,8 +114,9 @@ def _panel(sections: list[tuple[str, str]], prefix: str) -> str:
     return f'<nav class="toc">{toc}</nav>{body}'
 
 
-def render(title: str, subtitle: str, parts: list[tuple[str, list[tuple[str, str]]]]) -> str:
-    """The whole page: one part is laid out with an index of its sections; several become tabs."""
+def render(title: str, subtitle: str, parts: list[tuple[str, list[tuple[str, str]]]], report_id: str = "") -> str:
+    """The whole page: one part is laid out with an index of its sections; several become tabs.
+    ``report_id`` ties the page to the ``report.json`` written with it."""
     if len(parts) == 1:
         main = _panel(parts[0][1], "s")
         css = CSS
@@ -129,5 +130,5 @@ def render(title: str, subtitle: str, parts: list[tuple[str, list[tuple[str, str
         main = f'<div class="tabs">{"".join(tabs)}{panels}</div>'
         css = CSS + ",".join(rules) + "{display:block}"
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{css}</style></head><body><header><h1>{html.escape(title)}</h1>"
+            f"<meta name='curate-report-id' content='{html.escape(report_id)}'><style>{css}</style></head><body><header><h1>{html.escape(title)}</h1>"
             f"<p>{html.escape(subtitle)}</p></header><main>{main}</main></body></html>")

@@ -4,7 +4,8 @@ negative, fingerprint them, and split them into a training and a held-out part.
 Inputs are label files in any format curate reads (a caption column and a label column),
 or scored runs joined with label files by ``sample_id`` (then the label files need only
 ``sample_id`` and the label column). Rows whose label is null or blank are unlabelled and
-left out (``curate sample`` writes such a file, with an empty ``label`` column).
+left out (``curate sample`` writes such a file, with an empty ``label`` column), and so are
+rows whose label is NaN (a float column with gaps); ``metrics.json`` counts them.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from curate.errors import CurateError
 from curate.hashing import key64, splitmix64, text_hash64
 from curate.ingest.inputs import inspect_input, resolve_inputs
 from curate.ingest.readers import read_batches
-from curate.layout import RUN_JSON, STATE, load_run, scores_glob
+from curate.layout import RUN_JSON, STATE, load_run, pinned_scores_glob
 from curate.scoring.frame import normalised
 
 MIN_ROWS = 20
@@ -35,6 +36,7 @@ class Labels:
     negatives: list[str]
     inputs: list[str]
     fingerprint: str
+    unlabelled: int = 0  # rows left out: a null, blank or NaN label
 
     @property
     def rows(self) -> int:
@@ -76,7 +78,7 @@ def _join_runs(runs: list[str], lab: pl.DataFrame, group: str | None) -> pl.Data
     parts = []
     for run in runs:
         load_run(run)  # a one-line error for an unfinished run
-        lf = pl.scan_parquet(scores_glob(run))
+        lf = pl.scan_parquet(pinned_scores_glob(run))
         cols = lf.collect_schema().names()
         want = ["sample_id", "caption"] + ([group] if group and group in cols else [])
         parts.append(lf.select(want).join(lab.lazy().select("sample_id").unique(), on="sample_id", how="semi"))
@@ -136,7 +138,10 @@ def read_labels(specs: list[str], label: str, positive: str | None = None, capti
         lab = _join_runs(runs, lab, group)
     blank = pl.col("label").is_null()
     if lab.schema["label"] == pl.String:
-        blank = blank | (pl.col("label").str.strip_chars() == "")
+        blank = blank | pl.col("label").str.strip_chars().str.to_lowercase().is_in(["", "nan"])
+    elif lab.schema["label"].is_float():
+        blank = blank | pl.col("label").is_nan()
+    read = lab.height
     lab = lab.filter(~blank)
     if lab.height < MIN_ROWS:
         raise CurateError(f"{lab.height} labelled rows in column {label!r}; curate train needs at least {MIN_ROWS}")
@@ -145,7 +150,7 @@ def read_labels(specs: list[str], label: str, positive: str | None = None, capti
     key_src = lab["group"].fill_null(text) if group else text  # no group value: the caption's own
     frame = pl.DataFrame({"caption": lab["caption"].cast(pl.String), "text": text, "y": y,
                           "key": text_hash64(key_src)})
-    return Labels(frame, pos, neg, files + runs, fingerprint(frame))
+    return Labels(frame, pos, neg, files + runs, fingerprint(frame), unlabelled=read - lab.height)
 
 
 def fingerprint(frame: pl.DataFrame) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 
 from curate.atomic import write_json
 from curate.errors import CurateError
-from curate.layout import discard_staging, lock_output, replace_folder, staging_folder
+from curate.layout import discard_staging, lock_output, output_folder, replace_folder, staging_folder
 from curate.scoring.filters.classifier import METHODS, METRICS_FILE, MODEL_FORMAT, load_model, model_file_sha256
 from curate.train.fit import Settings, fit_fasttext, fit_probe
 from curate.train.labels import Labels, holdout_mask, read_labels, training_order
@@ -22,11 +22,12 @@ from curate.train.metrics import binary_metrics, specificity_baseline
 from curate.version import __version__
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"--out {out} is a file; give a folder for the model")
-    if out.is_dir() and any(out.iterdir()) and not (out / METRICS_FILE).is_file():
-        raise CurateError(f"--out {out} holds files and is not a classifier model; choose another folder")
+#: the files of a model folder (any other file there is the user's, and blocks a retrain)
+MODEL_FILES = (METRICS_FILE, *(f for f, _ in METHODS.values()))
+
+
+def _check_out(out: str | os.PathLike, overwrite: bool) -> Path:
+    return output_folder(out, "a model", METRICS_FILE, overwrite, owned=MODEL_FILES)
 
 
 def split(labels: Labels, s: Settings):
@@ -45,12 +46,15 @@ def split(labels: Labels, s: Settings):
 
 
 def train(specs: list[str], label: str, out: str | os.PathLike, positive: str | None = None,
-          caption: str = "caption", group: str | None = None, settings: Settings | None = None) -> dict:
-    """Train a classifier on labelled captions and write ``out``; returns its metrics.json."""
+          caption: str = "caption", group: str | None = None, settings: Settings | None = None,
+          overwrite: bool = False) -> dict:
+    """Train a classifier on labelled captions and write ``out``; returns its metrics.json.
+
+    A folder that holds a model is replaced only with ``overwrite``, and only when it holds
+    nothing but a model's files."""
     s = settings or Settings()
     s.check()
-    out = Path(out)
-    _check_out(out)
+    out = _check_out(out, overwrite)
     t0 = time.perf_counter()
     labels = read_labels(list(specs), label, positive, caption, group)
     train_part, test = split(labels, s)
@@ -61,6 +65,7 @@ def train(specs: list[str], label: str, out: str | os.PathLike, positive: str | 
         embedder = load_embedder(s.embedder)
     out.parent.mkdir(parents=True, exist_ok=True)
     with lock_output(out):
+        _check_out(out, overwrite)  # again, under the lock
         stage = staging_folder(out)
         try:
             file = stage / METHODS[s.method][0]
@@ -83,6 +88,7 @@ def train(specs: list[str], label: str, out: str | os.PathLike, positive: str | 
                 "settings": s.to_dict(),
                 "labels": {"fingerprint": labels.fingerprint, "rows": labels.rows,
                            "positives": int(labels.frame["y"].sum()), "inputs": labels.inputs,
+                           "left_out": labels.unlabelled, "left_out_why": "label null, blank or NaN",
                            "caption_column": caption, "group_column": group},
                 "split": {"by": group or "caption hash", "train_rows": train_part.height, "holdout_rows": test.height},
             }

@@ -19,7 +19,7 @@ import polars as pl
 from curate.atomic import atomic_path
 from curate.errors import CurateError
 from curate.hashing import key64, splitmix64
-from curate.layout import load_run, score_parts, scores_glob
+from curate.layout import load_run, pinned_run, pinned_scores_glob, score_parts
 from curate.scoring.filters.classifier import load_model
 from curate.scoring.frame import normalised
 
@@ -63,7 +63,7 @@ def stratified(run: str | os.PathLike, n: int, by: str = "reason", column: str |
                seed: int = 0) -> pl.DataFrame:
     if by not in BYS:
         raise CurateError(f"unknown --by {by!r}; use one of {', '.join(BYS)}")
-    lf = pl.scan_parquet(scores_glob(run))
+    lf = pl.scan_parquet(pinned_scores_glob(run))
     stratum, column = _stratum(lf, by, column)
     strata = lf.select("sample_id", stratum.alias("stratum")).collect()
     strata = strata.with_columns(_keys(strata["sample_id"], seed))
@@ -84,7 +84,7 @@ def uncertain(run: str | os.PathLike, model_folder: str | os.PathLike, n: int, s
     model = load_model(model_folder)
     t = float(model.meta.get("threshold", 0.5))
     best = None
-    for part in score_parts(run):
+    for part in score_parts(pinned_run(run)):
         df = pl.read_parquet(part, columns=COLUMNS)
         text = normalised(df["caption"])
         keep = text.str.strip_chars() != ""
