@@ -1,0 +1,82 @@
+"""Image members of WebDataset sources as one Arrow binary column (for Parquet and MDS shards).
+
+``curate score`` indexed each WebDataset sample's first image member: its name
+(``image_member``), the offset of its data in the tar (``image_offset``) and its length
+(``image_size``). :func:`image_column` gathers the selected members' bytes from the memory-
+mapped source tars with one numpy gather per source file (no per-row loop), byte for byte.
+Before reading, each member's header in the source must still carry its name; else the
+source changed since it was scored and the export stops (as the tar writer does).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from curate.errors import CurateError
+from curate.export.tar import IMAGE_COLUMNS
+from curate.ingest.webdataset import fixed_text
+from curate.tables import spread
+
+#: The image file name extension of a member name (``000042.jpg`` -> ``jpg``), as webdataset splits it.
+EXT = r"^(?:.*/)?[^./]+\.([^/]*)$"
+
+
+def image_index(df: pl.DataFrame) -> pl.DataFrame:
+    """``ext``, ``offset``, ``size`` and ``ok`` (the row has an image member) per row."""
+    if not all(c in df.columns for c in IMAGE_COLUMNS):
+        return pl.DataFrame({"ext": pl.Series([None] * df.height, dtype=pl.String),
+                             "offset": pl.Series([None] * df.height, dtype=pl.Int64),
+                             "size": pl.Series([None] * df.height, dtype=pl.Int64),
+                             "ok": pl.Series([False] * df.height)})
+    img = df.select(
+        pl.col("image_member").str.extract(EXT, 1).str.to_lowercase().alias("ext"),
+        pl.col("image_offset").cast(pl.Int64, strict=False).alias("offset"),
+        pl.col("image_size").cast(pl.Int64, strict=False).alias("size"),
+    )
+    return img.with_columns(ok=pl.all_horizontal(pl.col(c).is_not_null() for c in ("ext", "offset", "size")))
+
+
+def image_expr() -> pl.Expr:
+    """True where a manifest row has an image member (for filters and counts)."""
+    return pl.all_horizontal(pl.col(c).is_not_null() for c in IMAGE_COLUMNS)
+
+
+def image_column(df: pl.DataFrame) -> pa.Array:
+    """The rows' image bytes (``large_binary``, null where a row has no image member)."""
+    img = image_index(df)
+    ok = img["ok"].to_numpy()
+    size = np.where(ok, img["size"].fill_null(0).to_numpy(), 0).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
+    data = np.zeros(int(offsets[-1]), np.uint8)
+    if ok.any():
+        src = df["source"]
+        for path in src.filter(pl.Series(ok)).unique(maintain_order=True).to_list():  # a loop over files
+            sel = ok & (src == path).to_numpy()
+            o = img["offset"].to_numpy()[sel].astype(np.int64)
+            mm = _source(path, o, size[sel], df["image_member"].filter(pl.Series(sel)))
+            data[spread(offsets[:-1][sel], size[sel])] = mm[spread(o, size[sel])]
+            del mm
+    validity = pa.array(ok).buffers()[1]
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), df.height,
+                                            [validity, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _source(path: str, o: np.ndarray, s: np.ndarray, members: pl.Series) -> np.ndarray:
+    """The source tar, memory-mapped, once its members are checked to be where they were."""
+    if not os.path.isfile(path):
+        raise CurateError(f"image source {path!r} is not there (export from the folder where "
+                          f"`curate score` ran, or keep the shards where they were)")
+    total = os.path.getsize(path)
+    if (o % 512).any() or (o < 512).any() or (o + s > total).any():
+        raise CurateError(f"{path}: the tar changed since it was scored (an image member lies "
+                          f"outside the file); score it again")
+    mm = np.memmap(path, np.uint8, "r")
+    head = fixed_text(mm[: total // 512 * 512].reshape(-1, 512)[o // 512 - 1, :100])
+    if not (head == members).fill_null(False).all():
+        raise CurateError(f"{path}: the tar changed since it was scored (a member is not where it "
+                          f"was); score it again")
+    return mm
+
