@@ -35,6 +35,8 @@ column that holds a model's caption).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -190,7 +192,7 @@ def _write_source(trainer: str, folder: Path, tables) -> list[dict]:
                     tmp.write_bytes(data)
                 entries.append(mds.shard_entry(MDS_COLUMNS, name, t.num_rows, len(data)))
             else:
-                name = f"part-{i:05d}.parquet"
+                name = f"train-{i:05d}.parquet"
                 with atomic_path(folder / name) as tmp:
                     pq.write_table(t.append_column("image", img), tmp, compression="zstd")
         shards.append({"file": name, "rows": t.num_rows, "images": images})
@@ -213,8 +215,9 @@ def _energon():
 def _prepare_energon(folder: Path, p: dict) -> None:
     """``.nv-meta`` by energon's ``prepare_dataset`` (all shards in the train split), then
     the ``dataset.yaml`` that ``energon prepare`` writes for a field map."""
-    _energon().prepare_dataset(folder, [s["file"] for s in p["shards"]], split_parts_ratio=[("train", 1.0), ("val", 0.0), ("test", 0.0)],
-                               shuffle_seed=None, workers=1)
+    with contextlib.redirect_stdout(io.StringIO()):  # energon prints where it saved its files
+        _energon().prepare_dataset(folder, [s["file"] for s in p["shards"]], shuffle_seed=None, workers=1,
+                                   split_parts_ratio=[("train", 1.0), ("val", 0.0), ("test", 0.0)])
     if p["sample_type"] == "CaptioningSample":
         fields = {"image": ",".join(OPEN_CLIP_IMAGES + ("gif", "bmp", "tif", "tiff")), "caption": "txt"}
     else:
@@ -233,12 +236,12 @@ def _mix_file(trainer: str, final: Path, plan: list[dict]) -> tuple[str, str]:
         factors = "::".join(f"{p['factor']:.9g}" for p in plan)
         args = ["--dataset-type", "webdataset", "--dataset-resampled", "--train-data", urls,
                 "--train-data-upsampling-factors", factors, "--train-num-samples", str(sum(p["exported"] for p in plan))]
-        return shlex.join(args) + "\n", "python -m open_clip_train.main $(cat open_clip_args.txt) ..."
+        return shlex.join(args) + "\n", f'eval "python -m open_clip_train.main $(cat {final / MIX_FILES[trainer]}) ..."'
     if trainer == "energon":
         lines = ["__module__: megatron.energon", "__class__: MetadatasetV2", "splits:", "  train:", "    blend:"]
         for n, w in zip(names, shares):
             lines += [f"      - weight: {w!r}", f"        path: ./{n}", "        subflavors:", f"          source: {n}"]
-        return "\n".join(lines) + "\n", "megatron.energon.get_train_dataset('energon_blend.yaml', ...)"
+        return "\n".join(lines) + "\n", f"megatron.energon.get_train_dataset('{final / MIX_FILES[trainer]}', ...)"
     if trainer == "mds":
         streams = [{"name": n, "local": str(final / n), "proportion": w} for n, w in zip(names, shares)]
         return (json.dumps({"streams": streams}, indent=1) + "\n",
@@ -248,6 +251,6 @@ def _mix_file(trainer: str, final: Path, plan: list[dict]) -> tuple[str, str]:
                            indent=1) + "\n",
                 "CombinedStreamingDataset([StreamingDataset(d['input_dir'], item_loader=ParquetLoader()) ...], "
                 "weights=weights, iterate_over_all=False)")
-    files = {n: str(final / n / "part-*.parquet") for n in names}
+    files = {n: str(final / n / "train-*.parquet") for n in names}
     return (json.dumps({"data_files": files, "probabilities": shares}, indent=1) + "\n",
             "interleave_datasets([load_dataset('parquet', data_files=f, split='train') ...], probabilities=...)")
