@@ -22,11 +22,3 @@ def exact_tables(batches, size: int, schema: pa.Schema | None = None) -> Iterato
     if held:
         yield pa.Table.from_batches(pending, schema)
 
-
-def spread(dest, lens):
-    """Flat indices ``dest[i] + 0 .. dest[i] + lens[i] - 1`` for every i, in order: the
-    positions of variable-length pieces laid out (or gathered) with one numpy index."""
-    import numpy as np
-
-    offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    return np.repeat(np.asarray(dest, np.int64) - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)

@@ -345,3 +345,22 @@ def test_a_manifest_with_two_columns_of_one_name_is_a_one_line_error(pool, tmp_p
         assert "'url' and 'URL'" in res.output
     with pytest.raises(CurateError, match="no such column"):
         export_for(pool.mix, "mds", tmp_path / "y", model_caption="nope")
+
+
+def test_carried_numbers_stay_numbers(pool, tmp_path):
+    """Export keeps the manifest's types: a number column is a number in Parquet, MDS's JSON
+    and the tars' .json (the 64-bit ids aside, which JSON gets as strings)."""
+    import webdataset as wds
+
+    mix = tmp_path / "mix"
+    mix.mkdir()
+    (mix / "manifest.json").write_text((pool.mix / "manifest.json").read_text())
+    m = pl.read_parquet(pool.mix / "manifest.parquet").with_columns(pl.col("similarity").cast(pl.Float64))
+    m.write_parquet(mix / "manifest.parquet")
+    export_for(mix, "hf", tmp_path / "hf", shard_rows=5000)
+    t = pl.read_parquet(tmp_path / "hf" / "laion" / "train-*.parquet")
+    assert t.schema["similarity"] == pl.Float64 and t.schema["sample_id"] == pl.UInt64
+    assert t["similarity"].null_count() == 0
+    export_for(mix, "open_clip", tmp_path / "oc", shard_rows=5000)
+    meta = [json.loads(s["json"]) for s in wds.WebDataset(str(tmp_path / "oc" / "jpg" / "shard-00000.tar"))]
+    assert all(isinstance(x["similarity"], float) and isinstance(x["sample_id"], str) for x in meta)

@@ -20,7 +20,6 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from curate.tables import spread
 
 ENCODINGS = ("str", "bytes", "json")
 
@@ -41,29 +40,23 @@ def shard_bytes(columns: dict[str, str], values: dict[str, pa.Array]) -> bytes:
     written as empty bytes; a ``json`` column holds each sample's JSON text)."""
     cfg = json.dumps(config(columns), sort_keys=True).encode()
     names = sorted(columns)
-    parts = [_buffers(values[n]) for n in names]
-    n = len(values[names[0]])
-    lens = np.stack([np.diff(offs) for _, offs in parts], axis=1) if names else np.zeros((n, 0), np.int64)
-    k = len(names)
-    sample_len = 4 * k + lens.sum(axis=1)
+    cols = [_binary(values[n]) for n in names]
+    n, k = len(cols[0]), len(cols)
+    lens = np.stack([np.diff(_offsets(c)) for c in cols], axis=1)
+    # every sample's size header (k uint32 numbers) as one more binary column
+    heads = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [
+        None, pa.py_buffer(np.arange(n + 1, dtype=np.int64) * 4 * k), pa.py_buffer(lens.astype("<u4").tobytes())])
+    # the body: header, column 0, column 1 ... of sample 0, then of sample 1, ...: one take
+    order = (np.arange(k + 1, dtype=np.int64)[None, :] * n + np.arange(n, dtype=np.int64)[:, None]).ravel()
+    body = pa.concat_arrays([heads, *cols]).take(pa.array(order))
+    first, end = (int(x) for x in _offsets(body)[[0, -1]])
     head = 4 + 4 * (n + 1) + len(cfg)
-    starts = head + np.concatenate([[0], np.cumsum(sample_len)]).astype(np.int64)
+    starts = head + np.concatenate([[0], np.cumsum(4 * k + lens.sum(axis=1))]).astype(np.int64)
     if starts[-1] >= 1 << 32:
         raise ValueError("an MDS shard must stay under 4 GiB: export with fewer rows per shard")
-    buf = np.zeros(int(starts[-1]), np.uint8)
-    buf[:4] = np.frombuffer(np.uint32(n).tobytes(), np.uint8)
-    buf[4:4 + 4 * (n + 1)] = np.frombuffer(starts.astype("<u4").tobytes(), np.uint8)
-    buf[4 + 4 * (n + 1):head] = np.frombuffer(cfg, np.uint8)
-    # the size header of every sample: k uint32 little-endian numbers
-    sizes = np.frombuffer(lens.astype("<u4").tobytes(), np.uint8).reshape(n, 4 * k)
-    buf[spread(starts[:-1], np.full(n, 4 * k, np.int64))] = sizes.reshape(-1)
-    at = starts[:-1] + 4 * k
-    for j, (data, offs) in enumerate(parts):  # a loop over columns, not rows
-        ls = lens[:, j]
-        if ls.sum():
-            buf[spread(at, ls)] = data[spread(offs[:-1], ls)]
-        at = at + ls
-    return buf.tobytes()
+    data = body.buffers()[2]
+    return b"".join([np.uint32(n).tobytes(), starts.astype("<u4").tobytes(), cfg,
+                     memoryview(data)[first:end] if data is not None else b""])
 
 
 def shard_entry(columns: dict[str, str], basename: str, rows: int, size: int) -> dict:
@@ -76,13 +69,12 @@ def index(entries: list[dict]) -> dict:
     return {"shards": entries, "version": 2}
 
 
-def _buffers(a: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """UTF-8 or binary values and int64 offsets of an Arrow column (nulls as empty)."""
+def _binary(a) -> pa.Array:
+    """A column as one ``large_binary`` chunk, nulls as empty bytes."""
     if isinstance(a, pa.ChunkedArray):
         a = a.combine_chunks()
-    a = a.cast(pa.large_binary()).fill_null(b"")
-    _, offs, data = a.buffers()
-    offsets = np.frombuffer(offs, np.int64)[a.offset:a.offset + len(a) + 1]
-    values = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    return values, offsets
+    return a.cast(pa.large_binary()).fill_null(b"")
 
+
+def _offsets(a: pa.Array) -> np.ndarray:
+    return np.frombuffer(a.buffers()[1], np.int64)[a.offset:a.offset + len(a) + 1]
