@@ -106,6 +106,7 @@ def _within_two_points(counts: collections.Counter, shares: dict[str, float]) ->
     assert n >= DRAWS
     got = {k: counts[k] / n for k in shares}
     total = sum(shares.values())
+    print("shares drawn:", {k: round(v, 4) for k, v in got.items()}, "of", n)  # shown with pytest -s
     for k, share in shares.items():
         assert abs(got[k] - share / total) <= 0.02, (k, got, shares)
 
