@@ -324,13 +324,17 @@ def test_cli_says_what_it_copied_and_left_out_per_source(pool, tmp_path):
         line = next(x for x in res.output.splitlines() if x.replace("\u2502", " ").split()[:1] == [s["name"]])
         assert f"{s.get('images_copied', 0):,}" in line and f"{s['left_out']:,}" in line
     assert "not included" not in res.output and "open_clip_args.txt" in res.output
+
+
+def test_a_webdataset_export_says_it_copied_the_images(pool, tmp_path):
+    """The images copied are said, in the output and in --help (not "images are not included")."""
     res = invoke("export", pool.mix, "--format", "webdataset", "--out", tmp_path / "wds")
     assert res.exit_code == 0, res.output
     idx = json.loads((tmp_path / "wds" / "index.json").read_text())
     assert idx["images_copied"] == idx["per_source"]["jpg"]["images"] + idx["per_source"]["png"]["images"] > 0
     assert "not included" not in res.output and f"{idx['images_copied']:,} images copied" in res.output
     res = invoke("export", "--help")
-    assert "--for" in res.output and "Images are not\n  included" not in res.output
+    assert "--for" in res.output and "not included" not in res.output
 
 
 def test_a_manifest_with_two_columns_of_one_name_is_a_one_line_error(pool, tmp_path):
@@ -346,6 +350,12 @@ def test_a_manifest_with_two_columns_of_one_name_is_a_one_line_error(pool, tmp_p
         assert "'url' and 'URL'" in res.output
     with pytest.raises(CurateError, match="no such column"):
         export_for(pool.mix, "mds", tmp_path / "y", model_caption="nope")
+    # nor a field the export adds beside one of the manifest's
+    pq.write_table(pq.read_table(pool.mix / "manifest.parquet").append_column("Image", t.column("url")),
+                   mix / "manifest.parquet")
+    res = invoke("export", mix, "--for", "litdata", "--out", tmp_path / "z")
+    assert res.exit_code == 1 and "'Image'" in res.output and res.output.count("\n") == 1, res.output
+    assert invoke("export", mix, "--for", "mds", "--out", tmp_path / "z").exit_code == 0
 
 
 def test_carried_numbers_stay_numbers(pool, tmp_path):

@@ -67,6 +67,7 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
     if fmt not in FORMATS:
         raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     mix, m, out = open_export(mix, out, shard_rows, overwrite)
+    check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
     with lock_output(out):
         return write_staged(out, overwrite, lambda stage: _export(mix, m, fmt, out, stage, shard_rows, expand_repeats))
 
@@ -121,6 +122,17 @@ def check_columns(manifest: Path) -> None:
                               f"(JSON, DuckDB); build the mixture again with a curate that gives each column "
                               f"one name")
         seen[n.lower()] = n
+
+
+def check_added(columns: list[str], added: list[str]) -> None:
+    """The columns an export adds (``caption_original`` beside a cleaned caption, and
+    ``added``) must not take the name of a manifest column."""
+    have = {c.lower(): c for c in columns}
+    for a in (["caption_original"] if "caption_clean" in columns else []) + added:
+        if a.lower() in have:
+            raise CurateError(f"the mixture has a column {have[a.lower()]!r} and the export adds its own {a!r}; "
+                              f"an export never writes two fields of one name: carry that column under another "
+                              f"name (curate score) and mix again")
 
 
 def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:

@@ -51,7 +51,7 @@ from curate.db import connect, sql_str
 from curate.errors import CurateError
 from curate.export import mds, tar
 from curate.export.images import EXT, image_column
-from curate.export.shards import json_frame, manifest_tables, open_export, write_staged
+from curate.export.shards import check_added, json_frame, manifest_tables, open_export, write_staged
 from curate.layout import MANIFEST, lock_output
 
 TRAINERS = ("open_clip", "energon", "mds", "litdata", "hf")
@@ -71,6 +71,8 @@ def export_for(mix: str | os.PathLike, trainer: str, out: str | os.PathLike, sha
     if model_caption is not None and model_caption not in columns:
         raise CurateError(f"--model-caption {model_caption!r}: the mixture has no such column; carried columns: "
                           f"{', '.join(c for c in columns if c not in ('sample_id', 'run', 'row'))}")
+    check_added(columns, ["copy"] + (["image"] if trainer in ("litdata", "hf") else [])
+                + (["caption_model"] if model_caption not in (None, "caption_model") else []))
     if trainer == "energon":
         _energon()  # before anything is written
     plan = source_plan(mix / MANIFEST, [i["name"] for i in m.get("inputs", [])], trainer)
@@ -159,8 +161,6 @@ def _variants(t: pa.Table, model_caption: str | None) -> pa.Table:
     """The model caption column under its stable name, ``caption_model``."""
     if model_caption is None or model_caption == "caption_model":
         return t
-    if "caption_model" in t.column_names:
-        raise CurateError(f"--model-caption {model_caption!r}: the mixture already has a column 'caption_model'")
     return t.rename_columns(["caption_model" if c == model_caption else c for c in t.column_names])
 
 
