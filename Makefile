@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml Makefile
 	# CPU build of torch first (lies on local disk); a plain `torch` would pull a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test,ray]'
+	# Loaders the export tests read with, whose own requirements would replace the CPU torch
+	# (torchvision): installed without them; the test extra lists what they need.
+	$(BIN)/python -m pip install -q --no-deps open-clip-torch==3.3.0 mosaicml-streaming==0.13.0 litdata==0.2.76
 	touch $(STAMP)
 
 demo: $(STAMP)

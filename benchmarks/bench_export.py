@@ -1,10 +1,13 @@
 """WebDataset resharding throughput: ``curate export MIX --format webdataset`` with images.
 
     .venv/bin/python benchmarks/bench_export.py [--rows 40000] [--select 20000] [--image-kb 16]
+    .venv/bin/python benchmarks/bench_export.py --for open_clip --for mds --for hf ...
 
 Writes WebDataset shards of real captions with fake images of about ``--image-kb`` KB,
 scores them, mixes ``--select`` samples (``eligible = "true"``) and exports them as WebDataset (images copied byte
-for byte from the source tars). Prints samples/s and MB/s of the export, and peak RSS.
+for byte from the source tars). Prints samples/s and MB/s of the export, and peak RSS. With
+``--for TRAINER`` (repeatable) it times ``curate export --for TRAINER`` instead, one after
+the other (peak RSS is then the largest of them).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import caption_pool, loadavg  # noqa: E402
 
 from curate.export.shards import export  # noqa: E402
+from curate.export.trainers import export_for  # noqa: E402
 from curate.mix.build import build_mixture  # noqa: E402
 from curate.scoring.chain import load_chain  # noqa: E402
 from curate.scoring.runner import ScoreOptions, score  # noqa: E402
@@ -34,6 +38,8 @@ def main() -> None:
     ap.add_argument("--select", type=int, default=20_000)
     ap.add_argument("--image-kb", type=int, default=16)
     ap.add_argument("--per-shard", type=int, default=10_000)
+    ap.add_argument("--for", dest="trainers", action="append", default=[],
+                    choices=["open_clip", "energon", "mds", "litdata", "hf"])
     a = ap.parse_args()
     pool = caption_pool()
     d = Path(tempfile.mkdtemp(prefix="bench-export-"))
@@ -50,6 +56,20 @@ def main() -> None:
     (d / "m.toml").write_text(f'size = {a.select}\neligible = "true"\n[[source]]\nname = "w"\nrun = "{d / "run"}"\nshare = 1.0\n')
     build_mixture(d / "m.toml", d / "mix")
     print(f"load average before: {loadavg()}")
+    for trainer in a.trainers:
+        t0 = time.perf_counter()
+        index = export_for(d / "mix", trainer, d / f"out-{trainer}")
+        s = time.perf_counter() - t0
+        mb = sum(f.stat().st_size for f in (d / f"out-{trainer}").rglob("*") if f.is_file()) / 1e6
+        print(f"--for {trainer}: {index['rows']:,} samples ({index['images_copied']:,} images, {mb:,.0f} MB) in "
+              f"{s:.2f} s: {index['rows'] / s:,.0f} samples/s, {mb / s:,.0f} MB/s")
+    if a.trainers:
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB; "
+              f"load average after: {loadavg()}")
+        import shutil
+
+        shutil.rmtree(d)
+        return
     t0 = time.perf_counter()
     index = export(d / "mix", "webdataset", d / "out")
     s = time.perf_counter() - t0

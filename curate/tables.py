@@ -21,3 +21,4 @@ def exact_tables(batches, size: int, schema: pa.Schema | None = None) -> Iterato
             pending, held = rest.to_batches(), rest.num_rows
     if held:
         yield pa.Table.from_batches(pending, schema)
+

@@ -151,8 +151,10 @@ def test_pyproject_lists_every_package():
 #: modules that spell files of other tools' formats or of the package's own data (a
 #: sentence-transformers model folder, a fastText training file, a trained classifier's folder,
 #: the bundled language model, wordfreq's data, the packaged chains), the demo's sample folder,
-#: or hidden temporary names (curate.atomic's staging folders beside an output)
-OTHER_FORMATS = {"curate.atomic", "curate.embed", "curate.train.fit", "curate.scoring.filters.classifier", "curate.demo",
+#: or hidden temporary names (curate.atomic's staging folders beside an output), and the
+#: trainers' own files that an export for them must name (open_clip's sizes.json, Energon's
+#: .nv-meta and dataset.yaml, MosaicML's MDS index.json)
+OTHER_FORMATS = {"curate.export.trainers", "curate.export.mds", "curate.atomic", "curate.embed", "curate.train.fit", "curate.scoring.filters.classifier", "curate.demo",
                  "curate.scoring.filters.language", "curate.scoring.filters.specificity_tables",
                  "curate.scoring.chain"}
 

@@ -55,31 +55,69 @@ def mix(recipe, out, threads, overwrite, memory_limit, timeout):
 
 @click.command()
 @click.argument("mix", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "webdataset"]), required=True, help="Shard format.")
+@click.option("--for", "trainer", type=click.Choice(["open_clip", "energon", "mds", "litdata", "hf"]), default=None,
+              help="Write one shard set per source and the file this trainer reads to mix them at the recipe's shares.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "webdataset"]), default=None,
+              help="One shard set for the whole mixture, in manifest order.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the shards and index.json.")
 @click.option("--shard-rows", type=click.IntRange(1, 100_000_000), default=10_000, show_default=True, help="Samples per shard.")
-@click.option("--expand-repeats", is_flag=True, help="Write a sample with repeat = k k times (default: once, with its repeat count).")
+@click.option("--expand-repeats", is_flag=True, help="With --format: write a sample with repeat = k k times (default: once, with its repeat count). --for always does.")
+@click.option("--model-caption", default=None, metavar="COLUMN", help="With --for: a carried column holding a model's caption, exported as caption_model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export in --out.")
 @friendly
-def export(mix, fmt, out, shard_rows, expand_repeats, overwrite):
-    """Write a mixture's samples as shards for a data loader, with an index.
+def export(mix, trainer, fmt, out, shard_rows, expand_repeats, model_caption, overwrite):
+    """Write a mixture's samples as shards for a trainer's data loader, with an index.
 
-    parquet and jsonl shards load with Hugging Face datasets; webdataset shards are tar
-    files with <key>.txt (caption) and <key>.json (provenance) per sample. Images are not
-    included: the shards carry url / image_path where the inputs had them.
+    --for TRAINER writes OUT/<source>/ per source of the recipe and the mixing file that
+    trainer reads (open_clip_args.txt, energon_blend.yaml, mds_streams.json,
+    litdata_weights.json, hf_interleave.json). --format writes one shard set: parquet and
+    jsonl load with Hugging Face datasets, webdataset shards are tar files with <key>.txt
+    (caption) and <key>.json (provenance) per sample. Tars, MDS and the --for Parquet
+    parts copy the image member of every sample scored from a WebDataset shard, byte for
+    byte; other samples carry url / image_path / image_id where the inputs had them.
 
     \b
     Example:
+      curate export mixes/v1 --for open_clip --out shards/v1
       curate export mixes/v1 --format webdataset --out shards/v1 --shard-rows 10000
     """
-    from curate.export.shards import IMAGES_NOTE
+    if (trainer is None) == (fmt is None):
+        raise click.UsageError("give one of --for TRAINER or --format FORMAT")
+    console = make_console()
+    if trainer is not None:
+        from curate.export.trainers import export_for
+
+        _print_trainer_export(console, export_for(mix, trainer, out, shard_rows, overwrite, model_caption), out)
+        return
     from curate.export.shards import export as run_export
 
     index = run_export(mix, fmt, out, shard_rows, expand_repeats, overwrite)
-    console = make_console()
     console.print(f"{index['rows']:,} samples in {len(index['shards'])} {fmt} shard(s); wrote {Path(out) / INDEX_JSON}")
+    if fmt == "webdataset":
+        per = ", ".join(f"{k} {v['images']:,} of {v['rows']:,}" for k, v in index["per_source"].items())
+        console.print(f"{index['images_copied']:,} images copied, {index['rows_without_image']:,} rows without an "
+                      f"image ({per})", soft_wrap=True)
     console.print(f"load with: {index['load_with']}", soft_wrap=True)
-    console.print(f"note: {IMAGES_NOTE}", style="yellow")
+    console.print(f"note: {index['images']}", style="yellow", soft_wrap=True)
+
+
+def _print_trainer_export(console, index: dict, out) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"curate export --for {index['for']}: {index['mixture']}", header_style="bold")
+    for col in ("source", "rows", "exported", "images copied", "left out", "share"):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for s in index["sources"]:
+        t.add_row(s["name"], f"{s['rows']:,}", f"{s['exported']:,}", f"{s.get('images_copied', 0):,}",
+                  f"{s['left_out']:,}", f"{s['share']:.4f}")
+    console.print(t)
+    if index["for"] in ("open_clip", "energon") and index["left_out"]:
+        console.print(f"left out: {index['left_out']:,} rows without an image "
+                      f"({'open_clip trains on image-text pairs' if index['for'] == 'open_clip' else 'sources with images take image-bearing rows'})",
+                      style="yellow", soft_wrap=True)
+    console.print(f"{index['rows']:,} samples, {index['images_copied']:,} images copied; mix with "
+                  f"{Path(out) / index['mix_file']}", soft_wrap=True)
+    console.print(f"load with: {index['load_with']}", soft_wrap=True)
 
 
 @click.command()

@@ -57,8 +57,9 @@ from curate.tables import exact_tables
 
 FORMATS = {"parquet": ("part", ".parquet"), "jsonl": ("part", ".jsonl"), "webdataset": ("shard", ".tar")}
 BIG_INTS = ("sample_id", "caption_hash")
-IMAGES_NOTE = ("images are not included: a mixture holds captions and provenance; use the url / "
-               "image_path / image_id columns (where the inputs had them) to fetch images")
+IMAGES_NOTE = ("images are not included in parquet and jsonl shards: they carry url / image_path / image_id "
+               "where the inputs had them; --format webdataset (or --for a trainer) copies the image members of "
+               "samples scored from WebDataset shards")
 IMAGES_COPIED = ("the image members of samples scored from WebDataset shards are copied byte for byte "
                  "(<key>.<ext>); other samples have no image: use their url / image_path / image_id")
 
@@ -67,10 +68,20 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
            expand_repeats: bool = False, overwrite: bool = False) -> dict:
     if fmt not in FORMATS:
         raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    mix, m, out = open_export(mix, out, shard_rows, overwrite)
+    check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
+    with lock_output(out):
+        return write_staged(out, overwrite, lambda stage: _export(mix, m, fmt, out, stage, shard_rows, expand_repeats))
+
+
+def open_export(mix: str | os.PathLike, out: str | os.PathLike, shard_rows: int, overwrite: bool
+                ) -> tuple[Path, dict, Path]:
+    """The checks every export makes before it writes: the mixture, its columns, ``out``."""
     if shard_rows < 1:
         raise CurateError(f"shard size must be at least 1, got {shard_rows}")
     mix = Path(mix)
     m = load_mixture(mix)
+    check_columns(mix / MANIFEST)
     if Path(out).resolve() == mix.resolve():
         raise CurateError("--out must not be the mixture folder itself")
     out = output_folder(out, "an export", INDEX_JSON, overwrite)
@@ -78,35 +89,64 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
-    with lock_output(out):
-        output_folder(out, "an export", INDEX_JSON, overwrite)  # again, under the lock
-        stage = staging_folder(out)
-        try:
-            index = _export(mix, m, fmt, out, stage, shard_rows, expand_repeats)
-        except BaseException:
-            discard_staging(stage)
-            raise
-        replace_folder(stage, out)
+    return mix, m, out
+
+
+def write_staged(out: Path, overwrite: bool, write) -> dict:
+    """``write(stage)`` fills a staging folder that then replaces ``out`` in one step (call
+    it holding :func:`lock_output`); returns what ``write`` returned."""
+    output_folder(out, "an export", INDEX_JSON, overwrite)  # again, under the lock
+    stage = staging_folder(out)
+    try:
+        index = write(stage)
+    except BaseException:
+        discard_staging(stage)
+        raise
+    replace_folder(stage, out)
     return index
+
+
+def check_columns(manifest: Path) -> None:
+    """A manifest whose columns repeat a name (in any case: DuckDB and most JSON consumers
+    take ``url`` and ``URL`` for one) cannot be exported without losing one of them."""
+    names = pq.read_schema(manifest).names
+    seen: dict[str, str] = {}
+    for n in names:
+        if n.lower() in seen:
+            raise CurateError(f"{manifest}: the columns {seen[n.lower()]!r} and {n!r} are one name to export "
+                              f"(JSON, DuckDB); build the mixture again with a curate that gives each column "
+                              f"one name")
+        seen[n.lower()] = n
+
+
+def check_added(columns: list[str], added: list[str]) -> None:
+    """The columns an export adds (``caption_original`` beside a cleaned caption, and
+    ``added``) must not take the name of a manifest column."""
+    have = {c.lower(): c for c in columns}
+    for a in (["caption_original"] if "caption_clean" in columns else []) + added:
+        if a.lower() in have:
+            raise CurateError(f"the mixture has a column {have[a.lower()]!r} and the export adds its own {a!r}; "
+                              f"an export never writes two fields of one name: carry that column under another "
+                              f"name (curate score) and mix again")
 
 
 def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:
     """Write every shard and, last, ``index.json`` into ``stage`` (named for ``out``)."""
     prefix, ext = FORMATS[fmt]
     shards = []
-    rows = images = 0
+    rows = 0
+    per_source: dict[str, dict[str, int]] = {}
     runs = {i["name"]: Path(i["run"]) for i in m.get("inputs", [])} if fmt == "webdataset" else {}
-    for i, table in enumerate(_shards(mix / MANIFEST, shard_rows, expand_repeats, runs)):
+    for i, table in enumerate(manifest_tables(mix / MANIFEST, shard_rows, expand_repeats, runs)):
         name = f"{prefix}-{i:05d}{ext}"
         with atomic_path(stage / name) as tmp:
             if fmt == "parquet":
                 pq.write_table(table, tmp, compression="zstd")
             elif fmt == "jsonl":
-                _json_frame(table).write_ndjson(tmp)
+                json_frame(table).write_ndjson(tmp)
             else:
                 tmp.write_bytes(tar_bytes(table, expand_repeats))
-                if "image_member" in table.column_names:
-                    images += table.num_rows - table.column("image_member").null_count
+            count_images(table, per_source, copied=fmt == "webdataset")
         shards.append({"file": name, "rows": table.num_rows, "bytes": (stage / name).stat().st_size,
                        "sha256": file_sha256(stage / name)})
         rows += table.num_rows
@@ -121,9 +161,11 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
         "expand_repeats": expand_repeats,
         "shard_rows": shard_rows,
         "shards": shards,
-        "columns": _text_columns(m["columns"]) + (["copy"] if expand_repeats else []),
-        "images": IMAGES_COPIED if images else IMAGES_NOTE,
-        **({"images_copied": images} if fmt == "webdataset" else {}),
+        "columns": text_columns(m["columns"]) + (["copy"] if expand_repeats else []),
+        "images": IMAGES_COPIED if fmt == "webdataset" else IMAGES_NOTE,
+        "images_copied": sum(p["images"] for p in per_source.values()),
+        "rows_without_image": rows - sum(p["images"] for p in per_source.values()),
+        "per_source": per_source,
         "load_with": {
             "parquet": f'datasets.load_dataset("parquet", data_files="{out}/part-*.parquet", split="train")',
             "jsonl": f'datasets.load_dataset("json", data_files="{out}/part-*.jsonl", split="train")',
@@ -136,15 +178,31 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
     return index
 
 
-def _shards(manifest: Path, shard_rows: int, expand: bool, runs: dict[str, Path] | None = None
-            ) -> Iterator[pa.Table]:
+def count_images(t: pa.Table, per_source: dict[str, dict[str, int]], copied: bool = True) -> None:
+    """Add the table's rows and (where images are ``copied``) its rows with an image
+    member, per run, to ``per_source``."""
+    df = pl.from_arrow(t.select([c for c in ("run", *tar.IMAGE_COLUMNS) if c in t.column_names]))
+    has = pl.lit(False)
+    if copied and all(c in df.columns for c in tar.IMAGE_COLUMNS):
+        has = pl.all_horizontal(pl.col(c).is_not_null() for c in tar.IMAGE_COLUMNS)
+    for run, n, k in df.group_by("run", maintain_order=True).agg(pl.len(), has.sum()).iter_rows():
+        p = per_source.setdefault(run, {"rows": 0, "images": 0})
+        p["rows"] += n
+        p["images"] += k
+
+
+def manifest_tables(manifest: Path, shard_rows: int, expand: bool, runs: dict[str, Path] | None = None,
+                    where: str | None = None) -> Iterator[pa.Table]:
     """The manifest's rows in order, re-cut into tables of exactly ``shard_rows`` rows; with
     ``runs`` (name -> run folder), each row also gets its scores from its run (``score__*``,
-    ``lang``, ``keep``, ``reason``), for the WebDataset ``.json`` members."""
+    ``lang``, ``keep``, ``reason``), for the WebDataset ``.json`` members; with ``where``
+    (DuckDB SQL over the manifest's columns), only the rows it selects."""
     scored = {name: path for name, path in (runs or {}).items() if score_parts(path)}
-    if expand or scored:
+    if expand or scored or where:
         con = connect()
         base = f"read_parquet({sql_str(str(manifest))}, file_row_number = true)"
+        if where:
+            base = f"(SELECT * FROM {base} WHERE {where})"
         sql = f"SELECT m.* FROM {base} AS m"
         if scored:
             sql = _with_scores(con, base, scored)
@@ -159,7 +217,7 @@ def _shards(manifest: Path, shard_rows: int, expand: bool, runs: dict[str, Path]
         batches = pq.ParquetFile(manifest).iter_batches(batch_size=65_536)
     try:
         for t in exact_tables(batches, shard_rows):
-            yield _plain(t)
+            yield plain(t)
     finally:
         if con is not None:
             con.close()
@@ -185,7 +243,7 @@ def _with_scores(con, base: str, runs: dict[str, Path]) -> str:
             "ON s.run = m.run AND s.sample_id = m.sample_id AND s.source = m.source AND s.\"row\" = m.\"row\"")
 
 
-def _plain(t: pa.Table) -> pa.Table:
+def plain(t: pa.Table) -> pa.Table:
     """Plain string columns (DuckDB may hand over string views) in one chunk; with
     ``caption_clean``, that is the ``caption`` and the caption as read is ``caption_original``."""
     fields = [pa.field(f.name, pa.string()) if pa.types.is_string_view(f.type) else f for f in t.schema]
@@ -193,12 +251,12 @@ def _plain(t: pa.Table) -> pa.Table:
     if "caption_clean" not in t.column_names:
         return t
     cols = {n: t.column(n) for n in t.column_names}
-    names = _text_columns(t.column_names)
+    names = text_columns(t.column_names)
     cols["caption_original"], cols["caption"] = cols["caption"], cols.pop("caption_clean")
     return pa.table([cols[n] for n in names], names=names)
 
 
-def _text_columns(columns: list[str]) -> list[str]:
+def text_columns(columns: list[str]) -> list[str]:
     """The exported columns: ``caption_clean`` becomes ``caption``, the original beside it."""
     if "caption_clean" not in columns:
         return list(columns)
@@ -207,11 +265,11 @@ def _text_columns(columns: list[str]) -> list[str]:
     return out[:at] + ["caption_original"] + out[at:]
 
 
-def _json_frame(t: pa.Table) -> pl.DataFrame:
+def json_frame(t: pa.Table) -> pl.DataFrame:
     df = pl.from_arrow(t)
     return df.with_columns([pl.col(c).cast(pl.String) for c in BIG_INTS if c in df.columns])
 
 
 def tar_bytes(t: pa.Table, expand: bool) -> bytes:
     """A WebDataset tar of one shard's rows (see :func:`curate.export.tar.tar_bytes`)."""
-    return tar.tar_bytes(t, expand, _json_frame(t).drop("caption"))
+    return tar.tar_bytes(t, expand, json_frame(t).drop("caption"))
