@@ -41,6 +41,7 @@ from curate.layout import (
     QUERY,
     RECIPE,
     discard_staging,
+    concepts_path,
     groups_path,
     load_run,
     lock_output,
@@ -49,7 +50,9 @@ from curate.layout import (
     scores_glob,
     staging_folder,
 )
+from curate.mix.balance_report import balance_problem, balance_stats
 from curate.mix.manifest import content_hash, describe_input, manifest_stats, model_files, write_manifest
+from curate.mix.concepts import concepts_problem
 from curate.mix.recipe import Recipe, Source, load_recipe
 from curate.mix.sql import RunSource, render_sql, seed_key
 from curate.version import __version__
@@ -135,6 +138,10 @@ def validate(recipe: Recipe, runs: list[RunSource], con) -> None:
             names = pq.ParquetFile(r.groups).schema_arrow.names
             if "sample_id" not in names or "dup_group" not in names:
                 raise CurateError(f"{r.groups}: lacks sample_id or dup_group; rerun `curate dedup {r.src.run}`")
+        if recipe.balance.per_concept is not None:
+            stale = concepts_problem(r.src.path)
+            if stale:
+                raise CurateError(f"{at}: [balance] per_concept: {stale}")
 
 
 # -- executing -----------------------------------------------------------------------------
@@ -206,6 +213,7 @@ def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, thread
 def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | None) -> dict:
     t0 = time.perf_counter()
     allowed = [scores_glob(s.path) for s in recipe.sources] + [groups_path(s.path) for s in recipe.sources] + [stage]
+    allowed += [concepts_path(s.path) for s in recipe.sources]
     con = connect_sandboxed(allowed, threads, temp_dir=stage / ".duckdb-tmp")
     try:
         runs = inspect_sources(recipe, con)
@@ -218,10 +226,15 @@ def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | N
             write_manifest(con, sql, tmp)
             t_written = time.perf_counter()
             stats = manifest_stats(con, tmp, recipe, runs)
+            short = balance_problem(con, tmp, recipe, runs)
+            if short:
+                raise CurateError(short)
             for r in runs:
                 s = stats["per_source"][r.name]
                 if s["rows"] < recipe.quotas[r.name]:
                     _check_share(recipe, r.src, s["samples"], "eligible after the caps")
+            if recipe.balance.active:
+                stats["balance"] = balance_stats(con, tmp, recipe, runs)
             content = content_hash(tmp, [r.name for r in runs])
         t_done = time.perf_counter()
     finally:

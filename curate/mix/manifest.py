@@ -51,6 +51,8 @@ def _manifest_schema(schema: pa.Schema) -> pa.Schema:
         t = f.type
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
             t = pa.string()
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+            t = pa.list_(pa.string())  # the balance's concepts
         fields.append(pa.field(f.name, t))
     return pa.schema(fields)
 
