@@ -86,3 +86,22 @@ def balance(targets, as_json):
                        f"distinct-1 {fmt(o.get('distinct_1'))}, distinct-2 {fmt(o.get('distinct_2'))}")
             for x in o["openings"]:
                 click.echo(f"      {x['rows']:>8,}  {x['share']:6.1%}  {x['opening']}")
+
+
+def balance_lines(b: dict | None) -> list[str]:
+    """What `curate explain` prints of a row's [balance] facts."""
+    if not b:
+        return []
+    out = []
+    if "length" in b:
+        out.append(f"length: {b['length']['words']} words, bin {b['length']['bin'] or '(none)'}")
+    if "opening" in b:
+        out.append(f"opening: {b['opening']['opening']!r} (at most {b['opening']['max_per_opening']:,} per opening)")
+    c = b.get("concepts")
+    if c:
+        shown = ", ".join(f"{x['entry']!r} ({fmt(x['entry_count'])} rows, p {fmt(x['p'])}, u {fmt(x['u'])}"
+                          f"{', draws' if x['draws'] else ''})" for x in c["entries"][:12])
+        out.append(f"concepts (per_concept {c['per_concept']:,}, vocabulary {c['vocabulary']!r}): {shown or 'none'}")
+        if c.get("drawn_by"):
+            out.append(f"drawn by concept {c['drawn_by']!r}")
+    return out
