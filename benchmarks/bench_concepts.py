@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_mix import curate_cmd, replicate, seed_runs  # noqa: E402
+from bench_mix import curate_cmd, seed_runs, synthetic_runs  # noqa: E402
 from common import OUT, ROOT, cores, loadavg, run_measured  # noqa: E402
 
 QUALITY = "ln(1 + score__specificity) * (1 - score__junk)"
@@ -98,11 +98,7 @@ def main() -> None:
           f"{args.per_concept:,}, {args.threads} DuckDB threads; {cores()}; load {loadavg()}")
     seeds = seed_runs()
     base = OUT / f"concepts-{args.rows}"
-    runs = {}
-    for i, (name, seed) in enumerate(seeds.items()):
-        n = args.rows // 3 + (1 if i < args.rows % 3 else 0)
-        runs[name] = base / "runs" / name
-        replicate(seed, runs[name], n, salt=i + 1, bloom=False)
+    runs = synthetic_runs(seeds, base, args.rows)
     results = {"rows": args.rows, "size": size, "per_concept": args.per_concept, "cores": cores()}
     results["concepts_default"] = concepts_pass(runs, args.rows, None)
     vocab = base / "vocabulary.json"
