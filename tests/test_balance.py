@@ -62,9 +62,13 @@ def head_vocab(runs):
 
 
 def reference_normalise(text: str) -> str:
-    """MetaCLIP's spacing(), lower-cased, white space runs made one (plain Python)."""
-    spaced = re.sub(r"([,.;:?!`])", r" \1 ", (text or "").lower())
-    return " " + " ".join(spaced.split()) + " "
+    """MetaCLIP's spacing() (metaclip/metaclip1/substr_matching.py), lower-cased."""
+    spaced = f" {(text or '').lower()} "
+    for punct in [",", ".", ";", ":", "?", "!", "`"]:
+        spaced = spaced.replace(punct, f" {punct} ")
+    for char in ["\t", "\n", "\r"]:
+        spaced = spaced.replace(char, " ")
+    return spaced
 
 
 # -- matching ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,6 +63,8 @@ from curate.mix.vocabulary import (
 from curate.version import __version__
 
 BATCH = 250_000
+#: rows per batch while the default vocabulary is counted (long captions explode into many words)
+VOCAB_BATCH = 50_000
 TEMPLATE_WORDS = 8
 #: Words that frame a description rather than describe: kept in a template signature.
 FRAMING = frozenset("""
@@ -80,22 +83,45 @@ SCHEMA = pa.schema([
 ])
 
 
-def template(norm: pl.Expr) -> pl.Expr:
-    """The template signature of a normalised caption (module docstring)."""
-    words = norm.str.extract(r"^\s*([^.!?]*)", 1).str.strip_chars(" ").str.split(" ")
-    masked = words.list.eval(
-        pl.when(pl.element().is_in(KEEP_IN_TEMPLATE)).then(pl.element()).otherwise(pl.lit("_"))
-    ).list.join(" ").str.replace_all(r"_( _)+", "_")
-    sig = masked.str.split(" ").list.head(TEMPLATE_WORDS).list.join(" ")
-    return pl.when(words.list.join("") != "").then(sig)
+def _lists(values: pl.Series, counts: np.ndarray) -> pl.Series:
+    """Lists of the flat ``values`` (in row order), ``counts[i]`` of them in row i."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), values.rechunk().to_arrow()))
 
 
-def match(norm: pl.Expr, pats: list[str]) -> pl.Expr:
-    """Entries whose pattern occurs in the normalised text: unique, sorted, without spaces."""
+def _flat(lists: pl.Series) -> pl.DataFrame:
+    """Every element of ``lists`` with its row number ``i`` (empty lists give no rows)."""
+    lens = lists.list.len().fill_null(0).to_numpy()
+    rows = np.repeat(np.arange(len(lists), dtype=np.uint32), lens)
+    return pl.DataFrame({"i": rows, "v": pl.from_arrow(lists.rechunk().to_arrow().flatten())})
+
+
+def template(norm: pl.Series) -> pl.Series:
+    """The template signature of each normalised caption (module docstring); null when
+    the first sentence has no words."""
+    words = norm.str.extract(r"^\s*([^.!?]*)", 1).fill_null("").str.split(" ")
+    w = _flat(words).filter(pl.col("v") != "")
+    w = w.with_columns(pl.when(pl.col("v").is_in(KEEP_IN_TEMPLATE)).then(pl.col("v")).otherwise(pl.lit("_")))
+    again = (pl.col("v") == "_") & (pl.col("v").shift(1) == "_") & (pl.col("i").shift(1) == pl.col("i"))
+    w = w.filter(~again.fill_null(False))
+    i = w["i"].to_numpy()
+    w = w.filter(pl.Series(np.arange(len(i)) - np.searchsorted(i, i) < TEMPLATE_WORDS))
+    sig = _lists(w["v"], np.bincount(w["i"].to_numpy(), minlength=len(norm))).list.join(" ")
+    return pl.select(pl.when(sig != "").then(sig)).to_series()
+
+
+def match(norm: pl.Series, pats: list[str]) -> pl.Series:
+    """Entries whose pattern occurs in each normalised text: unique, sorted, without spaces."""
     if not pats:
-        return pl.lit([], pl.List(pl.String))
-    return (norm.str.extract_many(pats, overlapping=True)
-            .list.eval(pl.element().str.strip_chars(" ")).list.unique().list.sort())
+        return pl.Series("concepts", [[]] * len(norm), pl.List(pl.String))
+    pairs = _flat(norm.str.extract_many(pats, overlapping=True))
+    rank = pairs["v"].replace_strict(pats, range(len(pats)), return_dtype=pl.UInt64)
+    # one 64-bit key per (row, entry): sorted and without repeats in one pass
+    key = ((pairs["i"].cast(pl.UInt64) * 2**32) + rank).unique().sort().to_numpy()
+    entries = pl.Series([p.strip(" ") for p in pats], dtype=pl.String)
+    rows = (key >> np.uint64(32)).astype(np.int64)
+    return _lists(entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), np.bincount(rows, minlength=len(norm)))
 
 
 def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
@@ -111,16 +137,16 @@ def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
     parts = []
     for key, part in f.partition_by("concept_vocab", as_dict=True, include_key=True).items():
         pats = vocab.lists.get(key[0], []) if key[0] is not None else []
-        parts.append(part.with_columns(match(pl.col("n"), pats).alias("concepts")))
+        parts.append(part.with_columns(match(part["n"], pats).alias("concepts")))
     out = pl.concat(parts).sort("i") if parts else f.with_columns(pl.lit([], pl.List(pl.String)).alias("concepts"))
-    return out.select("concepts", "concept_vocab", template(pl.col("n")).alias("template"))
+    return out.select("concepts", "concept_vocab", template(out["n"]).alias("template"))
 
 
-def _batches(run: Path, text: str, lang: bool) -> Iterator[pl.DataFrame]:
+def _batches(run: Path, text: str, lang: bool, size: int = BATCH) -> Iterator[pl.DataFrame]:
     cols = ["sample_id", "source", "row", text] + (["lang"] if lang else [])
     for part in score_parts(run):
         pf = pq.ParquetFile(part)
-        for b in pf.iter_batches(batch_size=BATCH, columns=cols):
+        for b in pf.iter_batches(batch_size=size, columns=cols):
             yield pl.from_arrow(b).rename({text: "t"})
 
 
@@ -159,7 +185,7 @@ def concepts(runs: list[str | Path], vocabulary: str | Path | None = None, min_d
         if vocabulary is not None:
             vocab = load_vocabulary(vocabulary)
         else:
-            vocab = build_vocabulary((b for p, (t, lang) in zip(paths, cols) for b in _batches(p, t, lang)),
+            vocab = build_vocabulary((b for p, (t, lang) in zip(paths, cols) for b in _batches(p, t, lang, VOCAB_BATCH)),
                                      min_df, max_df, max_entries)
         t_vocab = time.perf_counter() - t0
         return [_write(p, info, vocab, *c, t_vocab) for p, info, c in zip(paths, infos, cols)]

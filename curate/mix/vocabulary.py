@@ -2,7 +2,7 @@
 files, and the default vocabulary built from the data itself.
 
 **Normalisation** (MetaCLIP's ``spacing``, lower-cased): ``" " + lower(text) + " "`` with
-each of ``, . ; : ? ! `` wrapped in spaces and every run of white space made one space.
+each of ``, . ; : ? ! ` `` wrapped in spaces and tab, newline and carriage return made spaces.
 An entry is normalised the same way and matches a caption when ``" entry "`` is a substring
 of the normalised caption; an entry that starts or ends in a character of a script written
 without spaces (Han, Hiragana, Katakana, Thai, Lao, Myanmar, Khmer, Tibetan) gets no space
@@ -38,7 +38,8 @@ import polars as pl
 from curate.errors import CurateError
 
 FALLBACK = "*"
-PUNCT = r"([,.;:?!`])"
+PUNCT = [",", ".", ";", ":", "?", "!", "`"]
+SPACED = PUNCT + ["\t", "\n", "\r"]
 #: Scripts written without spaces between words: no space is required beside such a character.
 NO_SPACE = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Myanmar}\p{Khmer}\p{Tibetan}]"
 WORD = r"^\p{L}[\p{L}'-]+$"
@@ -63,15 +64,17 @@ DEFAULT_MAX_ENTRIES = 50_000
 
 
 def normalise(text: pl.Expr) -> pl.Expr:
-    """``" " + lower(text) + " "``, punctuation spaced out, white space runs made one space."""
-    t = text.fill_null("").str.to_lowercase().str.replace_all(PUNCT, " ${1} ").str.replace_all(r"\s+", " ")
-    return pl.concat_str([pl.lit(" "), t.str.strip_chars(" "), pl.lit(" ")])
+    """``" " + lower(text) + " "`` with , . ; : ? ! ` wrapped in spaces and tab, newline and
+    carriage return made spaces (MetaCLIP's ``spacing``; literal replacements, Aho-Corasick)."""
+    t = text.fill_null("").str.to_lowercase().str.replace_many(SPACED, [f" {c} " for c in PUNCT] + [" "] * 3)
+    return pl.concat_str([pl.lit(" "), t, pl.lit(" ")]).alias("n")
 
 
 def patterns(entries: Iterable[str]) -> list[str]:
     """Entries as the substrings the rule looks for, normalised, without repeats, sorted."""
     e = pl.Series("e", list(entries), pl.String).to_frame()
-    out = e.select(normalise(pl.col("e")).str.strip_chars(" ").alias("e")).filter(pl.col("e") != "").unique()
+    out = e.select(normalise(pl.col("e")).str.replace_all(" +", " ").str.strip_chars(" ").alias("e"))
+    out = out.filter(pl.col("e") != "").unique()
     out = out.select(
         pl.concat_str([
             pl.when(pl.col("e").str.slice(0, 1).str.contains(NO_SPACE)).then(pl.lit("")).otherwise(pl.lit(" ")),
@@ -175,7 +178,7 @@ def build_vocabulary(frames: Iterable[pl.DataFrame], min_df: int = DEFAULT_MIN_D
         f = f.select("t", pl.col("lang").fill_null(FALLBACK).alias("key") if "lang" in f.columns
                      else pl.lit(FALLBACK).alias("key"))
         counts.append(_part_counts(f))
-        if len(counts) >= 16:  # fold, so memory follows the vocabulary, not the corpus
+        if len(counts) >= 8:  # fold, so memory follows the vocabulary, not the corpus
             counts = [pl.concat(counts).group_by("key", "entry").agg(pl.col("df").sum())]
     if not counts:
         raise CurateError("no rows to build a vocabulary from")
