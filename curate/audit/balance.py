@@ -24,8 +24,8 @@ def balance_status(con, recipe: Recipe, runs, r, row: dict) -> dict[str, Any]:
     """What the balance knows of one row of source ``r`` (a dict of its scores row)."""
     bal, out = recipe.balance, {}
     text = row.get("caption_clean", row.get("caption"))
-    opening, words = con.execute(f"SELECT {opening_sql('CAST(? AS VARCHAR)')}, {words_sql('CAST(? AS VARCHAR)')}",
-                                 [text, text]).fetchone()
+    opening, words = con.execute(f"SELECT {opening_sql('x')}, {words_sql('x')} FROM (SELECT CAST(? AS VARCHAR) AS x)",
+                                 [text]).fetchone()
     if bal.bins:
         label = next((b.label for b in bal.bins if words >= b.lo and (b.hi is None or words <= b.hi)), None)
         out["length"] = {"words": words, "bin": label}

@@ -36,13 +36,23 @@ def text_of(columns: dict) -> str:
     return "s.caption_clean" if "caption_clean" in columns else "s.caption"
 
 
+#: the first three words (runs of letters and digits) at the start of a text
+OPENING_RE = (r"^[^\p{L}\p{N}]*([\p{L}\p{N}]+)(?:[^\p{L}\p{N}]+([\p{L}\p{N}]+))?"
+              r"(?:[^\p{L}\p{N}]+([\p{L}\p{N}]+))?")
+
+
 def opening_sql(text: str) -> str:
-    return (f"nullif(array_to_string(list_slice(regexp_extract_all(lower(coalesce({text}, '')), "
-            f"'[\\p{{L}}\\p{{N}}]+'), 1, {OPENING_WORDS}), ' '), '')")
+    """The opening: the first three words, lower-cased, joined by spaces (null: no word).
+    An anchored pattern reads only the start of a long caption."""
+    words = ", ".join(f"nullif(regexp_extract(lower(coalesce({text}, '')), '{OPENING_RE}', {g}), '')"
+                      for g in range(1, OPENING_WORDS + 1))
+    return f"nullif(concat_ws(' ', {words}), '')"
 
 
 def words_sql(text: str) -> str:
-    return f"len(regexp_extract_all(coalesce({text}, ''), '\\S+'))"
+    """Words: runs of non-space characters (each replaced by one character, then counted)."""
+    t = f"coalesce({text}, '')"
+    return f"(length(regexp_replace({t}, '\\S+', 'x', 'g')) - length(regexp_replace({t}, '\\S+', '', 'g')))"
 
 
 def bin_sql(recipe: Recipe, words: str) -> str:
@@ -73,10 +83,12 @@ def source_join(recipe: Recipe, run_path) -> list[str]:
             "        ON c.sample_id = s.sample_id AND c.source = s.source AND c.\"row\" = s.\"row\""]
 
 
-def splitmix_ctes(prefix: str, src: str, x: str, out: str) -> list[str]:
-    """CTEs ``prefix_1..3`` and ``prefix`` adding ``out`` = u in (0, 1) from SplitMix64(x)."""
+def splitmix_ctes(prefix: str, src: str, x: str, out: str, when: str = "true") -> list[str]:
+    """CTEs ``prefix_1..3`` and ``prefix`` adding ``out`` = u in (0, 1) from SplitMix64(x),
+    computed where ``when`` holds (null elsewhere)."""
     return [
-        f"{prefix}_1 AS (SELECT *, ({x}::UHUGEINT + 11400714819323198485) & {MASK64} AS h FROM {src})",
+        f"{prefix}_1 AS (SELECT *, CASE WHEN {when} THEN ({x}::UHUGEINT + 11400714819323198485) & {MASK64} END AS h"
+        f" FROM {src})",
         f"{prefix}_2 AS (SELECT * REPLACE ((xor(h, h >> 30) * 13787848793156543929) & {MASK64} AS h) FROM {prefix}_1)",
         f"{prefix}_3 AS (SELECT * REPLACE ((xor(h, h >> 27) * 10723151780598845931) & {MASK64} AS h) FROM {prefix}_2)",
         f"{prefix} AS (SELECT * EXCLUDE (h), (CAST(xor(h, h >> 31) >> 11 AS DOUBLE) + 0.5) / 9007199254740992.0 AS {out}"
@@ -116,10 +128,12 @@ def balance_ctes(recipe: Recipe, prev: str, skey: int, tie: str) -> tuple[list[s
     ctes.append(
         "concept_keyed AS (\n    SELECT p.*, c.entry_count, c.entry_p, c.entry_key\n"
         "    FROM concept_pairs AS p JOIN concept_counts AS c USING (concept_vocab, entry)\n)")
-    ctes += splitmix_ctes("concept_u", "concept_keyed", f"xor(xor(sample_id, {skey}::UBIGINT), entry_key)", "entry_u")
+    ctes += splitmix_ctes("concept_u", "concept_keyed", f"xor(xor(sample_id, {skey}::UBIGINT), entry_key)", "entry_u",
+                          "entry_p < 1")
     ctes.append(
+        "-- an entry with p = 1 draws every row (u < 1): its draws are not computed\n"
         "concept_drawn AS (\n    SELECT run, sample_id, source, \"row\",\n"
-        "        min(struct_pack(c := entry_count, e := entry)) FILTER (WHERE entry_u < entry_p) AS drew\n"
+        "        min(struct_pack(c := entry_count, e := entry)) FILTER (WHERE entry_p >= 1 OR entry_u < entry_p) AS drew\n"
         "    FROM concept_u GROUP BY run, sample_id, source, \"row\"\n)")
     keep_unmatched = " OR coalesce(len(p.concepts), 0) = 0" if bal.unmatched == "keep" else ""
     ctes.append(
