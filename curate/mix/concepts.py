@@ -57,6 +57,7 @@ from curate.mix.vocabulary import (
     STOPWORDS,
     Vocabulary,
     build_vocabulary,
+    in_order,
     load_vocabulary,
     normalise,
 )
@@ -150,6 +151,10 @@ def _batches(run: Path, text: str, lang: bool, size: int = BATCH) -> Iterator[pl
             yield pl.from_arrow(b).rename({text: "t"})
 
 
+def _one(batch: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    return pl.concat([batch.select("sample_id", "source", "row"), annotate(batch, vocab)], how="horizontal")
+
+
 def _text_column(run: Path) -> tuple[str, bool]:
     parts = score_parts(run)
     if not parts:
@@ -198,8 +203,7 @@ def _write(run: Path, info: dict, vocab: Vocabulary, text: str, lang: bool, t_vo
     tallies = []
     n = 0
     with pq.ParquetWriter(version / CONCEPTS_PARQUET, SCHEMA, compression="zstd") as w:
-        for b in _batches(run, text, lang):
-            got = pl.concat([b.select("sample_id", "source", "row"), annotate(b, vocab)], how="horizontal")
+        for got in in_order(lambda b: _one(b, vocab), _batches(run, text, lang)):
             w.write_table(got.to_arrow().cast(SCHEMA))
             n += got.height
             tallies.append(got.select(pl.col("concepts").explode().drop_nulls().alias("entry"))
@@ -222,7 +226,8 @@ def _write(run: Path, info: dict, vocab: Vocabulary, text: str, lang: bool, t_vo
         "entries_matched": counts.height,
         "text_column": text,
         "rule": "an entry matches when ' entry ' is a substring of ' ' + lower(text) + ' ' with , . ; : ? ! ` "
-                "spaced out (MetaCLIP); no space beside characters of scripts written without spaces",
+                "spaced out and tab, newline, carriage return made spaces (MetaCLIP); no space beside "
+                "characters of scripts written without spaces",
         "top_entries": [{"entry": e, "rows": int(c)} for e, c in counts.head(20).iter_rows()],
         "vocabulary_source": vocab.describe(),
         "timings": {"vocabulary_s": round(t_vocab, 3), "match_s": round(t_match, 3),

@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import polars as pl
 
@@ -57,6 +60,11 @@ theirs them themselves then there these they this those though through throughou
 toward towards under until up upon us very via was we were what when where whether which while who
 whom whose why will with within without would yet you your yours yourself yourselves
 """.split())
+
+T = TypeVar("T")
+R = TypeVar("R")
+#: batches worked on at once, each in a thread (Polars and numpy release the GIL)
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 DEFAULT_MIN_DF = 5
 DEFAULT_MAX_DF = 0.5
@@ -148,6 +156,19 @@ def stop_words(langs: list[str]) -> pl.DataFrame:
     return pl.DataFrame(pairs, schema={"key": pl.String, "w": pl.String}, orient="row").unique()
 
 
+def in_order(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``fn`` over ``items``, ``WORKERS`` at a time in threads, results in order (at most
+    ``WORKERS`` items held at once)."""
+    with ThreadPoolExecutor(WORKERS) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= WORKERS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _part_counts(texts: pl.DataFrame) -> pl.DataFrame:
     """Document frequency of candidate words and adjacent word pairs per language key in
     one frame (columns t, key)."""
@@ -173,11 +194,13 @@ def build_vocabulary(frames: Iterable[pl.DataFrame], min_df: int = DEFAULT_MIN_D
                      max_entries: int = DEFAULT_MAX_ENTRIES) -> Vocabulary:
     """The default vocabulary (module docstring) over frames with columns ``t`` (text) and
     ``lang`` (null where unknown)."""
+    def count(f: pl.DataFrame) -> pl.DataFrame:
+        return _part_counts(f.select("t", pl.col("lang").fill_null(FALLBACK).alias("key") if "lang" in f.columns
+                                     else pl.lit(FALLBACK).alias("key")))
+
     counts = []
-    for f in frames:
-        f = f.select("t", pl.col("lang").fill_null(FALLBACK).alias("key") if "lang" in f.columns
-                     else pl.lit(FALLBACK).alias("key"))
-        counts.append(_part_counts(f))
+    for c in in_order(count, frames):
+        counts.append(c)
         if len(counts) >= 8:  # fold, so memory follows the vocabulary, not the corpus
             counts = [pl.concat(counts).group_by("key", "entry").agg(pl.col("df").sum())]
     if not counts:
