@@ -36,23 +36,28 @@ def text_of(columns: dict) -> str:
     return "s.caption_clean" if "caption_clean" in columns else "s.caption"
 
 
-#: the first three words (runs of letters and digits) at the start of a text
-OPENING_RE = (r"^[^\p{L}\p{N}]*([\p{L}\p{N}]+)(?:[^\p{L}\p{N}]+([\p{L}\p{N}]+))?"
-              r"(?:[^\p{L}\p{N}]+([\p{L}\p{N}]+))?")
+#: the first three words (runs of letters and digits) with what follows each, at the start
+OPENING_RE = r"^[^\p{L}\p{N}]*((?:[\p{L}\p{N}]+(?:[^\p{L}\p{N}]+|$)){1,3})"
+#: the opening is read from the first characters only (three words fit in them)
+OPENING_CHARS = 200
 
 
 def opening_sql(text: str) -> str:
-    """The opening: the first three words, lower-cased, joined by spaces (null: no word).
-    An anchored pattern reads only the start of a long caption."""
-    words = ", ".join(f"nullif(regexp_extract(lower(coalesce({text}, '')), '{OPENING_RE}', {g}), '')"
-                      for g in range(1, OPENING_WORDS + 1))
-    return f"nullif(concat_ws(' ', {words}), '')"
+    """The opening: the first three words (runs of letters and digits) within the first 200
+    characters, lower-cased, joined by one space; null when there is none. An anchored
+    pattern on a short prefix: a long caption is not read to its end."""
+    head = f"lower(left(coalesce({text}, ''), {OPENING_CHARS}))"
+    return (f"nullif(trim(regexp_replace(regexp_extract({head}, '{OPENING_RE}', 1), "
+            f"'[^\\p{{L}}\\p{{N}}]+', ' ', 'g')), '')")
 
 
 def words_sql(text: str) -> str:
-    """Words: runs of non-space characters (each replaced by one character, then counted)."""
-    t = f"coalesce({text}, '')"
-    return f"(length(regexp_replace({t}, '\\S+', 'x', 'g')) - length(regexp_replace({t}, '\\S+', '', 'g')))"
+    """Words: runs of characters between spaces, tabs and line breaks. Text with single
+    spaces (``caption_clean``) is counted by its spaces; other text is made so first."""
+    x = f"coalesce({text}, '')"
+    odd = " OR ".join(f"contains({x}, {c})" for c in ("'  '", "chr(9)", "chr(10)", "chr(13)"))
+    t = f"trim(CASE WHEN {odd} THEN regexp_replace({x}, '[ \\t\\n\\r]+', ' ', 'g') ELSE {x} END)"
+    return f"(CASE WHEN {t} = '' THEN 0 ELSE length({t}) - length(replace({t}, ' ', '')) + 1 END)"
 
 
 def bin_sql(recipe: Recipe, words: str) -> str:

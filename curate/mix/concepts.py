@@ -63,9 +63,9 @@ from curate.mix.vocabulary import (
 )
 from curate.version import __version__
 
-BATCH = 250_000
+BATCH = 100_000
 #: rows per batch while the default vocabulary is counted (long captions explode into many words)
-VOCAB_BATCH = 50_000
+VOCAB_BATCH = 25_000
 TEMPLATE_WORDS = 8
 #: Words that frame a description rather than describe: kept in a template signature.
 FRAMING = frozenset("""
