@@ -115,7 +115,7 @@ def template(norm: pl.Series) -> pl.Series:
 def match(norm: pl.Series, pats: list[str]) -> pl.Series:
     """Entries whose pattern occurs in each normalised text: unique, sorted, without spaces."""
     if not pats:
-        return pl.Series("concepts", [[]] * len(norm), pl.List(pl.String))
+        return _lists(pl.Series([], dtype=pl.String), np.zeros(len(norm), dtype=np.int64))
     pairs = _flat(norm.str.extract_many(pats, overlapping=True))
     rank = pairs["v"].replace_strict(pats, range(len(pats)), return_dtype=pl.UInt64)
     # one 64-bit key per (row, entry): sorted and without repeats in one pass

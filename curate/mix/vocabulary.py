@@ -79,7 +79,8 @@ def normalise(text: pl.Expr) -> pl.Expr:
 
 
 def patterns(entries: Iterable[str]) -> list[str]:
-    """Entries as the substrings the rule looks for, normalised, without repeats, sorted."""
+    """Entries as the substrings the rule looks for, normalised, without repeats, sorted by
+    the entry (so that a row's matched entries, listed in this order, are sorted)."""
     e = pl.Series("e", list(entries), pl.String).to_frame()
     out = e.select(normalise(pl.col("e")).str.replace_all(" +", " ").str.strip_chars(" ").alias("e"))
     out = out.filter(pl.col("e") != "").unique()
@@ -90,7 +91,7 @@ def patterns(entries: Iterable[str]) -> list[str]:
             pl.when(pl.col("e").str.slice(-1).str.contains(NO_SPACE)).then(pl.lit("")).otherwise(pl.lit(" ")),
         ]).alias("p")
     )
-    return sorted(out["p"].to_list())
+    return sorted(out["p"].to_list(), key=lambda p: p.strip(" "))
 
 
 @dataclass
