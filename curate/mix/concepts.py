@@ -63,7 +63,7 @@ from curate.mix.vocabulary import (
 )
 from curate.version import __version__
 
-BATCH = 100_000
+BATCH = 50_000
 #: rows per batch while the default vocabulary is counted (long captions explode into many words)
 VOCAB_BATCH = 25_000
 TEMPLATE_WORDS = 8
