@@ -381,3 +381,21 @@ def test_cli_concepts_and_balance(runs, mixes, tmp_path):
     assert "tail share" in r.output and "distinct-2" in r.output
     assert Vocabulary({"*": patterns(["White"])}, {}).to_json() == {"*": ["white"]}
     assert (pl.read_parquet(concepts_path(runs["long"]))["concept_vocab"] == "*").all()
+
+
+def test_unmatched_rows_are_dropped_or_kept_as_the_recipe_says(runs, tmp_path):
+    voc = tmp_path / "v.txt"
+    voc.write_text("image\nwoman\n")
+    concepts([runs["long"]], voc)
+    got = {}
+    for rule in ("drop", "keep"):
+        # "image" and "woman" draw about 5 rows each; "keep" adds every row without them
+        size = 10 if rule == "drop" else 300
+        path = write_recipe(tmp_path / f"{rule}.toml", runs, {"long": {"share": 1.0}}, size=size, seed=3)
+        path.write_text(path.read_text() + f'[balance]\nper_concept = 5\nunmatched = "{rule}"\n')
+        build_mixture(path, tmp_path / rule)
+        got[rule] = pl.read_parquet(tmp_path / rule / "manifest.parquet")
+    assert (got["drop"]["concepts"].list.len() > 0).all()
+    none = got["keep"].filter(pl.col("concepts").list.len() == 0)
+    assert none.height > 50 and none["concept_drawn_by"].null_count() == none.height
+    assert got["keep"].filter(pl.col("concepts").list.len() > 0)["concept_drawn_by"].null_count() == 0
