@@ -103,6 +103,16 @@ def replicate(seed: Path, out: Path, rows: int, salt: int, bloom: bool) -> None:
     done.write_text(json.dumps(info))
 
 
+def synthetic_runs(seeds: dict[str, Path], base: Path, rows: int, bloom: bool = False) -> dict[str, Path]:
+    """``rows`` scored rows split over the seed runs, under ``base/runs`` (reused when present)."""
+    runs = {}
+    for i, (name, seed) in enumerate(seeds.items()):
+        n = rows // len(seeds) + (1 if i < rows % len(seeds) else 0)
+        runs[name] = base / "runs" / name
+        replicate(seed, runs[name], n, salt=i + 1, bloom=bloom)
+    return runs
+
+
 def write_recipe(path: Path, runs: dict[str, Path], size: int, caps: bool) -> Path:
     lines = [f"name = {json.dumps(path.stem)}", f"size = {size}", "seed = 7",
              f"quality = {json.dumps(QUALITY)}", "alpha = 1.0"]
@@ -173,12 +183,8 @@ def main() -> None:
     seeds = seed_runs()
     tag = f"{args.rows}" + ("-bloom" if args.bloom else "")
     base = OUT / f"mix-{tag}"
-    runs = {}
     t0 = time.perf_counter()
-    for i, (name, seed) in enumerate(seeds.items()):
-        n = args.rows // 3 + (1 if i < args.rows % 3 else 0)
-        runs[name] = base / "runs" / name
-        replicate(seed, runs[name], n, salt=i + 1, bloom=args.bloom)
+    runs = synthetic_runs(seeds, base, args.rows, args.bloom)
     print(f"synthetic runs ready in {time.perf_counter() - t0:.1f} s under {base / 'runs'}")
     results = {"rows": args.rows, "size": args.size, "threads": args.threads, "cores": cores(), "bloom": args.bloom}
     results["mix"] = bench_mix(write_recipe(base / "shares.toml", runs, args.size, caps=False),

@@ -6,6 +6,7 @@ A run folder (``curate score``, ``curate decide``)::
     RUN/chain.toml                        the resolved chain of the last decision
     RUN/run.json                          inputs, chain, versions, counts
     RUN/dedup/groups.parquet, dedup.json  near-duplicate groups (``curate dedup``)
+    RUN/concepts/concepts.parquet, concepts.json  matched concept entries (``curate concepts``)
 
 A mixture folder (``curate mix``) holds ``manifest.parquet``, ``manifest.json``,
 ``recipe.toml`` and ``query.sql``; an export folder its shards and ``index.json``. Every
@@ -61,6 +62,10 @@ GROUPS = "groups.parquet"
 DEDUP_JSON = "dedup.json"
 RUN_ENTRIES = (SCORES, RUN_JSON, CHAIN_TOML)
 DEDUP_ENTRIES = (GROUPS, DEDUP_JSON)
+CONCEPTS = "concepts"
+CONCEPTS_PARQUET = "concepts.parquet"
+CONCEPTS_JSON = "concepts.json"
+CONCEPT_ENTRIES = (CONCEPTS_PARQUET, CONCEPTS_JSON)
 
 MANIFEST = "manifest.parquet"
 MANIFEST_JSON = "manifest.json"
@@ -154,6 +159,12 @@ def dedup_json_path(run: str | os.PathLike) -> Path:
 def numbered(folder: str | os.PathLike, stem: str, i: int, suffix: str = ".parquet") -> Path:
     """``folder/stem-NNNNN.suffix``: the numbered parts of tables, caches and shards."""
     return Path(folder) / f"{stem}-{i:05d}{suffix}"
+def concepts_path(run: str | os.PathLike) -> Path:
+    return Path(run) / CONCEPTS / CONCEPTS_PARQUET
+
+
+def concepts_json_path(run: str | os.PathLike) -> Path:
+    return Path(run) / CONCEPTS / CONCEPTS_JSON
 
 
 def load_run(run: str | os.PathLike) -> dict:
@@ -374,3 +385,7 @@ def run_snapshot(run: str | os.PathLike) -> Snapshot:
 
 def dedup_snapshot(run: str | os.PathLike) -> Snapshot:
     return Snapshot(Path(run) / DEDUP, DEDUP_ENTRIES)
+
+
+def concepts_snapshot(run: str | os.PathLike) -> Snapshot:
+    return Snapshot(Path(run) / CONCEPTS, CONCEPT_ENTRIES)

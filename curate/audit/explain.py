@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate.audit.balance import balance_status, balanced_out
 from curate.audit.lookup import (
     lookup,
     mixture_recipe,
@@ -223,12 +224,16 @@ def _mix_status(con, sid: int, recipe: Recipe, runs: list[RunSource], name: str 
         "u": u, "sampling_weight": weight, "sample_key": key,
         "quota": recipe.quotas[name], "key_cutoff": per.get("key_cutoff"),
     }
+    if recipe.balance.active:
+        out["balance"] = balance_status(con, recipe, runs, r, row)
     mine = [p for p in picked if p["run"] == name and p["row"] == row["row"]]
     if mine:
         p = mine[0]
         out.update(selected=True, repeat=p["repeat"], manifest={
             "quality": p["quality"], "sampling_weight": p["sampling_weight"],
             "sample_key": p["sample_key"], "caption_hash": p["caption_hash"]})
+        if "concept_drawn_by" in p:
+            out["manifest"]["concept_drawn_by"] = p["concept_drawn_by"]
         return out
     out["selected"] = False
     if not eligible:
@@ -265,6 +270,10 @@ def _why_not_drawn(con, sid, recipe, runs, r, row, quality, u, key, per) -> str:
             if n >= caps.per_dup_group:
                 return (f"capped: {n} eligible row(s) of its near-duplicate group {g[0]} have a higher quality "
                         f"(cap: {caps.per_dup_group} per group)")
+    if recipe.balance.active:
+        why = balanced_out(con, recipe, runs, r, row, balance_status(con, recipe, runs, r, row))
+        if why:
+            return why
     cutoff = per.get("key_cutoff")
     if cutoff is not None and key is not None and key > cutoff:
         return (f"not drawn: its sampling key {key:.6g} is above the cutoff {cutoff:.6g} of source "

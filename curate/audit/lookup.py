@@ -9,7 +9,7 @@ from pathlib import Path
 
 from curate.db import connect_sandboxed, sql_str
 from curate.errors import CurateError
-from curate.layout import MANIFEST, RECIPE, groups_path, scores_glob
+from curate.layout import MANIFEST, RECIPE, concepts_path, groups_path, scores_glob
 from curate.mix.build import inspect_sources
 from curate.mix.recipe import Recipe, load_recipe
 from curate.mix.sql import RunSource
@@ -54,5 +54,5 @@ def sandboxed(mixes: list[Path] = (), runs: list[Path] = ()):
         if (mix / RECIPE).is_file():
             runs = [*runs, *(s.path for s in load_recipe(mix / RECIPE).sources)]
     for run in runs:
-        allowed += [scores_glob(run), groups_path(run)]
+        allowed += [scores_glob(run), groups_path(run), concepts_path(run)]
     return connect_sandboxed(allowed)

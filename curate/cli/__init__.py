@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from curate.cli import mix_commands, run_commands, train_commands
+from curate.cli import balance_commands, mix_commands, run_commands, train_commands
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,7 +29,7 @@ def cli():
 
 for _command in (run_commands.score, run_commands.decide, run_commands.dedup, run_commands.demo, run_commands.report,
                  mix_commands.mix, mix_commands.export, mix_commands.explain, mix_commands.verify, mix_commands.diff,
-                 train_commands.train, train_commands.sample):
+                 train_commands.train, train_commands.sample, balance_commands.concepts, balance_commands.balance):
     cli.add_command(_command)
 
 

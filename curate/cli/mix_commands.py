@@ -138,6 +138,7 @@ def explain(sample_id, mix_dir, run_dir, as_json):
     from rich.table import Table
 
     from curate.audit.explain import explain as run_explain
+    from curate.cli.balance_commands import balance_lines
 
     e = run_explain(sample_id, mix=mix_dir, run=run_dir)
     if as_json:
@@ -182,6 +183,8 @@ def explain(sample_id, mix_dir, run_dir, as_json):
         console.print(f"mixture {e['mixture']['id']}: quality {fmt(mx.get('quality'))} ({mx.get('quality_expression')}), "
                       f"sampling weight {fmt(mx.get('sampling_weight'))}, key {fmt(mx.get('sample_key'))}",
                       markup=False, highlight=False)
+        for line in balance_lines(mx.get("balance")):
+            console.print(line, markup=False, highlight=False)
         if mx.get("selected"):
             console.print(f"[green]selected[/green], repeat {mx['repeat']} (source {mx['source']!r}: "
                           f"quota {mx['quota']:,}, key cutoff {fmt(mx['key_cutoff'])})")

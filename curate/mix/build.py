@@ -42,6 +42,7 @@ from curate.layout import (
     QUERY,
     RECIPE,
     discard_staging,
+    concepts_path,
     groups_path,
     load_run,
     lock_output,
@@ -53,7 +54,9 @@ from curate.layout import (
     scores_glob,
     staging_folder,
 )
+from curate.mix.balance_report import balance_problem, balance_stats
 from curate.mix.manifest import content_hash, describe_input, manifest_stats, model_files, write_manifest
+from curate.mix.concepts import concepts_problem
 from curate.mix.recipe import Recipe, Source, load_recipe
 from curate.mix.bounded import DUCKDB_SHARE, default_memory, parse_size, run_bounded
 from curate.mix.columns import carried_names, column_types
@@ -162,6 +165,10 @@ def validate(recipe: Recipe, runs: list[RunSource], con, step=lambda what: None)
             names = pq.ParquetFile(r.paths(True)[1]).schema_arrow.names
             if "sample_id" not in names or "dup_group" not in names:
                 raise CurateError(f"{r.groups}: lacks sample_id or dup_group; rerun `curate dedup {r.src.run}`")
+        if recipe.balance.per_concept is not None:
+            stale = concepts_problem(r.src.path)
+            if stale:
+                raise CurateError(f"{at}: [balance] per_concept: {stale}")
 
 
 # -- executing -----------------------------------------------------------------------------
@@ -256,6 +263,7 @@ def _build_pinned(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: 
     t0 = time.perf_counter()
     step("reading the sources' scores")
     allowed = [scores_glob(v) for v, _ in pins.values()] + [g for _, g in pins.values()] + [stage]
+    allowed += [concepts_path(s.path) for s in recipe.sources]
     con = connect_sandboxed(allowed, threads, temp_dir=stage / DUCKDB_TMP,
                             memory_limit=int(memory * DUCKDB_SHARE) if memory else None)
     try:
@@ -274,10 +282,15 @@ def _build_pinned(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: 
             write_manifest(con, render_sql(recipe, runs, read=True), tmp)
             t_written = time.perf_counter()
             stats = manifest_stats(con, tmp, recipe, runs)
+            short = balance_problem(con, tmp, recipe, runs)
+            if short:
+                raise CurateError(short)
             for r in runs:
                 s = stats["per_source"][r.name]
                 if s["rows"] < recipe.quotas[r.name]:
                     _check_share(recipe, r.src, s["samples"], "eligible after the caps")
+            if recipe.balance.active:
+                stats["balance"] = balance_stats(con, tmp, recipe, runs)
             content = content_hash(tmp, [r.name for r in runs])
         t_done = time.perf_counter()
     finally:

@@ -51,6 +51,10 @@ def _manifest_schema(schema: pa.Schema) -> pa.Schema:
         t = f.type
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
             t = pa.string()
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+            v = t.value_type
+            text = pa.types.is_string(v) or pa.types.is_large_string(v) or pa.types.is_string_view(v)
+            t = pa.list_(pa.string() if text else v)  # the balance's concepts: a plain list of strings
         fields.append(pa.field(f.name, t))
     return pa.schema(fields)
 

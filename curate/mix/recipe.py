@@ -22,9 +22,10 @@ from typing import Any
 
 from curate.config import read_toml
 from curate.errors import CurateError
+from curate.mix.balance import Balance, parse_balance, toml_lines
 from curate.mix.guard import check_expression
 
-TOP_KEYS = ("name", "description", "size", "seed", "eligible", "quality", "alpha", "caps", "source")
+TOP_KEYS = ("name", "description", "size", "seed", "eligible", "quality", "alpha", "caps", "source", "balance")
 SOURCE_KEYS = ("name", "run", "share", "weight", "repeat", "eligible", "quality", "group_by")
 CAPS_KEYS = ("per_dup_group", "group_by", "per_group", "scope", "missing")
 SCOPES = ("mixture", "source")
@@ -93,6 +94,7 @@ class Recipe:
     kind: str  # "share" or "weight": how the sources' amounts were written
     path: str | None = None
     quotas: dict[str, int] = field(default_factory=dict)
+    balance: Balance = field(default_factory=Balance)
 
     def group_of(self, src: Source) -> str | None:
         """The cap group of a source: its own group_by, else the [caps] one."""
@@ -115,7 +117,7 @@ class Recipe:
             "name": self.name, "description": self.description, "size": self.size,
             "seed": self.seed, "alpha": self.alpha, "caps": self.caps.to_dict(),
             "source": [s.to_dict(self.kind, (runs or {}).get(s.name)) for s in self.sources],
-        }
+        } | ({"balance": self.balance.to_dict()} if self.balance.active else {})
 
     def digest(self) -> str:
         """sha256 of the resolved recipe without run locations (the runs are recorded,
@@ -142,6 +144,7 @@ class Recipe:
             "[caps]",
         ]
         lines += [f"{k} = {_v(v)}" for k, v in d["caps"].items()]
+        lines += toml_lines(self.balance)
         for s, src in zip(d["source"], self.sources):
             lines += ["", "[[source]]"]
             lines += [f"{k} = {_v(v)}" for k, v in s.items()]
@@ -299,6 +302,8 @@ def parse_recipe(data: dict, where: str = "recipe", base: Path | None = None) ->
     for s in sources:
         s.share = Fraction(s.amount) / total
     recipe = Recipe(name, desc, size, seed, alpha, caps, sources, kind, path=where)
+    if "balance" in data:
+        recipe.balance = parse_balance(where, data["balance"])
     recipe.quotas = quotas(size, sources)
     return recipe
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.db import ident, sql_str
+from curate.mix import balance_sql
 from curate.mix.recipe import Recipe, Source, is_column
 from curate.version import __version__
 
@@ -161,12 +162,14 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
                        else "        CAST(NULL AS VARCHAR) AS cap_group,")
         if caps.per_dup_group is not None:
             sel.append(f"        g.dup_group, {sql_str(r.dup_space or r.name)} AS dup_space,")
+        sel += balance_sql.source_select(recipe, r.columns)
         sel += ["        CAST((", f"            {_indent(r.src.quality, '            ')}",
                 "        ) AS DOUBLE) AS quality",
                 f"    FROM read_parquet({sql_str(glob)}) AS s"]
         if caps.per_dup_group is not None:
             sel.append(f"    LEFT JOIN (SELECT sample_id, dup_group FROM read_parquet({sql_str(str(groups))})) AS g")
             sel.append("        USING (sample_id)")
+        sel += balance_sql.source_join(recipe, r.src.path)
         sel += ["    WHERE (", f"        {_indent(r.src.eligible, '        ')}", "    )"]
         if restrict:
             sel.append(f"    AND ({restrict})")
@@ -216,6 +219,8 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
             f"        OR row_number() OVER (PARTITION BY dup_space, dup_group ORDER BY {tie}) <= {caps.per_dup_group}\n)"
         )
         prev = "capped_by_dup_group"
+    more, prev = balance_sql.balance_ctes(recipe, prev, skey, tie)
+    ctes += more
     weight = "1.0" if recipe.alpha == 0 else f"pow(greatest(quality, 0.0), {recipe.alpha!r})"
     order = 'sample_key, u, sample_id, "row"'
     ctes.append(
@@ -226,15 +231,15 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
         "        CASE WHEN sampling_weight > 0 THEN -ln(u) / sampling_weight ELSE 'inf'::DOUBLE END AS sample_key\n"
         f"    FROM {prev}\n)"
     )
-    for r in runs:
+    units = balance_sql.quota_units(recipe, runs)
+    for r, top, cond, q in units:
         ctes.append(
-            f"{ident('top_' + r.name)} AS (\n"
-            f"    SELECT * FROM keyed WHERE run = {sql_str(r.name)}\n"
-            f"    ORDER BY {order}\n    LIMIT {recipe.quotas[r.name]}\n)"
+            f"{top} AS (\n"
+            f"    SELECT * FROM keyed WHERE {cond}\n"
+            f"    ORDER BY {order}\n    LIMIT {q}\n)"
         )
     picks = []
-    for r in runs:
-        q, top = recipe.quotas[r.name], ident("top_" + r.name)
+    for r, top, cond, q in units:
         if r.src.repeat == 1:
             picks.append(f"SELECT *, 1 AS repeat FROM {top}")
         else:
@@ -285,7 +290,8 @@ def render_sql(recipe: Recipe, runs: list[RunSource], restrict: str | None = Non
         "    p.sample_id, p.run, p.source, p.\"row\", t.caption, t.caption_clean,"
         + (f"\n    {out_cols}," if out_cols else "")
         + "\n    p.quality, p.sampling_weight, p.sample_key, p.repeat,\n"
-        "    CAST('0x' || left(md5(t.caption), 16) AS UBIGINT) AS caption_hash\n"
+        "    CAST('0x' || left(md5(t.caption), 16) AS UBIGINT) AS caption_hash"
+        + "".join(f",\n    p.{ident(c)}" for c in balance_sql.output_columns(recipe)) + "\n"
         "FROM picked AS p\n"
         "JOIN texts AS t USING (run, sample_id, source, \"row\")\n"
         "ORDER BY p.sample_id, p.run, p.\"row\"\n"

@@ -1,0 +1,157 @@
+"""Balanced-mixture benchmark: `curate concepts` and a `[balance] per_concept` mixture on N rows.
+
+Uses the synthetic scored runs of bench_mix.py (the three real sources of ../shared/data,
+scored once, their rows repeated to N/3 each with new sample ids; under bench-out/,
+git-ignored). Then, each as a fresh process:
+
+* `curate concepts RUNS...` with the default vocabulary (built from the runs: one pass to
+  count words and word pairs, one to match), and again with that vocabulary given as a
+  file (matching alone): captions/s over the command's wall clock, CPU seconds, peak memory,
+  and the matching rate that concepts.json records;
+* `curate mix` of the same recipe without and with ``[balance] per_concept = T`` (and a
+  length mix and an opening cap), DuckDB limited to --threads;
+* in this process: matching (`curate.mix.concepts.annotate`) of short captions
+  (a_*, c_*: human captions and web alt-text) and of long descriptions (d_*, about 130
+  words) separately, in captions per CPU-second: the corpus above is one third long
+  descriptions, which hold most of its text and most of its matches.
+
+Wall time depends on what else runs on the machine: the load average before each command is
+printed with it.
+
+    python benchmarks/bench_concepts.py                   # 1M rows, 2 threads
+    python benchmarks/bench_concepts.py --rows 10000000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mix import curate_cmd, seed_runs, synthetic_runs  # noqa: E402
+from common import OUT, ROOT, cores, loadavg, run_measured  # noqa: E402
+
+QUALITY = "ln(1 + score__specificity) * (1 - score__junk)"
+#: captions/s the matching must reach on 2 cores
+TARGET = 100_000
+
+
+def concepts_pass(runs: dict[str, Path], rows: int, vocabulary: Path | None) -> dict:
+    cmd = curate_cmd() + ["concepts", *map(str, runs.values())]
+    if vocabulary is not None:
+        cmd += ["--vocabulary", str(vocabulary)]
+    m = run_measured(cmd)
+    if m.returncode != 0:
+        sys.exit(f"curate concepts failed (exit {m.returncode}); run it to see why: {' '.join(cmd)}")
+    infos = [json.loads((r / "concepts" / "concepts.json").read_text()) for r in runs.values()]
+    match_s = sum(i["timings"]["match_s"] for i in infos)
+    label = "given vocabulary (matching only)" if vocabulary else "default vocabulary (built, then matched)"
+    entries = sum(infos[0]["vocabulary_source"]["entries"].values())
+    print(f"  concepts, {label}: {rows:,} captions, {entries:,} entries in {m.seconds:.1f} s wall "
+          f"({rows / m.seconds:,.0f} captions/s), {m.cpu_seconds:.1f} CPU s; load before {m.load_before}")
+    print(f"    vocabulary {infos[0]['timings']['vocabulary_s']:.1f} s; matching {match_s:.1f} s "
+          f"({rows / match_s:,.0f} captions/s in process)")
+    print(f"    {m.memory.describe()}")
+    return {"wall_s": m.seconds, "cpu_s": m.cpu_seconds, "match_s": match_s, "entries": entries,
+            "vocabulary_s": infos[0]["timings"]["vocabulary_s"], "captions_per_s": rows / m.seconds,
+            "match_captions_per_s": rows / match_s, "peak_rss_mib": m.memory.peak_rss_sum_kib / 1024,
+            "load_before": m.load_before}
+
+
+def per_kind(vocabulary: Path, rows: int = 200_000) -> dict:
+    """Captions per CPU-second of matching (all threads counted), short captions and long ones apart."""
+    import polars as pl
+
+    from common import DATA
+
+    from curate.mix.concepts import annotate
+    from curate.mix.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary(vocabulary)
+    out = {}
+    for kind, prefix in (("short (a_*, c_*)", "[ac]_"), ("long (d_*)", "d_")):
+        files = sorted(DATA.glob(f"{prefix}*.parquet"))
+        df = pl.concat([pl.read_parquet(f, columns=["caption"]) for f in files])
+        # matched as English (the vocabulary's lists are per language; these files are English)
+        df = df.sample(rows, with_replacement=True, seed=1).select(pl.col("caption").alias("t"), pl.lit("en").alias("lang"))
+        c0 = time.process_time()
+        got = annotate(df, vocab)
+        cpu = time.process_time() - c0
+        words = df["t"].str.split(" ").list.len().mean()
+        print(f"  matching {kind}: {rows:,} captions ({words:.0f} words on average, "
+              f"{got['concepts'].list.len().mean():.1f} entries matched) in {cpu:.2f} CPU s: "
+              f"{rows / cpu:,.0f} captions per CPU-second")
+        out[kind] = {"captions_per_cpu_s": rows / cpu, "cpu_s": cpu, "mean_words": words}
+    return out
+
+
+def write_recipe(path: Path, runs: dict[str, Path], size: int, balance: dict | None) -> Path:
+    lines = [f"size = {size}", "seed = 7", f"quality = {json.dumps(QUALITY)}"]
+    for name, share in zip(runs, (0.5, 0.3, 0.2)):
+        lines += ["[[source]]", f"name = {json.dumps(name)}", f"run = {json.dumps(str(runs[name]))}",
+                  f"share = {share}", "repeat = 10"]
+    if balance:
+        lines += ["[balance]"] + [f"{k} = {v}" for k, v in balance.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def mix_pass(recipe: Path, out: Path, rows: int, threads: int) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    m = run_measured(curate_cmd() + ["mix", str(recipe), "--out", str(out), "--threads", str(threads)])
+    if m.returncode != 0:
+        sys.exit(f"curate mix failed (exit {m.returncode}); run `curate mix {recipe} --out {out}` to see why")
+    info = json.loads((out / "manifest.json").read_text())
+    print(f"  mix {recipe.stem}: {rows:,} scored rows -> {info['counts']['rows']:,} in {m.seconds:.1f} s wall "
+          f"({rows / m.seconds:,.0f} rows/s), {m.cpu_seconds:.1f} CPU s; load before {m.load_before}")
+    print(f"    {m.memory.describe()}")
+    bal = info["counts"].get("balance", {}).get("concepts")
+    if bal:
+        print(f"    commonest entries: {bal['commonest'][:5]}; entries covered {bal['entries_covered']:,}")
+    return {"wall_s": m.seconds, "cpu_s": m.cpu_seconds, "peak_rss_mib": m.memory.peak_rss_sum_kib / 1024,
+            "load_before": m.load_before, "timings": info["timings"], "balance": info["counts"].get("balance")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000, help="scored rows over the 3 sources")
+    ap.add_argument("--size", type=int, default=None, help="rows in the mixture (default: rows / 10)")
+    ap.add_argument("--per-concept", type=int, default=20_000, help="T of [balance] per_concept (MetaCLIP: 20,000)")
+    ap.add_argument("--threads", type=int, default=2, help="DuckDB threads")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    size = args.size or args.rows // 10
+    print(f"balanced-mixture benchmark: {args.rows:,} scored rows, mixture of {size:,}, per_concept "
+          f"{args.per_concept:,}, {args.threads} DuckDB threads; {cores()}; load {loadavg()}")
+    seeds = seed_runs()
+    base = OUT / f"concepts-{args.rows}"
+    runs = synthetic_runs(seeds, base, args.rows)
+    results = {"rows": args.rows, "size": size, "per_concept": args.per_concept, "cores": cores()}
+    results["concepts_default"] = concepts_pass(runs, args.rows, None)
+    vocab = base / "vocabulary.json"
+    shutil.copyfile(runs["web"] / "concepts" / "concepts.json", vocab)
+    results["concepts_file"] = concepts_pass(runs, args.rows, vocab)
+    results["per_kind"] = per_kind(vocab)
+    results["mix_plain"] = mix_pass(write_recipe(base / "plain.toml", runs, size, None), base / "mix-plain",
+                                    args.rows, args.threads)
+    balance = {"per_concept": args.per_concept, "max_per_opening": max(1, size // 100),
+               "length_mix": '{ "0-12" = 0.4, "13-" = 0.6 }'}
+    results["mix_balanced"] = mix_pass(write_recipe(base / "balanced.toml", runs, size, balance),
+                                       base / "mix-balanced", args.rows, args.threads)
+    rate = results["concepts_file"]["match_captions_per_s"]
+    print(f"target: matching >= {TARGET:,} captions/s on 2 cores: {'meets' if rate >= TARGET else 'misses'} it "
+          f"on this corpus ({rate:,.0f} captions/s wall in process, "
+          f"{args.rows / results['concepts_file']['cpu_s']:,.0f} captions per CPU-second of the command)")
+    (base / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {base / 'results.json'}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    t0 = time.perf_counter()
+    main()
+    print(f"done in {time.perf_counter() - t0:.0f} s")

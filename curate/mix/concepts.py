@@ -1,0 +1,240 @@
+"""``curate concepts RUN...``: each row's concept entries (MetaCLIP's substring rule) and the
+template signature of its caption, written beside the run's scores.
+
+For every row of every run, into ``RUN/concepts/concepts.parquet`` (one row per scored row,
+in the order of the run's parts)::
+
+    sample_id, source, row   the row's identity, as in RUN/scores
+    concepts                 the entries it matches (list of strings, normalised, sorted)
+    concept_vocab            the vocabulary list it was matched against ("*", or its lang)
+    template                 the template signature of its caption (below)
+
+and ``RUN/concepts/concepts.json`` (the vocabulary itself, where it came from, the run key
+it belongs to, counts and timings). The two files switch together
+(:func:`curate.layout.concepts_snapshot`) under the run's lock.
+
+Matching is Aho-Corasick over all of a batch's captions at once (Polars'
+``str.extract_many`` with overlapping matches), on ``caption_clean`` (``caption`` for runs
+scored before cleaning); the rule and the vocabulary format are in
+:mod:`curate.mix.vocabulary`.
+
+**Template signature**: the caption's first sentence, normalised, with every word that is
+neither an English function word nor a framing word ("image", "shows", "depicts",
+"photo", ...) replaced by ``_``, runs of ``_`` made one, cut to 8 tokens: "The image shows
+a man riding a horse." becomes ``the image shows a _ a _``. Model captions that open
+alike share it.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.atomic import write_json
+from curate.errors import CurateError
+from curate.layout import (
+    CONCEPTS_PARQUET,
+    CONCEPTS_JSON,
+    concepts_json_path,
+    concepts_path,
+    concepts_snapshot,
+    load_run,
+    lock_folder,
+    read_json,
+    score_parts,
+)
+from curate.mix.vocabulary import (
+    DEFAULT_MAX_DF,
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_MIN_DF,
+    FALLBACK,
+    STOPWORDS,
+    Vocabulary,
+    build_vocabulary,
+    in_order,
+    load_vocabulary,
+    normalise,
+)
+from curate.version import __version__
+
+BATCH = 50_000
+#: rows per batch while the default vocabulary is counted (long captions explode into many words)
+VOCAB_BATCH = 25_000
+TEMPLATE_WORDS = 8
+#: Words that frame a description rather than describe: kept in a template signature.
+FRAMING = frozenset("""
+image images picture pictures photo photos photograph photographs shot snapshot scene scenes view
+close-up closeup portrait illustration drawing painting render rendering frame
+shows show showing shown depicts depict depicting depicted features feature featuring captures
+capture capturing captured showcases showcase displays display displaying presents present
+illustrates appears appear seems seen visible there's it's here's
+background foreground center centre middle left right side front top bottom corner
+""".split())
+KEEP_IN_TEMPLATE = sorted(STOPWORDS | FRAMING | set(",;:"))
+
+SCHEMA = pa.schema([
+    ("sample_id", pa.uint64()), ("source", pa.string()), ("row", pa.int64()),
+    ("concepts", pa.list_(pa.string())), ("concept_vocab", pa.string()), ("template", pa.string()),
+])
+
+
+def _lists(values: pl.Series, counts: np.ndarray) -> pl.Series:
+    """Lists of the flat ``values`` (in row order), ``counts[i]`` of them in row i."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), values.rechunk().to_arrow()))
+
+
+def _flat(lists: pl.Series) -> pl.DataFrame:
+    """Every element of ``lists`` with its row number ``i`` (empty lists give no rows)."""
+    lens = lists.list.len().fill_null(0).to_numpy()
+    rows = np.repeat(np.arange(len(lists), dtype=np.uint32), lens)
+    return pl.DataFrame({"i": rows, "v": pl.from_arrow(lists.rechunk().to_arrow().flatten())})
+
+
+def template(norm: pl.Series) -> pl.Series:
+    """The template signature of each normalised caption (module docstring); null when
+    the first sentence has no words."""
+    words = norm.str.extract(r"^\s*([^.!?]*)", 1).fill_null("").str.split(" ")
+    w = _flat(words).filter(pl.col("v") != "")
+    w = w.with_columns(pl.when(pl.col("v").is_in(KEEP_IN_TEMPLATE)).then(pl.col("v")).otherwise(pl.lit("_")))
+    again = (pl.col("v") == "_") & (pl.col("v").shift(1) == "_") & (pl.col("i").shift(1) == pl.col("i"))
+    w = w.filter(~again.fill_null(False))
+    i = w["i"].to_numpy()
+    w = w.filter(pl.Series(np.arange(len(i)) - np.searchsorted(i, i) < TEMPLATE_WORDS))
+    sig = _lists(w["v"], np.bincount(w["i"].to_numpy(), minlength=len(norm))).list.join(" ")
+    return pl.select(pl.when(sig != "").then(sig)).to_series()
+
+
+def match(norm: pl.Series, pats: list[str]) -> pl.Series:
+    """Entries whose pattern occurs in each normalised text: unique, sorted, without spaces."""
+    if not pats:
+        return _lists(pl.Series([], dtype=pl.String), np.zeros(len(norm), dtype=np.int64))
+    pairs = _flat(norm.str.extract_many(pats, overlapping=True))
+    rank = pairs["v"].replace_strict(pats, range(len(pats)), return_dtype=pl.UInt64)
+    # one 64-bit key per (row, entry): sorted and without repeats in one pass
+    key = ((pairs["i"].cast(pl.UInt64) * 2**32) + rank).unique().sort().to_numpy()
+    entries = pl.Series([p.strip(" ") for p in pats], dtype=pl.String)
+    rows = (key >> np.uint64(32)).astype(np.int64)
+    return _lists(entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), np.bincount(rows, minlength=len(norm)))
+
+
+def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    """``frame`` (columns t: text, lang) -> concepts, concept_vocab, template, in row order."""
+    lang = pl.col("lang") if "lang" in frame.columns else pl.lit(None, pl.String)
+    own = [k for k in vocab.lists if k != FALLBACK]
+    fallback = pl.lit(FALLBACK if FALLBACK in vocab.lists else None, pl.String)
+    f = frame.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"),
+        normalise(pl.col("t")).alias("n"),
+        pl.when(lang.is_in(own)).then(lang).otherwise(fallback).alias("concept_vocab"),
+    )
+    parts = []
+    for key, part in f.partition_by("concept_vocab", as_dict=True, include_key=True).items():
+        pats = vocab.lists.get(key[0], []) if key[0] is not None else []
+        parts.append(part.with_columns(match(part["n"], pats).alias("concepts")))
+    out = pl.concat(parts).sort("i") if parts else f.with_columns(pl.lit([], pl.List(pl.String)).alias("concepts"))
+    return out.select("concepts", "concept_vocab", template(out["n"]).alias("template"))
+
+
+def _batches(run: Path, text: str, lang: bool, size: int = BATCH) -> Iterator[pl.DataFrame]:
+    cols = ["sample_id", "source", "row", text] + (["lang"] if lang else [])
+    for part in score_parts(run):
+        pf = pq.ParquetFile(part)
+        for b in pf.iter_batches(batch_size=size, columns=cols):
+            yield pl.from_arrow(b).rename({text: "t"})
+
+
+def _one(batch: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
+    return pl.concat([batch.select("sample_id", "source", "row"), annotate(batch, vocab)], how="horizontal")
+
+
+def _text_column(run: Path) -> tuple[str, bool]:
+    parts = score_parts(run)
+    if not parts:
+        raise CurateError(f"{run}: holds no scores/part-*.parquet")
+    names = pq.ParquetFile(parts[0]).schema_arrow.names
+    return ("caption_clean" if "caption_clean" in names else "caption"), "lang" in names
+
+
+def concepts_problem(run: str | Path) -> str | None:
+    """Why ``RUN/concepts`` cannot be used (missing, or made for other scores), else None."""
+    info = read_json(concepts_json_path(run))
+    if not info or not concepts_path(run).is_file():
+        return f"{run} has no concepts; run `curate concepts {run}` first"
+    run_info = load_run(run)
+    if info.get("run_key") != run_info.get("key") or info.get("rows") != run_info.get("rows"):
+        return f"the concepts of {run} were made for other scores; run `curate concepts {run}` again"
+    return None
+
+
+def concepts(runs: list[str | Path], vocabulary: str | Path | None = None, min_df: int = DEFAULT_MIN_DF,
+             max_df: float = DEFAULT_MAX_DF, max_entries: int = DEFAULT_MAX_ENTRIES) -> list[dict]:
+    """Match every row of ``runs`` against one vocabulary (the file, else one built from the
+    runs' rows); write each run's ``concepts/``; return each run's ``concepts.json``."""
+    paths = [Path(r) for r in runs]
+    if not paths:
+        raise CurateError("give at least one run folder")
+    infos = [load_run(p) for p in paths]
+    cols = [_text_column(p) for p in paths]
+    with ExitStack() as stack:
+        for p in sorted({p.resolve() for p in paths}, key=str):
+            stack.enter_context(lock_folder(p))
+        t0 = time.perf_counter()
+        if vocabulary is not None:
+            vocab = load_vocabulary(vocabulary)
+        else:
+            vocab = build_vocabulary((b for p, (t, lang) in zip(paths, cols) for b in _batches(p, t, lang, VOCAB_BATCH)),
+                                     min_df, max_df, max_entries)
+        t_vocab = time.perf_counter() - t0
+        return [_write(p, info, vocab, *c, t_vocab) for p, info, c in zip(paths, infos, cols)]
+
+
+def _write(run: Path, info: dict, vocab: Vocabulary, text: str, lang: bool, t_vocab: float) -> dict:
+    t0 = time.perf_counter()
+    snap = concepts_snapshot(run)
+    version = snap.stage()
+    tallies = []
+    n = 0
+    with pq.ParquetWriter(version / CONCEPTS_PARQUET, SCHEMA, compression="zstd") as w:
+        for got in in_order(lambda b: _one(b, vocab), _batches(run, text, lang)):
+            w.write_table(got.to_arrow().cast(SCHEMA))
+            n += got.height
+            tallies.append(got.select(pl.col("concepts").explode().drop_nulls().alias("entry"))
+                           .group_by("entry").agg(pl.len().alias("rows")))
+            tallies.append(pl.DataFrame({"entry": ["\x00matched"], "rows": [got["concepts"].list.len().gt(0).sum()]},
+                                        schema={"entry": pl.String, "rows": pl.UInt32}))
+    t_match = time.perf_counter() - t0
+    counts = (pl.concat(tallies).group_by("entry").agg(pl.col("rows").sum())
+              if tallies else pl.DataFrame(schema={"entry": pl.String, "rows": pl.UInt32}))
+    matched = counts.filter(pl.col("entry") == "\x00matched")["rows"].sum()
+    counts = counts.filter(pl.col("entry") != "\x00matched").sort(["rows", "entry"], descending=[True, False])
+    result = {
+        "curate_version": __version__,
+        "command": "concepts",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run_key": info.get("key"),
+        "rows": info.get("rows"),
+        "rows_annotated": n,
+        "rows_matched": int(matched or 0),
+        "entries_matched": counts.height,
+        "text_column": text,
+        "rule": "an entry matches when ' entry ' is a substring of ' ' + lower(text) + ' ' with , . ; : ? ! ` "
+                "spaced out and tab, newline, carriage return made spaces (MetaCLIP); no space beside "
+                "characters of scripts written without spaces",
+        "top_entries": [{"entry": e, "rows": int(c)} for e, c in counts.head(20).iter_rows()],
+        "vocabulary_source": vocab.describe(),
+        "timings": {"vocabulary_s": round(t_vocab, 3), "match_s": round(t_match, 3),
+                    "rows_per_s": round(n / t_match) if t_match > 0 else None},
+        "files": [CONCEPTS_PARQUET, CONCEPTS_JSON],
+        "vocabulary": vocab.to_json(),
+    }
+    write_json(result, version / CONCEPTS_JSON)
+    snap.commit(version)
+    return result
