@@ -13,6 +13,9 @@ class Reporter:
     def note(self, message: str) -> None:
         pass
 
+    def say(self, message: str) -> None:
+        """A line of information (not a warning)."""
+
 
 class RichReporter(Reporter):
     """Progress bars on a terminal (rich); notes are printed either way."""
@@ -49,3 +52,6 @@ class RichReporter(Reporter):
 
     def note(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    def say(self, message: str) -> None:
+        self.console.print(message, highlight=False)
