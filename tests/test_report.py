@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from curate.cli import cli
-from curate.demo import run_demo
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,12 +31,12 @@ window.addEventListener('load', () => {
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rep")
-    run_demo(out, rows=800)
-    res = CliRunner().invoke(cli, ["report", str(out / "runs" / "web"), "--out", str(out / "web" / "report.html")])
+def report(demo_run, tmp_path_factory):
+    """The report of the session's demo run's web run, written beside it."""
+    html = tmp_path_factory.mktemp("rep") / "web" / "report.html"
+    res = CliRunner().invoke(cli, ["report", str(demo_run / "runs" / "web"), "--out", str(html)])
     assert res.exit_code == 0, res.output
-    return out / "web" / "report.html"
+    return html
 
 
 def test_report_is_self_contained(report):
@@ -48,18 +47,18 @@ def test_report_is_self_contained(report):
     assert "<script src" not in text
 
 
-def test_report_json_holds_the_numbers(report):
+def test_report_json_holds_the_numbers(report, demo_run):
     data = json.loads(report.with_name("report.json").read_text())
     rows = sum(r["rows"] for r in data["reasons"])
-    run = json.loads((report.parent.parent / "runs" / "web" / "run.json").read_text())
+    run = json.loads((demo_run / "runs" / "web" / "run.json").read_text())
     assert rows == run["rows"]
     assert {"histograms", "languages", "what_if", "rejected_examples"} <= set(data)
     assert set(data["what_if"]) == {f["id"] for f in run["chain"]["filter"]}
     assert data["duplicate_groups"], "the demo deduplicates its runs"
 
 
-def test_mixture_report_has_composition_and_every_run(report):
-    data = json.loads((report.parent.parent / "report.json").read_text())  # the demo's mixture report
+def test_mixture_report_has_composition_and_every_run(demo_run):
+    data = json.loads((demo_run / "report.json").read_text())  # the demo's mixture report
     assert data["composition"] and set(data["runs"]) == {"web", "captions", "long"}
 
 
