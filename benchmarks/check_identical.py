@@ -4,8 +4,9 @@
     python benchmarks/check_identical.py --against bench-out/scores-before # on the new code
 
 Scores every Parquet file of ``../shared/data`` (its ``caption`` column) with every chain in
-``filters/`` whose filters need no model outside curate, through ``score_frame`` (the
-function each worker calls per batch), one Parquet file per (chain, input). ``--against``
+``filters/`` through ``score_frame`` (the function each worker calls per batch; a score
+carried from outside, such as ``neardup``, is a null column here), one Parquet file per
+(chain, input). ``--against``
 scores again and compares every column: dtype, nulls and values; floats by their bits
 (NaN and -0.0 included), strings and lists exactly. It prints the columns that differ
 and exits 1 if any does. ``--write`` and ``--against`` may be given together.
