@@ -127,6 +127,32 @@ def bench_peer(folder: Path, rows: int, workers: int, variant: str) -> dict:
             "peak_pss_sum_mib": m.memory.peak_pss_sum_kib / 1024}
 
 
+def bench_bare_lid(folder: Path, rows: int, cur: dict | None) -> dict:
+    """bare_lid.py with each installed binding, and curate's rate against it: over the wall
+    clock (paired, a shared machine makes it noisy) and from CPU time (curate's captions per
+    CPU-second on every core of the machine against the bare predict's on one)."""
+    import importlib.util
+
+    out = {}
+    for binding in ("fasttext_new", "fasttext"):
+        if importlib.util.find_spec(binding) is None:
+            continue
+        m = run_measured([sys.executable, str(Path(__file__).with_name("bare_lid.py")), str(folder),
+                          "--binding", binding], env=dict(os.environ, POLARS_MAX_THREADS="1"))
+        rate, cpu_rate = rows / m.seconds, rows / m.cpu_seconds
+        out[binding] = {"seconds": m.seconds, "cpu_seconds": m.cpu_seconds, "rate": rate, "load_before": m.load_before}
+        print(f"bare fastText predict ({binding}), one thread: {rows:,} captions in {m.seconds:.1f} s wall = "
+              f"{rate:,.0f} captions/s; {cpu_rate:,.0f} per CPU-second; load average before: {m.load_before}")
+        if cur:
+            n = os.cpu_count() or 1
+            wall = cur["rate"] / rate
+            cpu = rows / cur["cpu_seconds"] * n / cpu_rate
+            out[binding].update(ratio_wall=wall, ratio_cpu=cpu)
+            print(f"  curate score / bare predict ({binding}): {wall:.2f}x over the wall clock; {cpu:.2f}x from CPU "
+                  f"time ({n} cores for curate, one for the predict; aim: >= 1.3x)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000, help="captions (default 1,000,000)")
@@ -139,6 +165,9 @@ def main() -> None:
     ap.add_argument("--skip-curate", action="store_true", help="only run the peer")
     ap.add_argument("--peer", action="store_true", help="also run datatrove (lean) on the same captions")
     ap.add_argument("--peer-workers", type=int, default=2)
+    ap.add_argument("--lid", action="store_true",
+                    help="also run a bare one-thread batched fastText predict over the same captions "
+                         "(benchmarks/bare_lid.py; with each binding installed) and print the ratio")
     ap.add_argument("--peer-stock-rows", type=int, default=0,
                     help="also run datatrove with its stock (spaCy) components on this many captions")
     args = ap.parse_args()
@@ -162,6 +191,8 @@ def main() -> None:
                   f"{args.rows / peer['cpu_seconds']:,.0f} captions per CPU-second "
                   f"= {peer['cpu_seconds'] / cur['cpu_seconds']:.1f}x")
             result["ratio"] = ratio
+    if args.lid:
+        result["bare_lid"] = bench_bare_lid(folder, args.rows, result.get("curate"))
     if args.peer_stock_rows:
         small = make_input(args.peer_stock_rows, args.shards)
         result["datatrove_stock"] = bench_peer(small, args.peer_stock_rows, args.peer_workers, "stock")

@@ -34,6 +34,9 @@ class Reporter:
     def note(self, message: str) -> None:
         pass
 
+    def say(self, message: str) -> None:
+        """A line of information a person should see (not a warning)."""
+
 
 class LogReporter(Reporter):
     """Passes every call on to ``inner`` and writes a log: the command, each stage with its
@@ -78,6 +81,10 @@ class LogReporter(Reporter):
     def note(self, message: str) -> None:
         self.log(f"note: {message}")
         self.inner.note(message)
+
+    def say(self, message: str) -> None:
+        self.log(message)
+        self.inner.say(message)
 
     def failed(self, exc: BaseException) -> None:
         self._finish_stage()

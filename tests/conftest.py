@@ -76,3 +76,18 @@ def interrupt_scoring(monkeypatch):
         return lambda: monkeypatch.setattr(workers, "score_and_write", real)
 
     return install
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """One `curate demo` per pytest run, made through the command line as a user makes it
+    (score, dedup, mix, export, report), shared by every test that reads a demo's folder.
+    Tests only read it (or write beside it)."""
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    out = tmp_path_factory.mktemp("demo-run") / "demo"
+    res = CliRunner().invoke(cli, ["demo", "--out", str(out), "--rows", "600"])
+    assert res.exit_code == 0, res.output
+    return out

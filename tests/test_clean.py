@@ -202,3 +202,27 @@ def test_run_json_and_manifest_carry_the_cleaning(tmp_path, data_dir):
     scores = pl.read_parquet(tmp_path / "web" / "scores" / "*.parquet").select("sample_id", "caption_clean")
     joined = m.select("sample_id", "caption_clean").join(scores, on="sample_id", suffix="_run")
     assert joined.height == m.height and (joined["caption_clean"] == joined["caption_clean_run"]).all()
+
+
+def test_opening_words_equal_those_of_every_word_on_real_and_cut_captions(read_data):
+    """The openings statistic searches a caption's first characters for its first words; on
+    every real caption, and on captions whose words straddle the cut, it gives what the
+    search of the whole caption gives."""
+    from curate.db import connect
+    from curate.scoring.stats import OPENING_PREFIX, OPENING_WORD, OPENING_WORDS, openings_sql
+
+    real = pl.concat([read_data(p, ["caption"]) for p in ("a_", "b_", "c_", "d_")])["caption"].drop_nulls()
+    n = OPENING_PREFIX
+    made = ["x" * (n - 2) + " ab cd ef", "x" * (n - 1) + "y z w", "12 " * n + "one two three", "a " * (n // 2) + "b",
+            "ab cd " + "e" * n + " fg", "— " * n + "Mot", "one two" + " " * n + "three four", "l'été est là mais",
+            "ÉCOLE d'été " + "n" * n, ""]
+    con = connect(threads=1)
+    df = pl.DataFrame({"caption_clean": pl.concat([real, pl.Series(made)])}).with_row_index("i")
+    con.register("captions", df.to_arrow())
+    fast = con.execute(f"SELECT o FROM ({openings_sql('captions')})").fetchall()
+    whole = con.execute(
+        f"SELECT lower(array_to_string(list_slice(regexp_extract_all(caption_clean, {OPENING_WORD}), 1, "
+        f"{OPENING_WORDS}), ' ')) FROM captions").fetchall()
+    assert len(fast) == df.height > 30_000
+    assert fast == whole
+    assert (df["caption_clean"].str.len_chars() > n).sum() > 5_000  # many are longer than the cut

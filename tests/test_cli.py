@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,19 +60,17 @@ def test_score_and_decide_print_a_closing_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_is_deterministic_and_runs_the_default_chain(tmp_path):
+def test_demo_is_deterministic_and_runs_the_default_chain(demo_run, tmp_path):
     from curate.demo import make_sample
 
     a, b = make_sample(300), make_sample(300)
     assert a.equals(b)
     assert set(a["kind"]) >= {"descriptive", "generic", "junk", "near_duplicate", "model_artefact", "foreign_language"}
-    res = invoke("demo", "--out", tmp_path / "demo", "--rows", "300")
-    assert res.exit_code == 0, res.output
-    demo = tmp_path / "demo"
+    demo = demo_run  # `curate demo --out DIR --rows 600`, once per pytest run
     runs = [json.loads(p.read_text()) for p in sorted((demo / "runs").glob("*/run.json"))]
     assert len(runs) == 3 and all(r["chain"]["name"] == "default" for r in runs)
     df = pl.read_parquet(demo / "runs" / "*" / "scores" / "*.parquet")
-    assert df.filter(pl.col("kind") != "long_description").height == 300
+    assert df.filter(pl.col("kind") != "long_description").height == 600  # the fixture's --rows
     share = dict(df.group_by("kind").agg(pl.col("keep").mean()).iter_rows())
     assert share["descriptive"] >= 0.95
     assert share["model_artefact"] <= 0.05 and share["junk"] <= 0.3 and share["generic"] <= 0.2
@@ -79,8 +78,9 @@ def test_demo_is_deterministic_and_runs_the_default_chain(tmp_path):
     assert all((demo / "runs" / r / "dedup" / "groups.parquet").is_file() for r in ("web", "captions", "long"))
     assert (demo / "mix" / "manifest.json").is_file() and (demo / "export" / "index.json").is_file()
     assert (demo / "report.html").is_file()
-    # running it again replaces the demo run rather than refusing
-    assert invoke("demo", "--out", tmp_path / "demo", "--rows", "300").exit_code == 0
+    # running it again (here on a copy) replaces the demo run rather than refusing
+    shutil.copytree(demo, tmp_path / "demo")
+    assert invoke("demo", "--out", tmp_path / "demo", "--rows", "600").exit_code == 0
 
 
 @pytest.mark.skipif(not CURATE.exists(), reason="the curate console script is not installed beside python")

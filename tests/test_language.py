@@ -200,19 +200,57 @@ def test_rules_given_the_models_label(monkeypatch, text, model_says, expected):
 
 # -- the installed fastText distribution -------------------------------------------------------
 
-def test_batch_prediction_returns_probabilities_with_installed_numpy():
-    """fasttext-numpy2-wheel's batch call works with numpy 2 (fasttext-predict has no
-    probabilities, and the original fasttext breaks on numpy 2's copy semantics)."""
+#: sha256 (first 16 hex digits) of the top-2 labels and float32 probabilities that fastText's
+#: C++ (fasttext-numpy2-wheel 0.9.2, the binding curate used before) gives with lid.176.ftz
+#: for every caption of each file: its first 120 characters, lower-cased, white space as spaces.
+CPP_TOP2 = {
+    "a_coco_captions_val2017.parquet": "be0d57374486021a",
+    "a_flickr30k_captions.parquet": "2fe7b3e24b78491a",
+    "a_flickr8k_captions.parquet": "8321df31b4f94376",
+    "b_coco_cn_ext_zh.parquet": "5671b8cec5a20d45",
+    "b_flickr8k_cn_zh.parquet": "a722be1ccd3fb15b",
+    "b_multi30k_task1_en_de_fr_cs.parquet": "1a2de8de80189fe4",
+    "b_multi30k_task2_de.parquet": "72def397b30384e3",
+    "b_multiscript30k_mt.parquet": "d95986309cde959e",
+    "c_cc3m_validation.parquet": "24444c4b6b689774",
+    "c_laion_web_alttext_sample.parquet": "f42fac2ff9888d6b",
+    "c_redcaps_sample.parquet": "385c4f509f5ca945",
+    "d_comprecap_mllm_long.parquet": "ade73dbec7d196c6",
+    "d_imageinwords_long.parquet": "a2507fea014ed924",
+    "e_imageinwords_sxs_judgments.parquet": "8996b1a60cc9ef25",
+    "e_thumb_mscoco_human_scores.parquet": "94d0a7df1b8c7f98",
+}
+
+
+def test_predictions_are_bit_identical_to_fasttext_cpp_on_every_real_caption_file(data_dir):
+    """The binding curate installs (fasttext-new) returns fastText C++'s labels and
+    probabilities to the bit, through curate's batched call, on every file."""
+    import hashlib
+
     model = load_fasttext(str(bundled_lid_model()))
-    lines = ["a dog runs on the beach\n", "un chien court sur la plage\n", "一只狗在海滩上跑\n"]
-    labels, probs = model.f.multilinePredict(lines, 2, 0.0, "replace")
-    assert len(labels) == len(probs) == 3
-    assert [row[0] for row in labels[:2]] == ["__label__en", "__label__fr"]
-    for p in probs:
-        assert isinstance(p, np.ndarray) and p.dtype.kind == "f"
-        assert 0.0 < p[0] <= 1.0 and p.sum() <= 1.0 + 1e-6
-    # the high-level API converts with numpy too
-    lab, prob = model.predict(["a dog runs on the beach", "un chien court sur la plage"], k=1)
-    assert [x[0] for x in lab] == ["__label__en", "__label__fr"]
-    assert np.asarray(prob).shape == (2, 1)
-    assert int(np.__version__.split(".")[0]) >= 2
+    files = {f.name: f for f in sorted(data_dir.glob("*.parquet"))}
+    assert set(CPP_TOP2) <= set(files)
+    for name, expected in CPP_TOP2.items():
+        cap = pl.read_parquet(files[name], columns=["caption"])["caption"]
+        lines = cap.fill_null("").str.slice(0, 120).str.to_lowercase().str.replace_all(r"\s", " ").to_list()
+        labels, probs, counts = language_module.predict_batch(model, lines, 2)
+        assert probs.dtype == np.float32 and len(probs) == len(labels) == counts.sum()
+        h = hashlib.sha256("\n".join(labels).encode())
+        h.update(probs.tobytes())
+        assert h.hexdigest()[:16] == expected, name
+
+
+def test_batch_prediction_returns_labels_and_probabilities():
+    model = load_fasttext(str(bundled_lid_model()))
+    lab, p = language_module.predict_top1(model, ["a dog runs on the beach", "un chien court sur la plage", ""])
+    assert lab.to_list()[:2] == ["en", "fr"] and len(lab) == 3
+    assert p.dtype == pl.Float64 and ((p > 0) & (p <= 1)).all()
+    with pytest.raises(ValueError, match="one line at a time"):
+        language_module.predict_batch(model, ["two\nlines"], 1)
+
+
+def test_predict_uses_one_thread_in_a_worker_and_every_core_alone(monkeypatch):
+    monkeypatch.setenv("POLARS_MAX_THREADS", "1")
+    assert language_module.predict_threads() == 1
+    monkeypatch.delenv("POLARS_MAX_THREADS")
+    assert language_module.predict_threads() >= 1

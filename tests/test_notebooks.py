@@ -1,4 +1,4 @@
-"""Every notebook in notebooks/ runs headlessly without error, on a demo run made here."""
+"""Every notebook in notebooks/ runs headlessly without error, on the session's demo run."""
 from __future__ import annotations
 
 import json
@@ -6,16 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.demo import run_demo
-
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    run_demo(out, rows=600)
-    return out
 
 
 def test_notebooks_exist():
@@ -33,11 +24,11 @@ def test_notebook_committed_without_outputs(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, demo_dir, monkeypatch):
+def test_notebook_runs(path, demo_run, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("CURATE_DEMO_DIR", str(demo_dir))
+    monkeypatch.setenv("CURATE_DEMO_DIR", str(demo_run))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()

@@ -13,7 +13,6 @@ import pytest
 from helpers import invoke, ok, one_line_error
 
 import curate.report.explore as ex
-from curate.demo import run_demo
 from curate.report.page import diff_pair
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,11 +36,11 @@ window.addEventListener('load', () => {
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rep")
-    run_demo(out, rows=800)
-    ok("report", out / "runs" / "web", "--out", out / "web" / "report.html")
-    return out / "web" / "report.html"
+def report(demo_run, tmp_path_factory):
+    """The report of the session's demo run's web run, written beside it."""
+    html = tmp_path_factory.mktemp("rep") / "web" / "report.html"
+    ok("report", demo_run / "runs" / "web", "--out", html)
+    return html
 
 
 @pytest.mark.slow
@@ -54,10 +53,10 @@ def test_report_is_self_contained(report):
 
 
 @pytest.mark.slow
-def test_report_json_holds_the_numbers(report):
+def test_report_json_holds_the_numbers(report, demo_run):
     data = json.loads(report.with_name("report.json").read_text())
     rows = sum(r["rows"] for r in data["reasons"])
-    run = json.loads((report.parent.parent / "runs" / "web" / "run.json").read_text())
+    run = json.loads((demo_run / "runs" / "web" / "run.json").read_text())
     assert rows == run["rows"]
     assert {"histograms", "languages", "what_if", "rejected_examples"} <= set(data)
     assert set(data["what_if"]) == {f["id"] for f in run["chain"]["filter"]}
@@ -65,8 +64,8 @@ def test_report_json_holds_the_numbers(report):
 
 
 @pytest.mark.slow
-def test_mixture_report_has_composition_and_every_run(report):
-    data = json.loads((report.parent.parent / "report.json").read_text())  # the demo's mixture report
+def test_mixture_report_has_composition_and_every_run(demo_run):
+    data = json.loads((demo_run / "report.json").read_text())  # the demo's mixture report
     assert data["composition"] and set(data["runs"]) == {"web", "captions", "long"}
 
 
@@ -99,9 +98,9 @@ def test_report_renders_in_chromium(report, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_mixture_page_shows_one_tab_at_a_time_in_chromium(report, tmp_path):
+def test_the_mixture_page_shows_one_tab_at_a_time_in_chromium(demo_run, tmp_path):
     """The mixture's own tab is open: its sections and plots show, the runs' tabs are hidden."""
-    mix_page = report.parent.parent / "report.html"
+    mix_page = demo_run / "report.html"
     result = render(mix_page, tmp_path)
     assert result["shown"] == 3 and result["sections"] > 3 * 7
     assert result["visible"] == 2 and result["images"] > 20
@@ -112,12 +111,12 @@ def test_report_on_a_non_run_is_one_line_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_mixture_page_has_a_tab_for_the_mixture_and_each_run(report):
-    text = (report.parent.parent / "report.html").read_text()
+def test_the_mixture_page_has_a_tab_for_the_mixture_and_each_run(demo_run):
+    text = (demo_run / "report.html").read_text()
     assert text.count('type="radio"') == 4 and 'id="tab0" checked' in text
     for name in ("Mixture", "run web", "run captions", "run long"):
         assert f">{name}</label>" in text
-    data = json.loads((report.parent.parent / "report.json").read_text())
+    data = json.loads((demo_run / "report.json").read_text())
     assert {r["run"] for r in data["selected_examples"]} == {"web", "captions", "long"}
 
 

@@ -99,6 +99,9 @@ class BarReporter(Reporter):
     def note(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
+    def say(self, message: str) -> None:
+        self.console.print(message, highlight=False)
+
 
 @contextmanager
 def reporting(console, log_folder: str | Path | None = None):

@@ -221,7 +221,7 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
     rows = rows.select("sample_id", "rank", "text", "norm_hash")  # the caption texts are not needed again
     t_text = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    emb = load_embedder(cfg["embedder"], cfg["device"], *_build_hooks(reporter))
+    emb = load_embedder(cfg["embedder"], cfg["device"], *build_hooks(reporter))
     key = neighbor_key(emb.model_hash, texts, cfg["k"])
     mode = cfg.get("memory", "auto")
     ooc = mode == "out" or (mode == "auto" and texts.height >= OUT_OF_CORE_TEXTS)
@@ -360,13 +360,22 @@ def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: Dedup
     return {**results[0], "per_run": {str(p): r["counts"] for p, r in zip(paths, results)}}
 
 
-def _build_hooks(reporter: Reporter):
-    state: dict = {}
+def build_hooks(reporter: Reporter):
+    """Progress of the static model's one-off distillation: a bar on a terminal, and a line
+    when it starts and when it ends either way (a log shows why the first run waits)."""
+    from curate.embed import static_dir
+
+    state: dict = {"done": 0}
 
     def total(n: int) -> None:
-        state["tick"] = reporter.stage("distilling the static model (once)", n)
+        state.update(n=n, t0=time.perf_counter(), tick=reporter.stage("distilling the static model (once)", n))
+        reporter.say(f"distilling the static embedding model from all-MiniLM-L6-v2 ({n:,} tokens, about one "
+                     f"CPU-minute), once: it is kept in {static_dir()}")
 
     def progress(n: int) -> None:
         state.get("tick", lambda _: None)(n)
+        state["done"] += n
+        if state["done"] == state.get("n"):
+            reporter.say(f"static embedding model distilled in {time.perf_counter() - state['t0']:.0f} s")
 
     return progress, total

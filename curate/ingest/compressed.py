@@ -6,7 +6,8 @@ block by block (pyarrow's codecs), so memory does not grow with the file. A dama
 not written as a finished run.
 
 CSV from a compressed stream is cut into pieces at record ends (a newline outside quotes:
-an even number of ``"`` before it) and each piece is parsed by the same polars reader, with
+an even number of ``"`` before it, found by a binary search of the newlines among the
+quote positions) and each piece is parsed by the same polars reader, with
 the same options, as a plain file.
 """
 from __future__ import annotations
@@ -91,11 +92,17 @@ def csv_options(sep: str, names: list[str] | None) -> dict:
 
 
 def _record_end(data: bytes, quoted: bool, last: bool = True) -> int:
-    """Bytes up to and including the last (or first) newline that ends a record (0 if none)."""
+    """Bytes up to and including the last (or first) newline that ends a record (0 if none).
+
+    A newline ends a record when an even number of ``"`` comes before it: the quotes before
+    each newline are counted by a binary search of the newlines among the quote positions
+    (no running count over every byte of the block)."""
     arr = np.frombuffer(data, np.uint8)
     nl = np.flatnonzero(arr == 10)
     if quoted and len(nl):
-        nl = nl[np.cumsum(arr == 34)[nl] % 2 == 0]
+        quotes = np.flatnonzero(arr == 34)
+        if len(quotes):
+            nl = nl[np.searchsorted(quotes, nl) % 2 == 0]
     return int(nl[-1 if last else 0]) + 1 if len(nl) else 0
 
 
@@ -141,7 +148,7 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
     lines = 0  # lines before ``data``
     want = len(names) if names else 0
     with open_text(path, compression) as f:
-        first = True
+        first = True  # nothing parsed yet: a byte order mark and the header lie ahead
         while True:
             block = f.read(CHUNK_BYTES)
             data = rest + block
@@ -151,6 +158,8 @@ def csv_batches(path: str, compression: str, sep: str, names: list[str] | None,
                 cut = _record_end(data, quoted)
                 data, rest = data[:cut], data[cut:]
                 check_line_length(path, rest, lines + data.count(b"\n") + 1)
+                if first and not data:  # no whole record yet (a header longer than a block)
+                    continue
             else:
                 rest = b""
             if first and not names:

@@ -6,9 +6,12 @@ and lone surrogates become U+FFFD (the junk filter's ``encoding`` kind), never a
 from __future__ import annotations
 
 import io
+import re
 from typing import Iterator
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.errors import CurateError, first_line
 from curate.ingest import arrow as arrow_ipc
@@ -112,22 +115,14 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
             # newline of the file is not a line.
             if not data or (not block and not data.strip()):
                 continue
-            # Blank lines would shift row numbers in some readers: treat them as rows with a
-            # null caption so that ``row`` always equals the line's index.
-            text = lone_surrogates_replaced(data.decode("utf-8", "replace").replace("\r\n", "\n"))
-            lines = text.split("\n")
-            if lines and lines[-1] == "":
-                lines.pop()
-            blank = pl.Series(lines).str.strip_chars() == ""
-            filled = pl.Series(lines).zip_with(~blank, pl.Series(["{}"] * len(lines)))
             try:
-                df = pl.read_ndjson(
-                    io.BytesIO(("\n".join(filled.to_list()) + "\n").encode()),
-                    infer_schema_length=None,
-                )
+                df, n_lines = _read_ndjson(data)
             except Exception as e:
+                lines = data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
                 raise CurateError(f"{inp.path}: {json_error(lines, line_no, e)}") from None
-            line_no += len(lines)
+            if df.height != n_lines:
+                raise CurateError(f"{inp.path}: {n_lines} lines near line {line_no + 1} gave {df.height} rows")
+            line_no += n_lines
             for c in cols:
                 if c not in df.columns:
                     df = df.with_columns(pl.lit(None, pl.String).alias(c))
@@ -140,6 +135,65 @@ def _read_jsonl(inp, cols, caption, id_column, batch_rows) -> Iterator[pl.DataFr
                 pending, pending_rows = [tail], tail.height
     if pending_rows:
         yield _shape(pl.concat(pending, how="diagonal_relaxed"), caption, id_column)
+
+
+#: A JSON escape of a UTF-16 surrogate (``lone_surrogates_replaced`` is needed only then).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _json_lines(data: bytes, lossy: bool = False) -> tuple[bytes, int]:
+    """A block of JSON lines (ending at a newline, or at the end of the file) made ready for
+    polars, and its number of lines: lone surrogate escapes become ``\ufffd``, ``\r\n`` a
+    newline, a blank line ``{}`` (a row with a null caption, so that ``row`` always equals
+    the line's index) and, with ``lossy``, invalid UTF-8 U+FFFD (polars checks the bytes
+    and refuses invalid UTF-8: :func:`_read_ndjson` then asks again with ``lossy``). Each step
+    looks at the whole block at once and rewrites it only where the block needs it (valid
+    lines without blank ones, the usual case, are passed on as they are)."""
+    if lossy:
+        data = data.decode("utf-8", "replace").encode()
+    if (b"\\ud" in data or b"\\uD" in data) and _SURROGATE_ESCAPE.search(data):
+        data = lone_surrogates_replaced(data.decode("utf-8", "replace")).encode()
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    if not len(ends) or ends[-1] != len(data) - 1:
+        ends = np.append(ends, len(data))
+    n = len(ends)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    # a line is blank when empty or white space only: only lines that are empty or start with
+    # white space are looked at (a JSON object starts with "{")
+    maybe = (ends == starts) | np.isin(arr[np.minimum(starts, len(arr) - 1)], _SPACE)
+    if not maybe.any():
+        return data, n
+    if not lossy:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return _json_lines(data, lossy=True)
+    offsets = np.append(starts, len(data)).astype(np.int64)
+    lines = pl.from_arrow(pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data)))
+    blank = lines.str.strip_chars() == ""
+    if not blank.any():
+        return data, n
+    filled = lines.str.strip_chars_end("\n").zip_with(~blank, pl.Series(["{}"] * n))
+    return (filled.str.join("\n").item() + "\n").encode(), n
+
+
+def _read_ndjson(data: bytes) -> tuple[pl.DataFrame, int]:
+    """The rows of a block of JSON lines (see :func:`_json_lines`) and its number of lines."""
+    ready, n = _json_lines(data)
+    try:
+        return pl.read_ndjson(io.BytesIO(ready), infer_schema_length=None), n
+    except pl.exceptions.ComputeError as e:
+        if "UTF-8" not in str(e):
+            raise
+    ready, n = _json_lines(data, lossy=True)
+    return pl.read_ndjson(io.BytesIO(ready), infer_schema_length=None), n
+
+
+#: the ASCII white space bytes a blank line may hold (and a line may start with)
+_SPACE = np.frombuffer(b" \t\r\n\x0b\x0c", np.uint8)
 
 
 def _shape(df: pl.DataFrame, caption: str, id_column: str | None) -> pl.DataFrame:

@@ -64,8 +64,9 @@ def fit_fasttext(frame: pl.DataFrame, s: Settings, out: Path) -> None:
     """Train fastText on ``frame`` (``text``, ``y``, already in training order), save to ``out``.
 
     One thread: fastText's Hogwild updates with several threads are not reproducible, and on
-    tiny or repetitive files they can diverge ("Encountered NaN")."""
-    import fasttext
+    tiny or repetitive files they can diverge ("Encountered NaN"). Trained by ``fasttext-new``
+    (the distribution curate predicts with); the model file is fastText's format."""
+    import fasttext_new as fasttext
 
     with tempfile.TemporaryDirectory(prefix=".train-", dir=out.parent) as tmp:
         path = Path(tmp) / "train.txt"

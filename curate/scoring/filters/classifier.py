@@ -19,7 +19,6 @@ import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.scoring.filters.base import TEXT, Filter
+from curate.scoring.filters.language import open_fasttext, predict_batch
 
 MODEL_FORMAT = "curate-classifier"
 METRICS_FILE = "metrics.json"
@@ -121,32 +121,14 @@ class Model:
 
 
 def fasttext_positive(model, lines: pl.Series) -> np.ndarray:
-    """P(positive) from fastText's batched call (both labels' probabilities, k = 2)."""
-    labels, probs = model.f.multilinePredict((lines + "\n").to_list(), 2, 0.0, "replace")
-    flat = pl.Series(list(chain.from_iterable(labels)), dtype=pl.String)
-    p = np.concatenate(probs).astype(np.float64) if probs else np.zeros(0)
-    if len(flat) != 2 * len(lines) or len(p) != 2 * len(lines):
-        raise CurateError(
-            f"fastText returned {len(flat)} labels for {len(lines)} captions (2 each expected); "
-            "the model is not a two-label curate classifier"
-        )
-    first_pos = (flat == POSITIVE_LABEL).to_numpy()[0::2]
-    return np.where(first_pos, p[0::2], p[1::2]).clip(0.0, 1.0)
-
-
-def _load_fasttext(file: Path):
-    try:
-        import fasttext
-    except ImportError:
-        raise CurateError("fastText is not installed; pip install fasttext-numpy2-wheel") from None
-    try:
-        model = fasttext.load_model(str(file))
-    except Exception as e:  # fastText raises ValueError or RuntimeError for a damaged file
-        raise CurateError(f"cannot load fastText model {str(file)!r}: {e}") from None
-    if not hasattr(model.f, "multilinePredict"):
-        raise CurateError("the installed `fasttext` module has no batch prediction; "
-                          "run: pip install --force-reinstall --no-deps fasttext-numpy2-wheel")
-    return model
+    """P(positive) from fastText's batched call (both labels' probabilities, k = 2; a
+    label left out for a probability that rounds to 0 counts 0)."""
+    labels, p, counts = predict_batch(model, lines.to_list(), 2)
+    line = np.repeat(np.arange(len(lines)), counts)
+    pos = (labels == POSITIVE_LABEL).to_numpy()
+    out = np.zeros(len(lines), np.float64)
+    out[line[pos]] = p[pos]
+    return out.clip(0.0, 1.0)
 
 
 def _stamp(folder: Path) -> tuple:
@@ -168,7 +150,7 @@ def _load(folder: str, stamp: tuple, device: str) -> Model:
     if model_file_sha256(file) != meta.get("model_sha256"):
         raise CurateError(f"{folder}: {file.name}'s sha256 differs from the one in {METRICS_FILE} (a damaged model?)")
     if meta["method"] == "fasttext":
-        impl: object = _load_fasttext(file)
+        impl: object = open_fasttext(str(file))
     else:
         from curate.embed import load_embedder
 

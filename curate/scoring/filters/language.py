@@ -80,28 +80,46 @@ def model_sha256(path: str) -> str:
     return file_sha256(path)
 
 
+def open_fasttext(path: str):
+    """A fastText model file, read by ``fasttext-new`` (module ``fasttext_new``: a Rust
+    implementation whose predictions are bit-identical to fastText's C++)."""
+    try:
+        import fasttext_new
+    except ImportError:
+        raise CurateError("fastText is not installed; pip install fasttext-new") from None
+    if not os.path.isfile(path):
+        raise CurateError(f"model {path!r} does not exist")
+    try:
+        return fasttext_new.load_model(path)
+    except Exception as e:  # ValueError or OSError for a damaged file
+        raise CurateError(f"cannot load fastText model {path!r}: {e}") from None
+
+
 @lru_cache(maxsize=4)
 def load_fasttext(path: str):
-    """Load a fastText model once per process, checking the installed distribution."""
-    try:
-        import fasttext
-        import fasttext_pybind  # noqa: F401
-    except ImportError:
-        raise CurateError("fastText is not installed; pip install fasttext-numpy2-wheel") from None
-    if not os.path.isfile(path):
-        raise CurateError(f"language model {path!r} does not exist")
-    try:
-        model = fasttext.load_model(path)
-    except Exception as e:
-        raise CurateError(f"cannot load fastText model {path!r}: {e}") from None
-    probe = model.f.multilinePredict(["hello world\n"], 1, 0.0, "replace")
-    if not (isinstance(probe, tuple) and len(probe) == 2):
-        raise CurateError(
-            "the installed `fasttext` module has no batch probabilities (another distribution, such "
-            "as fasttext-predict, was installed over it); run: pip install --force-reinstall --no-deps "
-            "fasttext-numpy2-wheel"
-        )
-    return model
+    """:func:`open_fasttext`, once per process."""
+    return open_fasttext(path)
+
+
+def predict_threads() -> int:
+    """Threads for one batched predict: polars' budget (``POLARS_MAX_THREADS``, which the
+    worker pool sets to 1: one worker per core), else every core this process may use."""
+    budget = os.environ.get("POLARS_MAX_THREADS", "")
+    if budget.isdigit() and int(budget) > 0:
+        return int(budget)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def predict_batch(model, lines: list[str], k: int) -> tuple[pl.Series, np.ndarray, np.ndarray]:
+    """fastText's batched predict: up to ``k`` best labels of every line, flat, as fastText
+    gives them (a label whose probability rounds to 0 may be left out), their probabilities
+    (float32) and the number of labels of each line. One call with the GIL released; the
+    probabilities come back as one buffer, not one array per line, and the labels are
+    flattened in C (``itertools.chain``: about 100 times faster than a list column). A
+    newline inside a line is an error (fastText reads one line per text)."""
+    labels, flat, counts = model.f.predict_batch(lines, k, 0.0, predict_threads(), "replace")
+    lab = pl.Series(list(chain.from_iterable(labels)), dtype=pl.String)
+    return lab, np.frombuffer(flat, dtype=np.float32), np.asarray(counts, dtype=np.int64)
 
 
 class Language(Filter):
@@ -177,8 +195,8 @@ class Language(Filter):
         # empty text) never reach the model: its answer would be thrown away.
         need = scripts.select(~_SETTLED).to_series().arg_true()
         sub = text.gather(need)
-        # fastText reads one line per caption: a newline inside one would end it early.
-        lines = (sub.str.to_lowercase().str.replace_all("\n", " ", literal=True) + "\n").to_list()
+        # fastText reads one line per caption: a newline inside one is replaced.
+        lines = sub.str.to_lowercase().str.replace_all("\n", " ", literal=True).to_list()
         lab_n, p_n = predict_top1(model, lines)
         lab = pl.Series("lab", [None] * len(text), dtype=pl.String).scatter(need, lab_n)
         prob = pl.Series("p", np.zeros(len(text))).scatter(need, p_n)
@@ -213,22 +231,16 @@ _SETTLED = pl.col("empty") | pl.col("kana") | (pl.col("hangul") > 0) | _HAN_TEXT
 
 
 def predict_top1(model, lines: list[str]) -> tuple[pl.Series, pl.Series]:
-    """The model's top label (without ``__label__``) and its probability, for every line.
-
-    One batched call; the result is flattened in C (``itertools.chain``, ``np.concatenate``),
-    which is about 100 times faster than building a list column from the nested labels.
-    """
-    labels, probs = model.f.multilinePredict(lines, 1, 0.0, "replace")
-    flat = list(chain.from_iterable(labels))
-    p = np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
-    if len(flat) != len(lines) or len(p) != len(lines):
+    """The model's top label (without ``__label__``) and its probability, for every line
+    (lines without a newline), from one batched call."""
+    lab, p, _ = predict_batch(model, lines, 1)
+    if len(lab) != len(lines) or len(p) != len(lines):
         # k=1 always yields one label (the best of 176 has probability >= 1/176).
         raise CurateError(
-            f"fastText returned {len(flat)} labels for {len(lines)} captions; "
-            "the installed `fasttext` module does not predict one label per line"
+            f"fastText returned {len(lab)} labels for {len(lines)} captions; "
+            "the model does not predict one label per line"
         )
-    lab = pl.Series(flat, dtype=pl.String).str.strip_prefix("__label__")
-    return lab, pl.Series(p, dtype=pl.Float64)
+    return lab.str.strip_prefix("__label__"), pl.Series(p, dtype=pl.Float64)
 
 
 def _decide(df: pl.DataFrame) -> pl.DataFrame:
