@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 MIN_ROWS = 2
-C_GRID = (1.0, 4.0, 16.0)
+C_GRID = (4.0, 16.0, 64.0)
 FOLDS = 5
 T_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 OUT = ROOT / "curate" / "scoring" / "filters" / "models"
@@ -103,7 +103,7 @@ def rounded(vocab: pl.DataFrame, clf) -> tuple[pl.DataFrame, float]:
 
 
 def out_of_fold(tune: pl.DataFrame, c: float) -> np.ndarray:
-    from curate.scoring.filters.judgement import predict
+    from curate.scoring.filters.judgement import key_table, predict
 
     fold = _folds(tune["group_id"])
     p = np.zeros(tune.height)
@@ -112,7 +112,7 @@ def out_of_fold(tune: pl.DataFrame, c: float) -> np.ndarray:
         tr, te = fold != k, fold == k
         vocab, clf = fit(tune["text"].filter(pl.Series(tr)), y[tr], c)
         weights, bias = rounded(vocab, clf)
-        p[te] = predict(tune["text"].filter(pl.Series(te)), weights, bias)
+        p[te] = predict(tune["text"].filter(pl.Series(te)), key_table(weights), bias)
     return p
 
 

@@ -21,25 +21,39 @@ OPENERS = (
     r"|^\s*(?:image for|property image\s*#?)\s+"
     r"|^\s*(?:a |an |the )?(?:picture|photo|image|photograph|pic|foto)\s*(?:of\s+|[-:–|]\s+)(?P<keep>\S+\s+\S)"
 )
+#: A name in a credit: up to four capitalised words ("Jane Doe", "J. R. Smith").
+_NAME = r"\p{Lu}[\p{L}.'’-]*(?:\s+(?:de |van |von |da )?\p{Lu}[\p{L}.'’-]*){0,3}"
 #: Tags and credits at the end: "[OC]", a photo credit ("Photo by Jane Doe", "(AP Photo/Jane
-#: Doe)", "© 2014 Jane Doe", "Credit: Reuters", "Image courtesy of ..."), a file type word.
+#: Doe)", "© 2014 Jane Doe", "Credit: Reuters", "Image courtesy of ..."), a file type word, a
+#: trailing picture id, "(View 6 of 15)", a price, a sale tag, "on Flickr", a site's domain.
+#: Key words are matched in any case, names only when capitalised.
 CLOSERS = (
-    r"\s*(?:\[oc\]|\(oc\)|\{oc\})\s*$"
-    r"|\s*[(\[]\s*(?:ap|afp|reuters|getty images|epa)?\s*(?:photo|foto|image|picture)s?\s*(?:/|:|by)[^()\[\]]{1,60}[)\]]\s*[.]?\s*$"
-    r"|[\s,;|–—-]*(?:photo(?:graph)?s?|image|picture|foto)\s*(?:credit\s*)?(?:by|:|/|©)\s*[\p{L}][\p{L}.'’ -]{1,40}$"
-    r"|[\s,;|–—-]*(?:photo |image )?(?:credit|courtesy(?: of)?|source)\s*:?\s+[\p{L}][\p{L}.'’ /&-]{1,40}$"
-    r"|\s*(?:©|\(c\))\s*(?:[0-9]{4}\s*)?[\p{L}][\p{L}.'’ -]{1,40}$"
-    rf"|[\s,;|–—-]+{_EXT}$"
+    r"\s*(?i:\[oc\]|\(oc\)|\{oc\})\s*$"
+    r"|\s*[(\[]\s*(?i:ap|afp|reuters|getty images|epa)?\s*(?i:photo|foto|image|picture)s?\s*(?:/|:|(?i:by))[^()\[\]]{1,60}[)\]]\s*\.?\s*$"
+    rf"|[\s,;|–—-]*(?i:photo(?:graph)?s?|image|picture|foto)\s*(?i:credit\s*)?(?:(?i:by)|:|/|©)\s*{_NAME}\.?$"
+    rf"|[\s,;|–—-]*(?i:photo |image )?(?i:credit|courtesy(?: of)?|source)\s*:?\s+{_NAME}\.?$"
+    rf"|\s*(?:©|\((?i:c)\))\s*(?:[0-9]{{4}}\s*)?{_NAME}\.?$"
+    rf"|[\s,;|–—-]+(?i:{_EXT})$"
     r"|\s*[-–—#|]+\s*[0-9]{5,}$"  # a trailing picture id: "cogs in the head - 14600135"
-    r"|\s*\(view [0-9]+ of [0-9]+\)$|\s+royalty\s*-\s*free$|\s*\|?\s*price\s*:.*$"
-    r"|\s*\[[^\]]*(?:sale|clearance)[^\]]*\]$"
-    r"|\s+(?:by\s+[^,]{1,40}\s+)?on flickr\.?$"
-    r"|\s+(?:on|from|at|via)\s+[a-z0-9-]+\.(?:com|net|org|co\.uk)\.?$"
+    r"|\s*\((?i:view) [0-9]+ (?i:of) [0-9]+\)$|\s+(?i:royalty)\s*-\s*(?i:free)$|\s*\|?\s*(?i:price)\s*:.*$"
+    r"|\s*\[[^\]]*(?i:sale|clearance)[^\]]*\]$"
+    r"|\s+(?:(?i:by)\s+[^,]{1,40}\s+)?(?i:on flickr)\.?$"
+    r"|\s+(?i:on|from|at|via)\s+[A-Za-z0-9-]+\.(?i:com|net|org|co\.uk)\.?$"
 )
 #: A file extension after a name ("sunset_beach.jpg" -> "sunset_beach").
 EXTENSION = rf"\.{_EXT}\b"
-_SCREEN = (r"(?i)[0-9]{5}|view [0-9]|royalty|price|sale|clearance|flickr|\.com|\.net|\.org|\.co\.uk|image for|may contain|description|^\s*i\s?t\s?a\s?p|oc[\]})]|^\s*english|^\s*(?:a |an |the )?(?:picture|photo|image"
-           rf"|photograph|pic|foto)\b|photo|image|picture|foto|credit|courtesy|source|©|\(c\)|{_EXT}\b")
+#: Literal strings that a caption with an opener has in its first 40 characters, one with a
+#: closer in its last 80 (or five digits at its end), and one with a file extension anywhere
+#: (one Aho-Corasick pass each).
+HEAD_SCREEN = ["may contain", "description", "itap", "i tap", "oc]", "oc)", "oc}", "english", "image", "picture",
+               "photo", "pic", "foto"]
+TAIL_SCREEN = ["oc]", "oc)", "oc}", "photo", "foto", "image", "picture", "credit", "courtesy", "source", "©", "(c)",
+               "jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "heic", "svg", "eps", "view", "royalty", "price", "sale", "clearance", "flickr", ".com", ".net", ".org",
+               ".co.uk"]
+EXT_SCREEN = [f".{e}" for e in ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "heic", "svg", "eps")]
+#: Closers are searched in the last this many characters only (a regex anchored at the end
+#: would otherwise try every position of a long caption).
+TAIL_CHARS = 80
 
 
 class Affixes(Transform):
@@ -66,7 +80,12 @@ class Affixes(Transform):
     version = 1
 
     def apply(self, text: pl.Series) -> pl.Series:
-        return on_rows(text, text.str.contains(_SCREEN), self._fix)
+        ci = {"ascii_case_insensitive": True}
+        screen = (text.str.head(40).str.contains_any(HEAD_SCREEN, **ci)
+                  | text.str.tail(TAIL_CHARS).str.contains_any(TAIL_SCREEN, **ci)
+                  | text.str.tail(6).str.contains("[0-9]{5}")
+                  | text.str.contains_any(EXT_SCREEN, **ci))
+        return on_rows(text, screen, self._fix)
 
     @staticmethod
     def _fix(text: pl.Series) -> pl.Series:
@@ -75,8 +94,11 @@ class Affixes(Transform):
         out = expr_on(text, (
             pl.when(slug).then(t.str.replace(rf"(?i){EXTENSION}$", "").str.replace_all(r"[_-]+", " ")).otherwise(t)
             .str.replace(f"(?i){OPENERS}", "${keep}")
-            .str.replace(f"(?i){CLOSERS}", "")
-            .str.replace_all(f"(?i){EXTENSION}", "")
-            .str.strip_chars(" ,;|–—-")
         ))
+        # a closer is cut from the tail: the caption loses what its tail lost
+        tail = t.str.tail(TAIL_CHARS)
+        cut = tail.str.len_chars() - tail.str.replace(CLOSERS, "").str.len_chars()
+        out = expr_on(out, t.str.head(t.str.len_chars() - cut))
+        out = expr_on(out, pl.when(t.str.contains_any(EXT_SCREEN, ascii_case_insensitive=True))
+                      .then(t.str.replace_all(f"(?i){EXTENSION}", "")).otherwise(t).str.strip_chars(" ,;|–—-"))
         return keep_if_emptied(text, capitalise_like(text, out))

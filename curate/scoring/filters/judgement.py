@@ -39,6 +39,11 @@ FEATURES_VERSION = 1
 TOKEN = r"[\p{L}\p{N}]+|[^\s\p{L}\p{N}]"
 #: Words of at least this many characters also give their first four and last three letters.
 AFFIX_MIN = 5
+#: Only a caption's first tokens give features (its length counts them all): a long
+#: description has said what it is by then, and the cost stays per caption, not per word.
+MAX_TOKENS = 24
+#: ... found in its first this many characters (the tokens past them are only counted).
+HEAD_CHARS = 160
 
 
 def shape(token: pl.Expr) -> pl.Expr:
@@ -51,13 +56,14 @@ def shape(token: pl.Expr) -> pl.Expr:
 def features(text: pl.Series) -> pl.DataFrame:
     """Every feature of every caption, one row each: ``i`` (the caption's row) and ``f``.
 
-    Per token (lower-cased): ``w:`` the word, ``b:`` it and the next one, ``s:``/``p:`` the
+    Per token of the first ``MAX_TOKENS`` in the first ``HEAD_CHARS`` characters
+    (lower-cased): ``w:`` the word, ``b:`` it and the next one, ``s:``/``p:`` the
     last three and first four letters of a long word, ``sh:`` the shape of the token as
     written; per caption: ``f:`` and ``l:`` the first and last token, ``n:`` the number of
-    tokens (log-bucketed), ``e:`` an empty caption."""
-    toks = (pl.DataFrame({"t": text.cast(pl.String).fill_null("")}).with_row_index("i")
-            .select("i", pl.col("t").str.extract_all(TOKEN).alias("o")))
-    counts = toks.select("i", pl.col("o").list.len().alias("n"))
+    words between spaces in the whole caption (log-bucketed)."""
+    frame = pl.DataFrame({"t": text.cast(pl.String).fill_null("")}).with_row_index("i")
+    counts = frame.select("i", (pl.col("t").str.count_matches(" ", literal=True) + 1).alias("n"))
+    toks = frame.select("i", pl.col("t").str.head(HEAD_CHARS).str.extract_all(TOKEN).list.head(MAX_TOKENS).alias("o"))
     ex = toks.explode("o", empty_as_null=True).filter(pl.col("o").is_not_null())
     ex = ex.with_columns(w=pl.col("o").str.to_lowercase())
     same = pl.col("i").shift(-1) == pl.col("i")
@@ -75,9 +81,99 @@ def features(text: pl.Series) -> pl.DataFrame:
     return pl.concat([words, pairs, ends, last_one, affixes, shapes, size])
 
 
+#: Feature kinds, in the order of their prefixes; a feature's key is a 64-bit mix of its
+#: kind and the hashes of its strings (:func:`feature_keys`).
+KINDS = ("w", "b", "f", "l", "s", "p", "sh", "n")
+_K = np.uint64(0x9E3779B97F4A7C15)
+_SEED = 20
+
+
+def _mix(*parts: np.ndarray) -> np.ndarray:
+    """One 64-bit key from hashes and a kind number (wrapping multiply-add)."""
+    out = np.zeros(len(parts[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for part in parts:
+            out = out * _K + part.astype(np.uint64)
+    return out
+
+
+def _h(s: pl.Series) -> np.ndarray:
+    return s.hash(seed=_SEED).to_numpy()
+
+
+def _kind(name: str, n: int) -> np.ndarray:
+    return np.full(n, KINDS.index(name) + 1, dtype=np.uint64)
+
+
+def feature_keys(text: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The features of :func:`features` as 64-bit keys, computed from one hash per token:
+    (caption row of each key, the keys, the number of features of each caption). The keys
+    are only compared with keys made in the same process (:func:`key_table`), so Polars'
+    hash need not be stable across versions."""
+    n = len(text)
+    frame = pl.DataFrame({"t": text.cast(pl.String).fill_null("")})
+    spaced = pl.col("t").str.count_matches(" ", literal=True) + 1
+    size = frame.select((spaced.clip(0, 400) + 1).log(2).floor().cast(pl.Int32)).to_series()
+    ex = (frame.select(pl.col("t").str.head(HEAD_CHARS).str.extract_all(TOKEN).list.head(MAX_TOKENS).alias("o"))
+          .with_row_index("i").explode("o", empty_as_null=True))
+    ex = ex.filter(pl.col("o").is_not_null()).with_columns(w=pl.col("o").str.to_lowercase())
+    i = ex["i"].to_numpy()
+    hw = _h(ex["w"])
+    m = len(i)
+    same = np.zeros(m, dtype=bool)
+    same[:-1] = i[1:] == i[:-1]
+    first = np.ones(m, dtype=bool)
+    first[1:] = ~same[:-1]
+    last = ~same
+    # a token's shape: "x", "xx" or "xxx" for a lower-case word, itself for a punctuation
+    # mark or symbol (its hash is the word's), the regular expressions for the rest only
+    kind = ex.select(plain=pl.col("o").str.contains(r"^\p{Ll}+$"), mark=~pl.col("o").str.contains(r"[\p{L}\p{N}]"),
+                     n=pl.col("o").str.len_chars())
+    plain, mark, lens = kind["plain"].to_numpy(), kind["mark"].to_numpy(), kind["n"].to_numpy()
+    shapes = hw.copy()
+    shapes[plain] = _h(pl.Series(["x", "xx", "xxx"]))[np.minimum(lens[plain], 3) - 1]
+    rest = ~(plain | mark)
+    shapes[rest] = _h(ex["o"].filter(pl.Series(rest)).to_frame().select(shape(pl.col("o"))).to_series())
+    long = ex.filter(pl.col("w").str.len_chars() >= AFFIX_MIN)
+    li = long["i"].to_numpy()
+    rows = [i, i[same], i[first], i[last], li, li, i, np.arange(n)]
+    keys = [
+        _mix(hw, _kind("w", m)),
+        _mix(hw[:-1][same[:-1]], hw[1:][same[:-1]], _kind("b", int(same.sum()))),
+        _mix(hw[first], _kind("f", int(first.sum()))),
+        _mix(hw[last], _kind("l", int(last.sum()))),
+        _mix(_h(long["w"].str.tail(3)), _kind("s", len(li))),
+        _mix(_h(long["w"].str.head(4)), _kind("p", len(li))),
+        _mix(shapes, _kind("sh", m)),
+        _mix(size.cast(pl.UInt64).to_numpy(), _kind("n", n)),
+    ]
+    rows_all = np.concatenate(rows)
+    return rows_all, np.concatenate(keys), np.bincount(rows_all, minlength=n)
+
+
+def key_table(weights: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, their weights) of the model's features, keyed as :func:`feature_keys`
+    keys a caption's."""
+    kind = weights["f"].str.extract(r"^([a-z]+):", 1)
+    rest = weights["f"].str.replace(r"^[a-z]+:", "")
+    keys = np.zeros(weights.height, dtype=np.uint64)
+    for name in KINDS:
+        sel = (kind == name).to_numpy()
+        part = rest.filter(pl.Series(sel))
+        if name == "b":
+            two = part.str.split_exact(" ", 1).struct.unnest()
+            keys[sel] = _mix(_h(two["field_0"]), _h(two["field_1"]), _kind(name, len(part)))
+        elif name == "n":
+            keys[sel] = _mix(part.cast(pl.UInt64).to_numpy(), _kind(name, len(part)))
+        else:
+            keys[sel] = _mix(_h(part), _kind(name, len(part)))
+    order = np.argsort(keys, kind="stable")
+    return keys[order], weights["w"].to_numpy()[order]
+
+
 @lru_cache(maxsize=4)
-def load_model(folder: str, stamp: tuple) -> tuple[pl.DataFrame, float, dict]:
-    """(feature weights, intercept, metadata) from ``folder``; one-line errors."""
+def load_model(folder: str, stamp: tuple) -> tuple[tuple[np.ndarray, np.ndarray], float, dict]:
+    """(sorted feature keys and weights, intercept, metadata) from ``folder``; one-line errors."""
     meta_path, tsv = Path(folder) / META, Path(folder) / WEIGHTS
     if not meta_path.is_file() or not tsv.is_file():
         raise CurateError(f"the judgement model is missing in {folder} ({META}, {WEIGHTS}); reinstall curate "
@@ -93,7 +189,7 @@ def load_model(folder: str, stamp: tuple) -> tuple[pl.DataFrame, float, dict]:
     bias = table.filter(pl.col("f") == BIAS)["w"]
     if len(bias) != 1:
         raise CurateError(f"{tsv}: no {BIAS} line")
-    return table.filter(pl.col("f") != BIAS), float(bias[0]), meta
+    return key_table(table.filter(pl.col("f") != BIAS)), float(bias[0]), meta
 
 
 def model_stamp(folder: Path) -> tuple:
@@ -101,17 +197,16 @@ def model_stamp(folder: Path) -> tuple:
                  for n in (WEIGHTS, META) if (folder / n).is_file())
 
 
-def predict(text: pl.Series, weights: pl.DataFrame, bias: float) -> np.ndarray:
-    """P(keep) per caption: the logistic function of the summed weights of its features,
-    divided by the square root of its number of features (as in training)."""
-    n = len(text)
-    feats = features(text)
-    per = feats.group_by("i").agg(pl.len().alias("k"))
-    hit = feats.join(weights, on="f", how="inner").group_by("i").agg(pl.col("w").sum())
-    z = per.join(hit, on="i", how="left").select("i", (pl.col("w").fill_null(0.0) / pl.col("k").sqrt()).alias("z"))
-    out = np.full(n, bias, dtype=np.float64)
-    out[z["i"].to_numpy()] += z["z"].to_numpy()
-    return 1.0 / (1.0 + np.exp(-out))
+def predict(text: pl.Series, table: tuple[np.ndarray, np.ndarray], bias: float) -> np.ndarray:
+    """P(keep) per caption: the logistic function of the summed weights of its features
+    (looked up by key; an unseen one weighs 0), divided by the square root of its number
+    of features (as in training)."""
+    keys, weights = table
+    rows, found, k = feature_keys(text)
+    pos = np.minimum(np.searchsorted(keys, found), max(len(keys) - 1, 0))
+    w = np.where(keys[pos] == found, weights[pos], 0.0) if len(keys) else np.zeros(len(found))
+    z = bias + np.bincount(rows, weights=w, minlength=len(text)) / np.sqrt(np.maximum(k, 1))
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 class Judgement(Filter):
