@@ -91,9 +91,12 @@ def vocabulary(text: pl.Series) -> pl.DataFrame:
 def fit(text: pl.Series, y: np.ndarray, c: float):
     from sklearn.linear_model import LogisticRegression
 
+    from threadpoolctl import threadpool_limits
+
     vocab = vocabulary(text)
     clf = LogisticRegression(C=c, max_iter=5000, tol=1e-8)
-    clf.fit(design(text, vocab), y)
+    with threadpool_limits(1):  # one BLAS thread: the same sums in the same order, the same bytes
+        clf.fit(design(text, vocab), y)
     return vocab, clf
 
 
@@ -132,37 +135,52 @@ def choose_threshold(tune: pl.DataFrame, p: np.ndarray, others) -> float:
     return float(T_GRID[int(np.argmax(agree))])
 
 
+def training_rows(extra: bool = True) -> pl.DataFrame:
+    """The labelled captions of the tune half, with ``text`` as the filter sees it."""
+    transforms, _ = default_chain_parts()
+    tune = labelled(extra).filter(pl.col("half") == 0)
+    return tune.with_columns(text=seen_text(tune["caption"], transforms))
+
+
+def labels_sha256(tune: pl.DataFrame) -> str:
+    return hashlib.sha256(tune.select("file", "row", "label").write_csv().encode()).hexdigest()
+
+
+def weights_text(tune: pl.DataFrame, c: float) -> str:
+    """The weights file of a model fitted on ``tune`` with strength ``c``."""
+    from curate.scoring.filters.judgement import BIAS
+
+    vocab, clf = fit(tune["text"], tune["y"].to_numpy(), c)
+    weights, bias = rounded(vocab, clf)
+    lines = ["f\tw", f"{BIAS}\t{bias!r}"] + [f"{f}\t{w!r}" for f, w in weights.iter_rows()]
+    return "\n".join(lines) + "\n"
+
+
 def build(out: Path, extra: bool = True) -> dict:
-    transforms, others = default_chain_parts()
-    lab = labelled(extra)
-    tune = lab.filter(pl.col("half") == 0)
-    tune = tune.with_columns(text=seen_text(tune["caption"], transforms))
+    from curate.scoring.filters.judgement import FEATURES_VERSION, META, WEIGHTS
+
+    _, others = default_chain_parts()
+    tune = training_rows(extra)
     y = tune["y"].to_numpy()
-    cv = {}
-    oof = {}
+    cv, oof = {}, {}
     for c in C_GRID:
         oof[c] = out_of_fold(tune, c)
         cv[c] = float(((oof[c] >= 0.5) == y).mean())
     c = max(C_GRID, key=lambda v: (cv[v], -v))
     threshold = choose_threshold(tune, oof[c], others)
-    vocab, clf = fit(tune["text"], y, c)
-    weights, bias = rounded(vocab, clf)
-    from curate.scoring.filters.judgement import BIAS, FEATURES_VERSION, META, WEIGHTS
-
+    text = weights_text(tune, c)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["f\tw", f"{BIAS}\t{bias!r}"] + [f"{f}\t{w!r}" for f, w in weights.iter_rows()]
-    (out / WEIGHTS).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    fingerprint = hashlib.sha256(tune.select("file", "row", "label").write_csv().encode()).hexdigest()
+    (out / WEIGHTS).write_text(text, encoding="utf-8")
     meta = {
         "model": "judgement", "features_version": FEATURES_VERSION, "threshold": threshold,
         "method": "logistic regression (scikit-learn lbfgs, L2) on feature counts / sqrt(features)",
         "c": c, "cv_accuracy_at_0.5": {str(k): round(v, 4) for k, v in cv.items()},
-        "features": weights.height, "min_rows_per_feature": MIN_ROWS,
+        "features": text.count("\n") - 2, "min_rows_per_feature": MIN_ROWS,
         "training": {"rows": tune.height, "keep_or_fix": int(y.sum()), "drop": int((~y).sum()),
                      "by_set": dict(sorted(tune.group_by("set").len().iter_rows())),
-                     "labels": [str(LABELS.relative_to(LABELS.parents[2])), str(EXTRA.relative_to(ROOT))] if extra
-                     else [str(LABELS.relative_to(LABELS.parents[2]))],
-                     "split": "images with crc32(group_id) % 2 == 0", "labels_sha256": fingerprint},
+                     "labels": [str(LABELS.relative_to(LABELS.parents[2]))]
+                     + ([str(EXTRA.relative_to(ROOT))] if extra else []),
+                     "split": "images with crc32(group_id) % 2 == 0", "labels_sha256": labels_sha256(tune)},
         "rebuild": "python benchmarks/train_judgement.py (make judgement-model)",
     }
     (out / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
