@@ -144,7 +144,7 @@ class Language(Filter):
        Arabic-only form (ة, or ي ى ك where Persian and Urdu write ی and ک) is ``ar``.
 
     6. Short captions: a caption of at most 6 words that no script rule settled, and whose
-       label the model gives with probability below 0.5, is ``und`` (undetermined), scored
+       label the model gives with probability below 0.3, is ``und`` (undetermined), scored
        by the share of its words that have a letter (``short_uncertain``): short product
        names and titles otherwise get languages nobody wrote them in.
 
@@ -193,8 +193,9 @@ class Language(Filter):
 
 #: Rule 6: a caption of at most this many words ...
 SHORT_WORDS = 6
-#: ... whose label the model gives with less than this probability is ``und``.
-SHORT_P = 0.5
+#: ... whose label the model gives with less than this probability is ``und`` (at 0.3, short
+#: captions of the labelled languages keep their label: Multi30k cs 98.8%, de, en, fr 99.9%).
+SHORT_P = 0.3
 
 
 def short_uncertain(out: pl.DataFrame, text: pl.Series, prob: pl.Series) -> pl.DataFrame:
