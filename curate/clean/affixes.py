@@ -29,7 +29,7 @@ _NAME = r"\p{Lu}[\p{L}.'’-]*(?:\s+(?:de |van |von |da )?\p{Lu}[\p{L}.'’-]*){
 #: Key words are matched in any case, names only when capitalised.
 CLOSERS = (
     r"\s*(?i:\[oc\]|\(oc\)|\{oc\})\s*$"
-    r"|\s*[(\[]\s*(?i:ap|afp|reuters|getty images|epa)?\s*(?i:photo|foto|image|picture)s?\s*(?:/|:|(?i:by))[^()\[\]]{1,60}[)\]]\s*\.?\s*$"
+    r"|\s*[(\[]\s*(?i:ap|afp|reuters|getty images|epa)?\s*(?i:photo(?:graph)?|foto|image|picture)s?\s*(?:/|:|(?i:by))[^()\[\]]{1,60}[)\]]\s*\.?\s*$"
     rf"|[\s,;|–—-]*(?i:photo(?:graph)?s?|image|picture|foto)\s*(?i:credit\s*)?(?:(?i:by)|:|/|©)\s*{_NAME}\.?$"
     rf"|[\s,;|–—-]*(?i:photo |image )?(?i:credit|courtesy(?: of)?|source)\s*:?\s+{_NAME}\.?$"
     rf"|\s*(?:©|\((?i:c)\))\s*(?:[0-9]{{4}}\s*)?{_NAME}\.?$"
