@@ -121,7 +121,7 @@ def test_explain_shows_a_drop_by_the_judgement(read_data, tmp_path):
 def test_short_product_names_keep_their_caption():
     out = Language().score(pl.DataFrame({"_text": ["2006 Dodge Charger SE RWD, exterior", "Clown Shoes Flip Flops",
                                                    "12345 678", "Ein Hund läuft über die Wiese"]}), "s")
-    assert out["lang"].to_list()[:3] == ["und", "und", "und"] and out["lang"][3] == "de"
+    assert out["lang"].to_list() == ["und", "en", "und", "de"]  # lid.176 said "pa" for the first
     assert out["s"][0] >= 0.8 and out["s"][2] == 0.0  # a row of numbers is still no caption
     kept = score_frame(pl.DataFrame({"caption": ["Picture of 2006 Dodge Charger SE RWD, exterior"]}),
                        load_chain("default"))
@@ -131,8 +131,8 @@ def test_short_product_names_keep_their_caption():
 def test_short_caption_language_id_per_language(data_dir):
     lid = {r["lang"]: r for r in _script("validate_judgement").short_lid().iter_rows(named=True)}
     for lang in ("en", "de", "cs", "fr", "zh", "ar", "uk"):
-        assert lid[lang]["wrong"] <= 0.02, lid[lang]  # measured 0 to 0.016
-        assert lid[lang]["correct"] >= 0.85, lid[lang]  # measured 0.885 (cs) to 1.0
+        assert lid[lang]["wrong"] <= 0.05, lid[lang]  # measured 0 to 0.004, cs 0.041
+        assert lid[lang]["correct"] >= 0.93, lid[lang]  # measured 0.951 (cs) to 1.0
 
 
 @pytest.mark.parametrize("before,after", [
@@ -141,7 +141,8 @@ def test_short_caption_language_id_per_language(data_dir):
     ("Picture of 2006 Dodge Charger SE RWD, exterior", "2006 Dodge Charger SE RWD, exterior"),
     ("Fishing boats in the harbour (AP Photo/Jane Doe)", "Fishing boats in the harbour"),
     ("Sunset over the lake. Photo by John Smith", "Sunset over the lake."),
-    ("old_red_barn_in_snow.jpg", "old red barn in snow"),
+    ("Styling machine.png", "Styling machine"),
+    ("IMG_4821.jpg", "IMG_4821.jpg"),
     ("Cogs working in the head - 14600135", "Cogs working in the head"),
     ("fall day, park day. {oc}", "fall day, park day."),
     ("A photo booth at a wedding", "A photo booth at a wedding"),

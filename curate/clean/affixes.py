@@ -62,16 +62,17 @@ class Affixes(Transform):
     Rule: on the rows :data:`_SCREEN` selects, an opener of :data:`OPENERS` at the start
     ("Image may contain:", "Picture of", "itap of", "[OC]", "English:") and a closer of
     :data:`CLOSERS` at the end (a photo credit, "[OC]", a trailing file type) are removed,
-    and file extensions are cut from names; a caption that was a file name ("red_barn.jpg")
-    gets spaces for its underscores and hyphens. Never when no letter would be left; a
-    capital first letter is kept.
+    and file extensions are cut from the names in a caption of several words (a caption that
+    is only a file name, "IMG_4821.jpg", stays whole: the ``junk`` filter drops it). Never when
+    no letter would be left; a capital first letter is kept.
 
         "Image may contain: a dog on a beach"                  -> "A dog on a beach"
         "itap of a frozen lake at dawn"                        -> "A frozen lake at dawn"
         "Picture of 2006 Dodge Charger SE RWD, exterior"       -> "2006 Dodge Charger SE RWD, exterior"
         "Fishing boats in the harbour (AP Photo/Jane Doe)"     -> "Fishing boats in the harbour"
         "Sunset over the lake. Photo by John Smith"            -> "Sunset over the lake."
-        "old_red_barn_in_snow.jpg"                             -> "old red barn in snow"
+        "Styling machine.png"                                  -> "Styling machine"
+        "IMG_4821.jpg"                                         -> unchanged
         "Cogs working in the head - 14600135"                  -> "Cogs working in the head"
         "A photo booth at a wedding"                           -> unchanged
     """
@@ -90,15 +91,13 @@ class Affixes(Transform):
     @staticmethod
     def _fix(text: pl.Series) -> pl.Series:
         t = pl.col("t")
-        slug = t.str.contains(rf"(?i)^[\p{{L}}0-9]+(?:[_-][\p{{L}}0-9]+)+\.{_EXT}$")
-        out = expr_on(text, (
-            pl.when(slug).then(t.str.replace(rf"(?i){EXTENSION}$", "").str.replace_all(r"[_-]+", " ")).otherwise(t)
-            .str.replace(f"(?i){OPENERS}", "${keep}")
-        ))
+        out = expr_on(text, t.str.replace(f"(?i){OPENERS}", "${keep}"))
         # a closer is cut from the tail: the caption loses what its tail lost
         tail = t.str.tail(TAIL_CHARS)
         cut = tail.str.len_chars() - tail.str.replace(CLOSERS, "").str.len_chars()
         out = expr_on(out, t.str.head(t.str.len_chars() - cut))
-        out = expr_on(out, pl.when(t.str.contains_any(EXT_SCREEN, ascii_case_insensitive=True))
+        # an extension is cut from a caption with words ("Styling machine.png"); a bare file
+        # name ("IMG_4821.jpg") stays whole for the junk filter to drop
+        out = expr_on(out, pl.when(t.str.contains_any(EXT_SCREEN, ascii_case_insensitive=True) & t.str.contains(" "))
                       .then(t.str.replace_all(f"(?i){EXTENSION}", "")).otherwise(t).str.strip_chars(" ,;|–—-"))
         return keep_if_emptied(text, capitalise_like(text, out))
