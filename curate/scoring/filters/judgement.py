@@ -59,31 +59,27 @@ def features(text: pl.Series) -> pl.DataFrame:
     Per token of the first ``MAX_TOKENS`` in the first ``HEAD_CHARS`` characters
     (lower-cased): ``w:`` the word, ``b:`` it and the next one, ``s:``/``p:`` the
     last three and first four letters of a long word, ``sh:`` the shape of the token as
-    written; per caption: ``f:`` and ``l:`` the first and last token, ``n:`` the number of
-    words between spaces in the whole caption (log-bucketed)."""
+    written (not for an all-lower-case word); per caption: ``n:`` the number of words
+    between spaces in the whole caption (log-bucketed)."""
     frame = pl.DataFrame({"t": text.cast(pl.String).fill_null("")}).with_row_index("i")
     counts = frame.select("i", (pl.col("t").str.count_matches(" ", literal=True) + 1).alias("n"))
     toks = frame.select("i", pl.col("t").str.head(HEAD_CHARS).str.extract_all(TOKEN).list.head(MAX_TOKENS).alias("o"))
     ex = toks.explode("o", empty_as_null=True).filter(pl.col("o").is_not_null())
     ex = ex.with_columns(w=pl.col("o").str.to_lowercase())
     same = pl.col("i").shift(-1) == pl.col("i")
-    first = pl.col("i").shift(1) != pl.col("i")
     words = ex.select("i", f="w:" + pl.col("w"))
     pairs = ex.select("i", f=pl.when(same).then("b:" + pl.col("w") + " " + pl.col("w").shift(-1))).drop_nulls()
-    ends = ex.select("i", f=pl.when(first.fill_null(True)).then("f:" + pl.col("w"))
-                     .when(~same.fill_null(False)).then("l:" + pl.col("w"))).drop_nulls()
-    last_one = ex.select("i", f=pl.when(first.fill_null(True) & ~same.fill_null(False)).then("l:" + pl.col("w"))).drop_nulls()
     long = ex.filter(pl.col("w").str.len_chars() >= AFFIX_MIN)
     affixes = pl.concat([long.select("i", f="s:" + pl.col("w").str.tail(3)),
                          long.select("i", f="p:" + pl.col("w").str.head(4))])
-    shapes = ex.select("i", f="sh:" + shape(pl.col("o")))
+    shapes = ex.filter(~pl.col("o").str.contains(r"^\p{Ll}+$")).select("i", f="sh:" + shape(pl.col("o")))
     size = counts.select("i", f=pl.format("n:{}", (pl.col("n").clip(0, 400) + 1).log(2).floor().cast(pl.Int32)))
-    return pl.concat([words, pairs, ends, last_one, affixes, shapes, size])
+    return pl.concat([words, pairs, affixes, shapes, size])
 
 
 #: Feature kinds, in the order of their prefixes; a feature's key is a 64-bit mix of its
 #: kind and the hashes of its strings (:func:`feature_keys`).
-KINDS = ("w", "b", "f", "l", "s", "p", "sh", "n")
+KINDS = ("w", "b", "s", "p", "sh", "n")
 _K = np.uint64(0x9E3779B97F4A7C15)
 _SEED = 20
 
@@ -122,39 +118,38 @@ def feature_keys(text: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m = len(i)
     same = np.zeros(m, dtype=bool)
     same[:-1] = i[1:] == i[:-1]
-    first = np.ones(m, dtype=bool)
-    first[1:] = ~same[:-1]
-    last = ~same
-    # a token's shape: "x", "xx" or "xxx" for a lower-case word, itself for a punctuation
-    # mark or symbol (its hash is the word's), the regular expressions for the rest only
-    kind = ex.select(plain=pl.col("o").str.contains(r"^\p{Ll}+$"), mark=~pl.col("o").str.contains(r"[\p{L}\p{N}]"),
-                     n=pl.col("o").str.len_chars())
-    plain, mark, lens = kind["plain"].to_numpy(), kind["mark"].to_numpy(), kind["n"].to_numpy()
-    shapes = hw.copy()
-    shapes[plain] = _h(pl.Series(["x", "xx", "xxx"]))[np.minimum(lens[plain], 3) - 1]
+    # a token's shape (not for an all-lower-case word): itself for a punctuation mark or
+    # symbol (its hash is the word's), the regular expressions for the rest only
+    kind = ex.select(plain=pl.col("o").str.contains(r"^\p{Ll}+$"), mark=~pl.col("o").str.contains(r"[\p{L}\p{N}]"))
+    plain, mark = kind["plain"].to_numpy(), kind["mark"].to_numpy()
+    shaped = ~plain
+    shapes = hw[shaped].copy()
     rest = ~(plain | mark)
-    shapes[rest] = _h(ex["o"].filter(pl.Series(rest)).to_frame().select(shape(pl.col("o"))).to_series())
+    shapes[rest[shaped]] = _h(ex["o"].filter(pl.Series(rest)).to_frame().select(shape(pl.col("o"))).to_series())
     long = ex.filter(pl.col("w").str.len_chars() >= AFFIX_MIN)
     li = long["i"].to_numpy()
-    rows = [i, i[same], i[first], i[last], li, li, i, np.arange(n)]
+    pair = same[:-1]
+    rows = [i, i[:-1][pair], li, li, i[shaped], np.arange(n)]
     keys = [
         _mix(hw, _kind("w", m)),
-        _mix(hw[:-1][same[:-1]], hw[1:][same[:-1]], _kind("b", int(same.sum()))),
-        _mix(hw[first], _kind("f", int(first.sum()))),
-        _mix(hw[last], _kind("l", int(last.sum()))),
+        _mix(hw[:-1][pair], hw[1:][pair], _kind("b", int(pair.sum()))),
         _mix(_h(long["w"].str.tail(3)), _kind("s", len(li))),
         _mix(_h(long["w"].str.head(4)), _kind("p", len(li))),
-        _mix(shapes, _kind("sh", m)),
+        _mix(shapes, _kind("sh", len(shapes))),
         _mix(size.cast(pl.UInt64).to_numpy(), _kind("n", n)),
     ]
     rows_all = np.concatenate(rows)
     return rows_all, np.concatenate(keys), np.bincount(rows_all, minlength=n)
 
 
-def key_table(weights: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted keys, their weights) of the model's features, keyed as :func:`feature_keys`
-    keys a caption's."""
+def key_table(weights: pl.DataFrame) -> pl.DataFrame:
+    """The model's features as ``k`` (keyed as :func:`feature_keys` keys a caption's) and
+    ``w``; a feature of an unknown kind is an error, two features of one key add up."""
     kind = weights["f"].str.extract(r"^([a-z]+):", 1)
+    unknown = weights.filter(~kind.is_in(KINDS).fill_null(False))
+    if unknown.height:
+        raise CurateError(f"the judgement model has features of unknown kinds ({unknown['f'][0]!r}, ...); "
+                          "rebuild it with `make judgement-model`")
     rest = weights["f"].str.replace(r"^[a-z]+:", "")
     keys = np.zeros(weights.height, dtype=np.uint64)
     for name in KINDS:
@@ -167,13 +162,13 @@ def key_table(weights: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
             keys[sel] = _mix(part.cast(pl.UInt64).to_numpy(), _kind(name, len(part)))
         else:
             keys[sel] = _mix(_h(part), _kind(name, len(part)))
-    order = np.argsort(keys, kind="stable")
-    return keys[order], weights["w"].to_numpy()[order]
+    table = pl.DataFrame({"k": pl.Series(keys, dtype=pl.UInt64), "w": weights["w"]})
+    return table.group_by("k").agg(pl.col("w").sum())
 
 
 @lru_cache(maxsize=4)
-def load_model(folder: str, stamp: tuple) -> tuple[tuple[np.ndarray, np.ndarray], float, dict]:
-    """(sorted feature keys and weights, intercept, metadata) from ``folder``; one-line errors."""
+def load_model(folder: str, stamp: tuple) -> tuple[pl.DataFrame, float, dict]:
+    """(feature keys and weights, intercept, metadata) from ``folder``; one-line errors."""
     meta_path, tsv = Path(folder) / META, Path(folder) / WEIGHTS
     if not meta_path.is_file() or not tsv.is_file():
         raise CurateError(f"the judgement model is missing in {folder} ({META}, {WEIGHTS}); reinstall curate "
@@ -197,14 +192,13 @@ def model_stamp(folder: Path) -> tuple:
                  for n in (WEIGHTS, META) if (folder / n).is_file())
 
 
-def predict(text: pl.Series, table: tuple[np.ndarray, np.ndarray], bias: float) -> np.ndarray:
+def predict(text: pl.Series, table: pl.DataFrame, bias: float) -> np.ndarray:
     """P(keep) per caption: the logistic function of the summed weights of its features
-    (looked up by key; an unseen one weighs 0), divided by the square root of its number
-    of features (as in training)."""
-    keys, weights = table
+    (joined by key with :func:`key_table`; an unseen one weighs 0), divided by the square
+    root of its number of features (as in training)."""
     rows, found, k = feature_keys(text)
-    pos = np.minimum(np.searchsorted(keys, found), max(len(keys) - 1, 0))
-    w = np.where(keys[pos] == found, weights[pos], 0.0) if len(keys) else np.zeros(len(found))
+    w = (pl.DataFrame({"k": pl.Series(found, dtype=pl.UInt64)}).join(table, on="k", how="left", maintain_order="left")
+         ["w"].fill_null(0.0).to_numpy())
     z = bias + np.bincount(rows, weights=w, minlength=len(text)) / np.sqrt(np.maximum(k, 1))
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -216,7 +210,7 @@ class Judgement(Filter):
     or broken text: drop).
 
     Rule: ``score__judgement`` is a logistic model's probability of "keep" (0 to 1) for the
-    cleaned caption, from its lower-cased words, word pairs, first and last words, the first
+    cleaned caption, from its lower-cased words, word pairs, the first
     four and last three letters of words of 5+ letters, the shapes of its tokens ("Xxxx",
     "ddd") and its length; a feature's weight was learned from labelled captions, and an
     unseen one weighs nothing. Default threshold: ``min`` from ``models/judgement.json``,
