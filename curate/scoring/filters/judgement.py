@@ -125,7 +125,10 @@ def feature_keys(text: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     shaped = ~plain
     shapes = hw[shaped].copy()
     rest = ~(plain | mark)
-    shapes[rest[shaped]] = _h(ex["o"].filter(pl.Series(rest)).to_frame().select(shape(pl.col("o"))).to_series())
+    # shapes of the distinct tokens only ("The", "2", "New" recur), joined back
+    todo = ex["o"].filter(pl.Series(rest)).to_frame()
+    uniq = todo.unique().with_columns(h=shape(pl.col("o")).hash(seed=_SEED))
+    shapes[rest[shaped]] = todo.join(uniq, on="o", how="left", maintain_order="left")["h"].to_numpy()
     long = ex.filter(pl.col("w").str.len_chars() >= AFFIX_MIN)
     li = long["i"].to_numpy()
     pair = same[:-1]
