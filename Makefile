@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-peer clean chromium
+.PHONY: demo test bench bench-peer clean chromium judgement-model
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,3 +36,8 @@ chromium:
 
 clean:
 	rm -rf demo-out .pytest_cache
+
+# The judgement filter's model (curate/scoring/filters/models/judgement.*), rebuilt byte for
+# byte from the labels (benchmarks/train_judgement.py); `--check` compares without writing.
+judgement-model: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/train_judgement.py

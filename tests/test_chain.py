@@ -122,8 +122,8 @@ def test_min_greater_than_max():
 
 
 def test_min_greater_than_the_default_max():
-    msg = parse_error(chain_of({"name": "length", "min": 500}))
-    assert "min 500.0 is greater than max 300.0" in msg
+    msg = parse_error(chain_of({"name": "length", "min": 5000, "params": {"unit": "chars"}}))
+    assert "min 5000.0 is greater than max 2000.0" in msg
 
 
 def test_min_equal_to_max_is_allowed():
@@ -197,7 +197,7 @@ def test_invalid_toml_file(tmp_path):
 
 def test_defaults_fill_missing_thresholds():
     ch = parse_chain(chain_of({"name": "length"}, {"name": "length", "id": "chars", "params": {"unit": "chars"}}))
-    assert [(s.min, s.max) for s in ch.steps] == [(3.0, 300.0), (10.0, 2000.0)]
+    assert [(s.min, s.max) for s in ch.steps] == [(3.0, None), (10.0, 2000.0)]
 
 
 def test_scoring_key_ignores_thresholds_but_not_params_or_ids():

@@ -166,7 +166,9 @@ def test_clean_tables_are_validated_in_one_line(entry, msg):
 
 def test_packaged_chains_clean_and_round_trip():
     default, synthetic = load_chain("default"), load_chain("synthetic")
-    assert [t.name for t in default.clean] == SAFE
+    # the rubric's fix rows (stock affixes, credits, file names, model openers) are cleaned by default
+    assert [t.name for t in default.clean] == ["unicode", "html", "urls", "boilerplate", "affixes", "preamble",
+                                               "whitespace"]
     assert [t.name for t in synthetic.clean] == ["unicode", "html", "urls", "markdown", "preamble", "whitespace"]
     import tomllib
 
@@ -179,8 +181,8 @@ def test_scores_keep_the_caption_as_read_and_filters_score_the_clean_text():
     raw = ["A goat &amp; a lamb graze on a green hill", "The image shows a goat on a green hill."]
     out = score_frame(pl.DataFrame({"caption": raw}), load_chain("default"))
     assert out["caption"].to_list() == raw
-    assert out["caption_clean"].to_list() == ["A goat & a lamb graze on a green hill", raw[1]]
-    assert out["clean_ops"].to_list() == [["html"], []]
+    assert out["caption_clean"].to_list() == ["A goat & a lamb graze on a green hill", "A goat on a green hill."]
+    assert out["clean_ops"].to_list() == [["html"], ["preamble"]]
     assert out["junk_kind"].to_list() == [None, None]  # the entity is gone before junk looks
     syn = score_frame(pl.DataFrame({"caption": raw}), load_chain("synthetic"))
     assert syn["caption_clean"][1] == "A goat on a green hill."

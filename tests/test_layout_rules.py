@@ -156,6 +156,7 @@ def test_pyproject_lists_every_package():
 #: .nv-meta and dataset.yaml, MosaicML's MDS index.json)
 OTHER_FORMATS = {"curate.export.trainers", "curate.export.mds", "curate.atomic", "curate.embed", "curate.train.fit", "curate.scoring.filters.classifier", "curate.demo",
                  "curate.scoring.filters.language", "curate.scoring.filters.specificity_tables",
+                 "curate.scoring.filters.judgement",
                  "curate.scoring.chain"}
 
 

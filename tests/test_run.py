@@ -90,8 +90,11 @@ def test_score_writes_the_documented_columns(three_formats, tmp_path):
     # the obviously bad ones are dropped, the descriptive ones kept
     by_caption = dict(zip(df["caption"], df["keep"]))
     assert by_caption[CAPTIONS[0]] and by_caption[CAPTIONS[2]] and by_caption[CAPTIONS[12]]
-    for bad in ("nice photo", "IMG_4821.jpg", "", "   ", CAPTIONS[5], CAPTIONS[10]):
+    for bad in ("nice photo", "IMG_4821.jpg", "", "   ", CAPTIONS[5], CAPTIONS[11]):
         assert not by_caption[bad], bad
+    # a stock-photo affix is cleaned off a good description, which is then kept
+    stock = df.filter(pl.col("caption") == CAPTIONS[10])
+    assert stock["keep"][0] and stock["caption_clean"][0] == "Happy business team in a modern office"
     assert (out / "chain.toml").is_file()
     assert load_chain(str(out / "chain.toml")).to_dict() == chain.to_dict()
 
@@ -111,7 +114,7 @@ def test_run_json_records_inputs_chain_versions_models_and_counts(three_formats,
         assert f["rows"] == df.filter(pl.col("source") == str(p)).height
     assert info["chain"] == chain.to_dict()
     assert info["filters"] == {s.id: f"{s.filter.name}@{s.filter.version}" for s in chain.steps}
-    assert sorted(info["model_files"]) == ["lid.176.ftz", "wordfreq-small-lists"]
+    assert sorted(info["model_files"]) == ["judgement/judgement.tsv", "lid.176.ftz", "wordfreq-small-lists"]
     assert all(len(digest) == 64 for digest in info["model_files"].values())
     assert set(info["timings"]) >= {"total_s", "score_s", "rows_per_s"}
     assert info["rows"] == df.height

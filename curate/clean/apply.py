@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.clean.affixes import Affixes
 from curate.clean.base import Transform
 from curate.clean.boilerplate import Boilerplate
 from curate.clean.model import Markdown, Preamble
@@ -31,6 +32,7 @@ TRANSFORMS: dict[str, type[Transform]] = {
     "html": Html,
     "urls": Urls,
     "boilerplate": Boilerplate,
+    "affixes": Affixes,
     "markdown": Markdown,
     "preamble": Preamble,
     "whitespace": Whitespace,

@@ -1,6 +1,7 @@
 """Transforms for captions written by vision-language models: ``preamble`` and
-``markdown``. They are in ``filters/synthetic.toml``, not in the default chain: on human
-captions an opener such as "This is a photo of" can be meant."""
+``markdown``. Both are in ``filters/synthetic.toml``; ``preamble`` is in the default chain
+too (the labelling rubric counts a model opener as junk to strip: "This is a photo of" says
+nothing a text-to-image model should learn), ``markdown`` is not."""
 from __future__ import annotations
 
 import polars as pl

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from curate.scoring.filters.base import TEXT, Filter
 from curate.scoring.filters.classifier import Classifier
+from curate.scoring.filters.judgement import Judgement
 from curate.scoring.filters.junk import Junk
 from curate.scoring.filters.language import Language
 from curate.scoring.filters.length import Length
@@ -18,6 +19,7 @@ FILTERS: dict[str, type[Filter]] = {
     "repetition": Repetition,
     "neardup": NearDup,
     "classifier": Classifier,
+    "judgement": Judgement,
 }
 
 __all__ = ["FILTERS", "TEXT", "Filter"]

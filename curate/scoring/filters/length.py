@@ -10,9 +10,11 @@ class Length(Filter):
 
     Rule: keep captions of ``min`` to ``max`` units. Words are letter/digit runs; in Chinese
     and Japanese two Han/kana characters count as one word (see ``word_count``).
-    Defaults are caption-scale: 3 to 300 words, or 10 to 2,000 characters. Web-document filters (Gopher, C4) use 50+
-    words, which would reject nearly every caption; image-caption sets such as COCO have
-    8 to 20 words per caption and detailed descriptions (DOCCI, ImageInWords) 100 to 300.
+    Defaults are caption-scale: at least 3 words, with no maximum (dense human descriptions
+    of DOCCI and ImageInWords run to 450 words and are good captions; runaway model output
+    is the ``repetition`` filter's and the judgement's to catch), or 10 to 2,000
+    characters. Web-document filters (Gopher, C4) use 50+ words, which would reject nearly
+    every caption; image-caption sets such as COCO have 8 to 20 words per caption.
     A second instance with ``unit = "chars"`` catches captions that are long without spaces.
     """
 
@@ -21,10 +23,10 @@ class Length(Filter):
     params = {"unit": "words"}
     choices = {"unit": ("words", "chars")}
     default_min = 3.0
-    default_max = 300.0
+    default_max = None
 
     def thresholds(self):
-        return (3.0, 300.0) if self.p["unit"] == "words" else (10.0, 2000.0)
+        return (3.0, None) if self.p["unit"] == "words" else (10.0, 2000.0)
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
         text = pl.col(TEXT)

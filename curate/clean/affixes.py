@@ -1,0 +1,103 @@
+"""Web alt-text affixes around a good description: ``affixes``.
+
+What a site or a platform adds to a caption that says nothing about the picture: Facebook's
+"Image may contain:", a file extension, a photo credit, an opener that only says it is a
+picture ("Picture of", Reddit's "itap of", "[OC]"). The description inside stays.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from curate.clean.base import Transform, capitalise_like, expr_on, keep_if_emptied, on_rows
+
+_EXT = r"(?:jpe?g|png|gif|webp|bmp|tiff?|heic|svg|eps)"
+#: Openers (case-insensitive, at the start) that say only that this is a picture.
+OPENERS = (
+    r"^\s*(?:image may contain|may contain)\s*:\s*"
+    r"|^\s*(?:no )?(?:photo|image) description(?: available)?\s*[:.]?\s*"
+    r"|^\s*i\s?t\s?a\s?p\s+(?:of\s+)?"  # Reddit's "I took a picture of"
+    r"|^\s*(?:\[oc\]|\(oc\)|\{oc\})\s*"
+    r"|^\s*english\s*:\s*"
+    r"|^\s*(?:image for|property image\s*#?)\s+"
+    r"|^\s*(?:a |an |the )?(?:picture|photo|image|photograph|pic|foto)\s*(?:of\s+|[-:–|]\s+)(?P<keep>\S+\s+\S)"
+)
+#: A name in a credit: up to four capitalised words ("Jane Doe", "J. R. Smith").
+_NAME = r"\p{Lu}[\p{L}.'’-]*(?:\s+(?:de |van |von |da )?\p{Lu}[\p{L}.'’-]*){0,3}"
+#: Tags and credits at the end: "[OC]", a photo credit ("Photo by Jane Doe", "(AP Photo/Jane
+#: Doe)", "© 2014 Jane Doe", "Credit: Reuters", "Image courtesy of ..."), a file type word, a
+#: trailing picture id, "(View 6 of 15)", a price, a sale tag, "on Flickr", a site's domain.
+#: Key words are matched in any case, names only when capitalised.
+CLOSERS = (
+    r"\s*(?i:\[oc\]|\(oc\)|\{oc\})\s*$"
+    r"|\s*[(\[]\s*(?i:ap|afp|reuters|getty images|epa)?\s*(?i:photo(?:graph)?|foto|image|picture)s?\s*(?:/|:|(?i:by))[^()\[\]]{1,60}[)\]]\s*\.?\s*$"
+    rf"|[\s,;|–—-]*(?i:photo(?:graph)?s?|image|picture|foto)\s*(?i:credit\s*)?(?:(?i:by)|:|/|©)\s*{_NAME}\.?$"
+    rf"|[\s,;|–—-]*(?i:photo |image )?(?i:credit|courtesy(?: of)?|source)\s*:?\s+{_NAME}\.?$"
+    rf"|\s*(?:©|\((?i:c)\))\s*(?:[0-9]{{4}}\s*)?{_NAME}\.?$"
+    rf"|[\s,;|–—-]+(?i:{_EXT})$"
+    r"|\s*[-–—#|]+\s*[0-9]{5,}$"  # a trailing picture id: "cogs in the head - 14600135"
+    r"|\s*\((?i:view) [0-9]+ (?i:of) [0-9]+\)$|\s+(?i:royalty)\s*-\s*(?i:free)$|\s*\|?\s*(?i:price)\s*:.*$"
+    r"|\s*\[[^\]]*(?i:sale|clearance)[^\]]*\]$"
+    r"|\s+(?:(?i:by)\s+[^,]{1,40}\s+)?(?i:on flickr)\.?$"
+    r"|\s+(?i:on|from|at|via)\s+[A-Za-z0-9-]+\.(?i:com|net|org|co\.uk)\.?$"
+)
+#: A file extension after a name ("sunset_beach.jpg" -> "sunset_beach").
+EXTENSION = rf"\.{_EXT}\b"
+#: Literal strings that a caption with an opener has in its first 40 characters, one with a
+#: closer in its last 80 (or five digits at its end), and one with a file extension anywhere
+#: (one Aho-Corasick pass each).
+HEAD_SCREEN = ["may contain", "description", "itap", "i tap", "oc]", "oc)", "oc}", "english", "image", "picture",
+               "photo", "pic", "foto"]
+TAIL_SCREEN = ["oc]", "oc)", "oc}", "photo", "foto", "image", "picture", "credit", "courtesy", "source", "©", "(c)",
+               "jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "heic", "svg", "eps", "view", "royalty", "price", "sale", "clearance", "flickr", ".com", ".net", ".org",
+               ".co.uk"]
+EXT_SCREEN = [f".{e}" for e in ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "heic", "svg", "eps")]
+#: Closers are searched in the last this many characters only (a regex anchored at the end
+#: would otherwise try every position of a long caption).
+TAIL_CHARS = 80
+
+
+class Affixes(Transform):
+    """Platform openers, photo credits and file names around a description are removed.
+
+    Rule: on the rows :data:`_SCREEN` selects, an opener of :data:`OPENERS` at the start
+    ("Image may contain:", "Picture of", "itap of", "[OC]", "English:") and a closer of
+    :data:`CLOSERS` at the end (a photo credit, "[OC]", a trailing file type) are removed,
+    and file extensions are cut from the names in a caption of several words (a caption that
+    is only a file name, "IMG_4821.jpg", stays whole: the ``junk`` filter drops it). Never when
+    no letter would be left; a capital first letter is kept.
+
+        "Image may contain: a dog on a beach"                  -> "A dog on a beach"
+        "itap of a frozen lake at dawn"                        -> "A frozen lake at dawn"
+        "Picture of 2006 Dodge Charger SE RWD, exterior"       -> "2006 Dodge Charger SE RWD, exterior"
+        "Fishing boats in the harbour (AP Photo/Jane Doe)"     -> "Fishing boats in the harbour"
+        "Sunset over the lake. Photo by John Smith"            -> "Sunset over the lake."
+        "Styling machine.png"                                  -> "Styling machine"
+        "IMG_4821.jpg"                                         -> unchanged
+        "Cogs working in the head - 14600135"                  -> "Cogs working in the head"
+        "A photo booth at a wedding"                           -> unchanged
+    """
+
+    name = "affixes"
+    version = 1
+
+    def apply(self, text: pl.Series) -> pl.Series:
+        ci = {"ascii_case_insensitive": True}
+        screen = (text.str.head(40).str.contains_any(HEAD_SCREEN, **ci)
+                  | text.str.tail(TAIL_CHARS).str.contains_any(TAIL_SCREEN, **ci)
+                  | text.str.tail(6).str.contains("[0-9]{5}")
+                  | text.str.contains_any(EXT_SCREEN, **ci))
+        return on_rows(text, screen, self._fix)
+
+    @staticmethod
+    def _fix(text: pl.Series) -> pl.Series:
+        t = pl.col("t")
+        out = expr_on(text, t.str.replace(f"(?i){OPENERS}", "${keep}"))
+        # a closer is cut from the tail: the caption loses what its tail lost
+        tail = t.str.tail(TAIL_CHARS)
+        cut = tail.str.len_chars() - tail.str.replace(CLOSERS, "").str.len_chars()
+        out = expr_on(out, t.str.head(t.str.len_chars() - cut))
+        # an extension is cut from a caption with words ("Styling machine.png"); a bare file
+        # name ("IMG_4821.jpg") stays whole for the junk filter to drop
+        out = expr_on(out, pl.when(t.str.contains_any(EXT_SCREEN, ascii_case_insensitive=True) & t.str.contains(" "))
+                      .then(t.str.replace_all(f"(?i){EXTENSION}", "")).otherwise(t).str.strip_chars(" ,;|–—-"))
+        return keep_if_emptied(text, capitalise_like(text, out))
