@@ -189,7 +189,7 @@ def test_minilm_auc_on_a_sample(read_data):
 
 def test_distilling_the_static_model_says_when_it_starts_and_when_it_ends():
     """The one-off distillation is announced on any output (a log, not only a terminal bar)."""
-    from curate.dedup.progress import Reporter
+    from curate.progress import Reporter
     from curate.dedup.run import build_hooks
 
     said: list[str] = []
