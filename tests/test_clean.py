@@ -228,3 +228,25 @@ def test_opening_words_equal_those_of_every_word_on_real_and_cut_captions(read_d
     assert len(fast) == df.height > 30_000
     assert fast == whole
     assert (df["caption_clean"].str.len_chars() > n).sum() > 5_000  # many are longer than the cut
+
+
+def test_affixes_cut_exactly_the_closer_that_a_search_for_closers_finds(captions):
+    """The closer is found from the start (a fast search); it must be the match a plain
+    search for CLOSERS finds, also after a line break and with several closers."""
+    from curate.clean.affixes import CLOSERS, OPENERS, TAIL_CHARS, Affixes
+
+    real = captions.head(3000)
+    ends = [" Photo by Jane Doe", "\n(AP Photo/J. Smith)", " - 14600135", " [OC]", " © 2014 Jane Doe.",
+            " | Price: $12\nfree", " on Flickr", " photo by Jane Doe on example.com", "\nTaken in May. Photo by Jane Doe"]
+    text = pl.concat([real] + [real.head(200) + e for e in ends])
+    tail = text.str.tail(TAIL_CHARS)
+    cut = tail.str.len_chars() - tail.str.replace(CLOSERS, "").str.len_chars()
+    expect = pl.DataFrame({"t": text, "c": cut}).select(pl.col("t").str.head(pl.col("t").str.len_chars() - pl.col("c")))
+    fixed = Affixes._fix(text)
+    # rows the opener, extension, capital and emptying rules leave alone are the plain cut
+    plain = ((cut > 0) & ~text.str.contains(r"(?i)\.(?:jpe?g|png|gif|webp|bmp|tiff?|heic|svg|eps)\b")
+             & ~text.str.contains(f"(?i){OPENERS}"))
+    assert plain.sum() > 1000
+    got = fixed.filter(plain).str.strip_chars(" ,;|–—-").str.to_lowercase()
+    want = expect.to_series().filter(plain).str.strip_chars(" ,;|–—-").str.to_lowercase()
+    assert got.to_list() == want.to_list()
