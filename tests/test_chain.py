@@ -295,3 +295,11 @@ def test_none_switches_a_default_bound_off_and_survives_a_round_trip(tmp_path):
     again = tmp_path / "again.toml"
     again.write_text(chain.to_toml())
     assert load_chain(str(again)).to_dict() == chain.to_dict()
+
+
+def test_default_dedup_is_the_default_chain_then_neardup():
+    """`curate decide RUN --chain default-dedup` must apply to a run scored with the default
+    chain: the same cleaning and filters, then neardup."""
+    a, b = load_chain("default").to_dict(), load_chain("default-dedup").to_dict()
+    assert b["clean"] == a["clean"]
+    assert b["filter"][:-1] == a["filter"] and b["filter"][-1]["name"] == "neardup"

@@ -113,7 +113,10 @@ def test_out_may_not_be_the_current_folder(many_parts, labels, tmp_path, monkeyp
     work = tmp_path / "work"
     (work / "sub").mkdir(parents=True)
     monkeypatch.chdir(work / "sub")
-    for args in (("export", tmp_path / "mix", "--format", "parquet", "--out", "."),
+    (tmp_path / "in.jsonl").write_text('{"caption": "a red barn in a snowy field at dusk"}\n')
+    for args in (("score", tmp_path / "in.jsonl", "--out", "."),
+                 ("score", tmp_path / "in.jsonl", "--out", work),
+                 ("export", tmp_path / "mix", "--format", "parquet", "--out", "."),
                  ("export", tmp_path / "mix", "--format", "parquet", "--out", work),
                  ("mix", recipe, "--out", "."),
                  ("train", labels, "--label", "good", "--positive", "yes", "--out", ".")):

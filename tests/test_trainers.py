@@ -326,6 +326,14 @@ def test_cli_says_what_it_copied_and_left_out_per_source(pool, tmp_path):
     assert "not included" not in res.output and "open_clip_args.txt" in res.output
 
 
+def test_the_load_hint_is_printed_as_written(pool, tmp_path):
+    """Square brackets in a load hint are text, not console markup."""
+    res = invoke("export", pool.mix, "--for", "hf", "--out", tmp_path / "hf")
+    assert res.exit_code == 0, res.output
+    hint = json.loads((tmp_path / "hf" / "index.json").read_text())["load_with"]
+    assert "[load_dataset(" in hint and hint in res.output.replace("\n", "")
+
+
 def test_a_webdataset_export_says_it_copied_the_images(pool, tmp_path):
     """The images copied are said, in the output and in --help (not "images are not included")."""
     res = invoke("export", pool.mix, "--format", "webdataset", "--out", tmp_path / "wds")

@@ -97,7 +97,7 @@ def export(mix, trainer, fmt, out, shard_rows, expand_repeats, model_caption, ov
         per = ", ".join(f"{k} {v['images']:,} of {v['rows']:,}" for k, v in index["per_source"].items())
         console.print(f"{index['images_copied']:,} images copied, {index['rows_without_image']:,} rows without an "
                       f"image ({per})", soft_wrap=True)
-    console.print(f"load with: {index['load_with']}", soft_wrap=True)
+    console.print(f"load with: {index['load_with']}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"note: {index['images']}", style="yellow", soft_wrap=True)
 
 
@@ -117,7 +117,7 @@ def _print_trainer_export(console, index: dict, out) -> None:
                       style="yellow", soft_wrap=True)
     console.print(f"{index['rows']:,} samples, {index['images_copied']:,} images copied; mix with "
                   f"{Path(out) / index['mix_file']}", soft_wrap=True)
-    console.print(f"load with: {index['load_with']}", soft_wrap=True)
+    console.print(f"load with: {index['load_with']}", soft_wrap=True, markup=False, highlight=False)
 
 
 @click.command()

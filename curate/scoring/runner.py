@@ -332,6 +332,9 @@ def _version_for(out: Path, snap: Snapshot, key: str, overwrite: bool) -> Path:
 
 
 def _prepare_out(out: Path) -> None:
+    real, cwd = os.path.realpath(out), os.path.realpath(os.getcwd())
+    if real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep):
+        raise CurateError(f"--out {out} is the current folder or holds it; give a run folder below it (e.g. --out runs/web)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / WRITE_PROBE
