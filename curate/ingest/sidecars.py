@@ -15,7 +15,8 @@ from collections import Counter
 
 import polars as pl
 
-from curate.ingest.inputs import InputFile, parquet_file
+from curate.ingest.formats import InputFile
+from curate.ingest.formats.parquet import parquet_file
 
 #: The columns img2dataset's downloader adds to every sidecar row.
 SIDECAR_COLUMNS = ("key", "status", "error_message")
