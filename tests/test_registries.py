@@ -72,6 +72,8 @@ def test_every_input_format_and_suffix_is_read_by_curate_score(scored):
     assert set(by_suffix) == set(SUFFIXES)
     assert {s: i["format"] for s, i in by_suffix.items()} == SUFFIXES
     assert all(i["rows"] == ROWS for i in run["inputs"])
+    for name, fmt in FORMATS.items():  # the run's summary line names every format it read
+        assert f" {fmt.noun or name + ' file'}" in run["read"], (name, run["read"])
     scores = pl.read_parquet(scored[0] / "run" / "scores" / "*.parquet")
     assert sorted(scores["caption"].to_list()) == sorted(captions["caption"].to_list())
 

@@ -22,4 +22,4 @@ def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups=None, b
         yield pl.from_arrow(t)
 
 
-FORMAT = InputFormat("Arrow IPC / Feather", (".arrow", ".feather", ".ipc"), inspect, batches)
+FORMAT = InputFormat("Arrow IPC / Feather", (".arrow", ".feather", ".ipc"), inspect, batches, noun="Arrow file")

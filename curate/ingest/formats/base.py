@@ -55,3 +55,5 @@ class InputFormat:
     row_groups: Callable[[InputFile], list[int]] | None = None
     compressible: bool = False  # also read as .gz, .zst, .bz2
     header_names: bool = False  # --columns names the columns of a file without a header row
+    images: bool = False  # rows index image members (offsets, hashes) that exports copy
+    noun: str = ""  # how a run's summary line names one file ("JSONL file"); default "<name> file"

@@ -36,10 +36,10 @@ def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups=None, b
         yield df.with_columns(pl.lit(None, pl.String).alias(c) for c in cols if c not in df.columns).select(cols)
 
 
-def delimited(description: str, suffix: str, sep: str) -> InputFormat:
+def delimited(description: str, suffix: str, sep: str, noun: str) -> InputFormat:
     return InputFormat(description, (suffix,), partial(inspect, sep=sep), partial(batches, sep=sep),
-                       compressible=True, header_names=True)
+                       compressible=True, header_names=True, noun=noun)
 
 
-CSV = delimited("comma-separated values", ".csv", ",")
-TSV = delimited("tab-separated values", ".tsv", "\t")
+CSV = delimited("comma-separated values", ".csv", ",", "CSV file")
+TSV = delimited("tab-separated values", ".tsv", "\t", "TSV file")

@@ -161,4 +161,5 @@ def _read_ndjson(data: bytes) -> tuple[pl.DataFrame, int]:
 _SPACE = np.frombuffer(b" \t\r\n\x0b\x0c", np.uint8)
 
 
-FORMAT = InputFormat("JSON lines", (".jsonl", ".ndjson"), inspect, batches, compressible=True)
+FORMAT = InputFormat("JSON lines", (".jsonl", ".ndjson"), inspect, batches, compressible=True,
+                     noun="JSONL file")

@@ -40,4 +40,5 @@ def row_groups(inp: InputFile) -> list[int]:
     return [md.row_group(g).num_rows for g in range(md.num_row_groups)]
 
 
-FORMAT = InputFormat("Apache Parquet", (".parquet", ".pq"), inspect, batches, row_groups=row_groups)
+FORMAT = InputFormat("Apache Parquet", (".parquet", ".pq"), inspect, batches, row_groups=row_groups,
+                     noun=".parquet file")

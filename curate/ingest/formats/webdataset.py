@@ -24,4 +24,5 @@ def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups=None, b
     yield from wds.read(inp.path, cols, batch_rows)
 
 
-FORMAT = InputFormat("WebDataset tar shards", (".tar",), inspect, batches)
+FORMAT = InputFormat("WebDataset tar shards", (".tar",), inspect, batches, images=True,
+                     noun=".tar shard")
