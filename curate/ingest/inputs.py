@@ -4,7 +4,8 @@ Inputs are Parquet (a file, a folder or a glob), JSONL or CSV/TSV (plain or comp
 ``.gz``, ``.zst``, ``.bz2``), WebDataset ``.tar`` shards and Arrow IPC / Feather files (a
 Hugging Face ``save_to_disk`` folder holds ``.arrow`` files). Nothing here reads rows;
 :mod:`curate.ingest.readers` streams them and :mod:`curate.ingest.provenance` gives each
-row its ``sample_id``, ``source`` and ``row``.
+row its ``sample_id``, ``source`` and ``row``. A file's format is found by its suffix in
+:data:`curate.ingest.formats.FORMATS`, which also holds each format's ``inspect`` hook.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from curate.ingest import arrow as arrow_ipc
 from curate.ingest import compressed
 from curate.ingest.formats import FORMATS, SUFFIXES, InputFile
 from curate.layout import HF_STATE
+
 
 def _suffixes(path: str) -> tuple[str, str]:
     """(format suffix, compression suffix): ``a.jsonl.gz`` -> (".jsonl", ".gz")."""

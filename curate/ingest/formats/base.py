@@ -37,6 +37,13 @@ class InputFile:
         return d
 
 
+def select_columns(df: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``df`` with exactly ``columns``, in order: a column it lacks (a key missing from some
+    lines, or a column carried from another input of the run) is null."""
+    missing = [c for c in columns if c not in df.columns]
+    return df.with_columns(pl.lit(None, pl.String).alias(c) for c in missing).select(columns)
+
+
 @dataclass(frozen=True)
 class InputFormat:
     """An input format: the file suffixes that name it, and its hooks.

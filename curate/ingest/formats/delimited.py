@@ -8,7 +8,7 @@ import polars as pl
 
 from curate.errors import CurateError, first_line
 from curate.ingest import compressed
-from curate.ingest.formats.base import InputFile, InputFormat
+from curate.ingest.formats.base import InputFile, InputFormat, select_columns
 
 
 def inspect(inp: InputFile, sep: str = ",") -> None:
@@ -32,8 +32,7 @@ def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups=None, b
     names = list(inp.names) or None
     # plain or compressed, one reader: lines bounded, ragged lines named
     for df in compressed.csv_batches(inp.path, inp.compression, sep, names, batch_rows):
-        # a column the file lacks (carried from another input of the run) is null
-        yield df.with_columns(pl.lit(None, pl.String).alias(c) for c in cols if c not in df.columns).select(cols)
+        yield select_columns(df, cols)
 
 
 def delimited(description: str, suffix: str, sep: str, noun: str) -> InputFormat:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from curate.errors import CurateError, first_line
 from curate.ingest import compressed
-from curate.ingest.formats.base import BOM, InputFile, InputFormat
+from curate.ingest.formats.base import BOM, InputFile, InputFormat, select_columns
 from curate.ingest.text import lone_surrogates_replaced
 
 #: The default read size of a block (the reader passes its own).
@@ -88,10 +88,7 @@ def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups=None,
             if df.height != n_lines:
                 raise CurateError(f"{inp.path}: {n_lines} lines near line {line_no + 1} gave {df.height} rows")
             line_no += n_lines
-            for c in cols:
-                if c not in df.columns:
-                    df = df.with_columns(pl.lit(None, pl.String).alias(c))
-            pending.append(df.select(cols))
+            pending.append(select_columns(df, cols))
             pending_rows += df.height
             while pending_rows >= batch_rows:
                 allp = pl.concat(pending, how="diagonal_relaxed")
