@@ -88,6 +88,7 @@ def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp:
     """Stream one input file and compare the selected rows' caption hashes.
 
     Returns how many rows differ and at most ``room`` of them, described."""
+    from curate.ingest.formats import FORMATS
     from curate.ingest.inputs import inspect_input, resolve_inputs
     from curate.ingest.readers import read_batches
 
@@ -99,7 +100,7 @@ def _check_rows(con, manifest: str, run_name: str, source: str, path: Path, inp:
         f"WHERE run = {sql_str(run_name)} AND source = {sql_str(source)} ORDER BY \"row\""
     )
     f = resolve_inputs([str(path)])[0]
-    images = images if f.format == "webdataset" else []
+    images = images if FORMATS[f.format].images else []
     inspect_input(f, inp.get("header_columns") or ())
     caption, id_col = inp.get("caption_column") or "caption", inp.get("id_column")
     if caption not in f.columns and not getattr(f, "empty", False):

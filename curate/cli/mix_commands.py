@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from curate.cli.common import fmt, friendly, make_console, print_json
+from curate.export.writers import SHARD_FORMATS, TRAINERS
 from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
 
 
@@ -55,9 +56,9 @@ def mix(recipe, out, threads, overwrite, memory_limit, timeout):
 
 @click.command()
 @click.argument("mix", type=click.Path(file_okay=False))
-@click.option("--for", "trainer", type=click.Choice(["open_clip", "energon", "mds", "litdata", "hf"]), default=None,
+@click.option("--for", "trainer", type=click.Choice(list(TRAINERS)), default=None,
               help="Write one shard set per source and the file this trainer reads to mix them at the recipe's shares.")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl", "webdataset"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(list(SHARD_FORMATS)), default=None,
               help="One shard set for the whole mixture, in manifest order.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the shards and index.json.")
 @click.option("--shard-rows", type=click.IntRange(1, 100_000_000), default=10_000, show_default=True, help="Samples per shard.")
@@ -93,7 +94,7 @@ def export(mix, trainer, fmt, out, shard_rows, expand_repeats, model_caption, ov
 
     index = run_export(mix, fmt, out, shard_rows, expand_repeats, overwrite)
     console.print(f"{index['rows']:,} samples in {len(index['shards'])} {fmt} shard(s); wrote {Path(out) / INDEX_JSON}")
-    if fmt == "webdataset":
+    if SHARD_FORMATS[fmt].copies_images:
         per = ", ".join(f"{k} {v['images']:,} of {v['rows']:,}" for k, v in index["per_source"].items())
         console.print(f"{index['images_copied']:,} images copied, {index['rows_without_image']:,} rows without an "
                       f"image ({per})", soft_wrap=True)

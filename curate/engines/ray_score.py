@@ -40,6 +40,7 @@ import polars as pl
 from curate.engines.ray_runtime import ACTOR_ENV, import_ray, quiet_data
 from curate.engines.ray_runtime import start as start_ray
 from curate.errors import CurateError
+from curate.ingest.formats import FORMATS
 from curate.ingest.inputs import InputFile
 from curate.ingest.readers import read_batches
 from curate.layout import part_path
@@ -61,19 +62,20 @@ class Unit:
 
 
 def plan_units(files: list[InputFile], batch_rows: int) -> list[Unit]:
-    """Cut the inputs into units whose first row is known (see the module's docstring)."""
-    import pyarrow.parquet as pq
-
+    """Cut the inputs into units whose first row is known (see the module's docstring): a
+    format with row groups (Parquet) by them, another one unit per file."""
     units: list[Unit] = []
     for fi, inp in enumerate(files):
-        if inp.format != "parquet":
+        counts = FORMATS[inp.format].row_groups
+        if counts is None:
             units.append(Unit(fi, None, 0, None, 0))
             continue
-        md = pq.ParquetFile(inp.path).metadata
+        groups = counts(inp)
+        total = sum(groups)
         g0 = start = end = 0
-        for g in range(md.num_row_groups):
-            end += md.row_group(g).num_rows
-            if end > start and (end % batch_rows == 0 or end == md.num_rows):
+        for g, n in enumerate(groups):
+            end += n
+            if end > start and (end % batch_rows == 0 or end == total):
                 units.append(Unit(fi, (g0, g + 1), start, end, start // batch_rows))
                 g0, start = g + 1, end
     return units

@@ -40,6 +40,8 @@ from curate.atomic import atomic_path, write_json
 from curate.db import arrow_reader, connect, sql_str
 from curate.errors import CurateError
 from curate.export import tar
+from curate.export.writers import BIG_INTS, SHARD_FORMATS
+from curate.export.writers import tar_bytes as tar_bytes  # one shard's tar, as before
 from curate.hashing import file_sha256
 from curate.layout import (
     INDEX_JSON,
@@ -55,8 +57,6 @@ from curate.layout import (
 from curate.mix.manifest import load_mixture
 from curate.tables import exact_tables
 
-FORMATS = {"parquet": ("part", ".parquet"), "jsonl": ("part", ".jsonl"), "webdataset": ("shard", ".tar")}
-BIG_INTS = ("sample_id", "caption_hash")
 IMAGES_NOTE = ("images are not included in parquet and jsonl shards: they carry url / image_path / image_id "
                "where the inputs had them; --format webdataset (or --for a trainer) copies the image members of "
                "samples scored from WebDataset shards")
@@ -66,8 +66,8 @@ IMAGES_COPIED = ("the image members of samples scored from WebDataset shards are
 
 def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows: int = 10_000,
            expand_repeats: bool = False, overwrite: bool = False) -> dict:
-    if fmt not in FORMATS:
-        raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    if fmt not in SHARD_FORMATS:
+        raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(SHARD_FORMATS)}")
     mix, m, out = open_export(mix, out, shard_rows, overwrite)
     check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
     with lock_output(out):
@@ -132,21 +132,16 @@ def check_added(columns: list[str], added: list[str]) -> None:
 
 def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:
     """Write every shard and, last, ``index.json`` into ``stage`` (named for ``out``)."""
-    prefix, ext = FORMATS[fmt]
+    writer = SHARD_FORMATS[fmt]
     shards = []
     rows = 0
     per_source: dict[str, dict[str, int]] = {}
-    runs = {i["name"]: Path(i["run"]) for i in m.get("inputs", [])} if fmt == "webdataset" else {}
+    runs = {i["name"]: Path(i["run"]) for i in m.get("inputs", [])} if writer.copies_images else {}
     for i, table in enumerate(manifest_tables(mix / MANIFEST, shard_rows, expand_repeats, runs)):
-        name = f"{prefix}-{i:05d}{ext}"
+        name = f"{writer.prefix}-{i:05d}{writer.ext}"
         with atomic_path(stage / name) as tmp:
-            if fmt == "parquet":
-                pq.write_table(table, tmp, compression="zstd")
-            elif fmt == "jsonl":
-                json_frame(table).write_ndjson(tmp)
-            else:
-                tmp.write_bytes(tar_bytes(table, expand_repeats))
-            count_images(table, per_source, copied=fmt == "webdataset")
+            writer.write(table, tmp, expand_repeats)
+            count_images(table, per_source, copied=writer.copies_images)
         shards.append({"file": name, "rows": table.num_rows, "bytes": (stage / name).stat().st_size,
                        "sha256": file_sha256(stage / name)})
         rows += table.num_rows
@@ -162,17 +157,13 @@ def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: in
         "shard_rows": shard_rows,
         "shards": shards,
         "columns": text_columns(m["columns"]) + (["copy"] if expand_repeats else []),
-        "images": IMAGES_COPIED if fmt == "webdataset" else IMAGES_NOTE,
+        "images": IMAGES_COPIED if writer.copies_images else IMAGES_NOTE,
         "images_copied": sum(p["images"] for p in per_source.values()),
         "rows_without_image": rows - sum(p["images"] for p in per_source.values()),
         "per_source": per_source,
-        "load_with": {
-            "parquet": f'datasets.load_dataset("parquet", data_files="{out}/part-*.parquet", split="train")',
-            "jsonl": f'datasets.load_dataset("json", data_files="{out}/part-*.jsonl", split="train")',
-            "webdataset": f'webdataset.WebDataset("{out}/shard-{{00000..{last:05d}}}.tar")',
-        }[fmt],
+        "load_with": writer.load_with.format(out=out, last=last),
     }
-    if fmt != "parquet":
+    if writer.json_strings:
         index["json_strings"] = list(BIG_INTS)
     write_json(index, stage / INDEX_JSON)
     return index
@@ -263,13 +254,3 @@ def text_columns(columns: list[str]) -> list[str]:
     out = [c for c in columns if c != "caption_clean"]
     at = out.index("caption") + 1 if "caption" in out else len(out)
     return out[:at] + ["caption_original"] + out[at:]
-
-
-def json_frame(t: pa.Table) -> pl.DataFrame:
-    df = pl.from_arrow(t)
-    return df.with_columns([pl.col(c).cast(pl.String) for c in BIG_INTS if c in df.columns])
-
-
-def tar_bytes(t: pa.Table, expand: bool) -> bytes:
-    """A WebDataset tar of one shard's rows (see :func:`curate.export.tar.tar_bytes`)."""
-    return tar.tar_bytes(t, expand, json_frame(t).drop("caption"))

@@ -51,12 +51,10 @@ from curate.db import connect, sql_str
 from curate.errors import CurateError
 from curate.export import mds, tar
 from curate.export.images import EXT, image_column
-from curate.export.shards import check_added, json_frame, manifest_tables, open_export, write_staged
+from curate.export.shards import check_added, manifest_tables, open_export, write_staged
+from curate.export.writers import TRAINERS, json_frame
 from curate.layout import INDEX_JSON, MANIFEST, lock_output
 
-TRAINERS = ("open_clip", "energon", "mds", "litdata", "hf")
-MIX_FILES = {"open_clip": "open_clip_args.txt", "energon": "energon_blend.yaml", "mds": "mds_streams.json",
-             "litdata": "litdata_weights.json", "hf": "hf_interleave.json"}
 #: The image members open_clip's WebDataset pipeline reads (``rename(image="jpg;png;jpeg;webp")``).
 OPEN_CLIP_IMAGES = ("jpg", "png", "jpeg", "webp")
 MDS_COLUMNS = {"key": "str", "caption": "str", "image": "bytes", "json": "json"}
@@ -141,7 +139,7 @@ def _write(mix: Path, m: dict, trainer: str, final: Path, stage: Path, plan: lis
         p["images_copied"] = sum(s["images"] for s in p["shards"])
         if trainer == "energon":
             _prepare_energon(folder, p)
-    mix_file = MIX_FILES[trainer]
+    mix_file = TRAINERS[trainer].mix_file
     text, load_with = _mix_file(trainer, final, [p for p in plan if p["exported"]])
     write_text(text, stage / mix_file)
     index = {
@@ -231,17 +229,18 @@ def _mix_file(trainer: str, final: Path, plan: list[dict]) -> tuple[str, str]:
     """The mixing file's text and how to load the export with it."""
     names = [p["name"] for p in plan]
     shares = [p["share"] for p in plan]
+    mix_file = final / TRAINERS[trainer].mix_file
     if trainer == "open_clip":
         urls = "::".join(f"{final / p['name']}/shard-{{00000..{len(p['shards']) - 1:05d}}}.tar" for p in plan)
         factors = "::".join(f"{p['factor']:.9g}" for p in plan)
         args = ["--dataset-type", "webdataset", "--dataset-resampled", "--train-data", urls,
                 "--train-data-upsampling-factors", factors, "--train-num-samples", str(sum(p["exported"] for p in plan))]
-        return shlex.join(args) + "\n", f'eval "python -m open_clip_train.main $(cat {final / MIX_FILES[trainer]}) ..."'
+        return shlex.join(args) + "\n", f'eval "python -m open_clip_train.main $(cat {mix_file}) ..."'
     if trainer == "energon":
         lines = ["__module__: megatron.energon", "__class__: MetadatasetV2", "splits:", "  train:", "    blend:"]
         for n, w in zip(names, shares):
             lines += [f"      - weight: {w!r}", f"        path: ./{n}", "        subflavors:", f"          source: {n}"]
-        return "\n".join(lines) + "\n", f"megatron.energon.get_train_dataset('{final / MIX_FILES[trainer]}', ...)"
+        return "\n".join(lines) + "\n", f"megatron.energon.get_train_dataset('{mix_file}', ...)"
     if trainer == "mds":
         streams = [{"name": n, "local": str(final / n), "proportion": w} for n, w in zip(names, shares)]
         return (json.dumps({"streams": streams}, indent=1) + "\n",

@@ -39,12 +39,14 @@ def schema(path: str) -> pa.Schema:
 
 
 def batches(path: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """The file's record batches with only ``columns`` (in that order)."""
+    """The file's record batches with only ``columns`` (in that order); a column the file
+    lacks (carried from another input of the run) is null."""
     sch, it = _open(path)
     idx = [sch.get_field_index(c) for c in columns]
     try:
         for rb in it:
-            yield pa.RecordBatch.from_arrays([rb.column(i) for i in idx], names=columns)
+            arrays = [rb.column(i) if i >= 0 else pa.nulls(rb.num_rows, pa.string()) for i in idx]
+            yield pa.RecordBatch.from_arrays(arrays, names=columns)
     except CurateError:
         raise
     except Exception as e:

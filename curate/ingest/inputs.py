@@ -4,68 +4,20 @@ Inputs are Parquet (a file, a folder or a glob), JSONL or CSV/TSV (plain or comp
 ``.gz``, ``.zst``, ``.bz2``), WebDataset ``.tar`` shards and Arrow IPC / Feather files (a
 Hugging Face ``save_to_disk`` folder holds ``.arrow`` files). Nothing here reads rows;
 :mod:`curate.ingest.readers` streams them and :mod:`curate.ingest.provenance` gives each
-row its ``sample_id``, ``source`` and ``row``.
+row its ``sample_id``, ``source`` and ``row``. A file's format is found by its suffix in
+:data:`curate.ingest.formats.FORMATS`, which also holds each format's ``inspect`` hook.
 """
 from __future__ import annotations
 
 import glob as globmod
-import io
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import polars as pl
-import pyarrow.parquet as pq
 
 from curate.errors import CurateError, first_line
 from curate.ingest import arrow as arrow_ipc
 from curate.ingest import compressed
-from curate.ingest import webdataset as wds
-from curate.ingest.text import lone_surrogates_replaced
+from curate.ingest.formats import FORMATS, SUFFIXES, InputFile
 from curate.layout import HF_STATE
-
-FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tar": "webdataset",
-    ".arrow": "arrow",
-    ".feather": "arrow",
-    ".ipc": "arrow",
-}
-#: Text formats that may be compressed (``captions.jsonl.gz``).
-TEXT_FORMATS = ("jsonl", "csv", "tsv")
-BOM = b"\xef\xbb\xbf"
-
-
-@dataclass
-class InputFile:
-    path: str  # as given, normalised; this is the ``source`` column
-    format: str
-    size: int
-    mtime_ns: int
-    fingerprint: str = ""
-    columns: list[str] = field(default_factory=list)
-    empty: bool = False  # a text file with nothing but white space: zero rows
-    compression: str = ""  # gzip, zstd or bz2 for a compressed text file
-    names: tuple[str, ...] = ()  # CSV/TSV without a header row: the columns' names, in order
-    dtypes: dict[str, str] = field(default_factory=dict)  # column -> type the format declares
-    keep_types: dict[str, str] = field(default_factory=dict)  # carried column -> type it keeps
-    carry_names: dict[str, str] = field(default_factory=dict)  # carried column -> this file's column
-
-    def describe(self) -> dict:
-        d = {
-            "source": self.path,
-            "format": self.format,
-            "bytes": self.size,
-            "blake2b": self.fingerprint,
-        }
-        if self.compression:
-            d["compression"] = self.compression
-        return d
 
 
 def _suffixes(path: str) -> tuple[str, str]:
@@ -79,12 +31,13 @@ def _suffixes(path: str) -> tuple[str, str]:
 
 def _format_of(path: str) -> tuple[str, str]:
     ext, comp = _suffixes(path)
-    fmt = FORMATS.get(ext)
-    if fmt is None or (comp and fmt not in TEXT_FORMATS):
+    fmt = SUFFIXES.get(ext)
+    if fmt is None or (comp and not FORMATS[fmt].compressible):
         shown = ext + comp
+        plain = [s for f in FORMATS.values() if f.compressible for s in f.suffixes]
         raise CurateError(
             f"{path}: unsupported input type {shown or '(no extension)'!r}; "
-            f"use one of {', '.join(sorted(FORMATS))} (.jsonl, .ndjson, .csv and .tsv also as "
+            f"use one of {', '.join(sorted(SUFFIXES))} ({', '.join(plain[:-1])} and {plain[-1]} also as "
             f"{', '.join(compressed.COMPRESSIONS)})"
         )
     return fmt, compressed.COMPRESSIONS.get(comp, "")
@@ -93,7 +46,7 @@ def _format_of(path: str) -> tuple[str, str]:
 def _is_input(path: Path) -> bool:
     """A file that a folder or glob contributes: a supported type, not hidden."""
     ext, comp = _suffixes(str(path))
-    ok = ext in FORMATS and (not comp or FORMATS[ext] in TEXT_FORMATS)
+    ok = ext in SUFFIXES and (not comp or FORMATS[SUFFIXES[ext]].compressible)
     return ok and not path.name.startswith(".")
 
 
@@ -111,7 +64,7 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
             found = [p for p in matched if _is_input(Path(p))]
             if not found:
                 raise CurateError(
-                    f"{spec!r} matches no input files ({', '.join(sorted(FORMATS))}), "
+                    f"{spec!r} matches no input files ({', '.join(sorted(SUFFIXES))}), "
                     f"only e.g. {matched[0]!r}"
                 )
             paths += found
@@ -119,7 +72,7 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
             found = sorted(str(p) for p in Path(spec).rglob("*") if p.is_file() and _is_input(p))
             if not found:
                 raise CurateError(
-                    f"folder {spec!r} holds no input files ({', '.join(sorted(FORMATS))})"
+                    f"folder {spec!r} holds no input files ({', '.join(sorted(SUFFIXES))})"
                 )
             paths += found
         elif os.path.isfile(spec):
@@ -159,79 +112,16 @@ def check_hf_folders(paths) -> None:
             )
 
 
-def parquet_file(inp: InputFile) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(inp.path)
-    except Exception as e:  # pyarrow raises several types for a damaged file
-        raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
-
-
 def inspect_input(inp: InputFile, names: tuple[str, ...] | list[str] = ()) -> None:
     """Read the input's column names (and check it opens) without reading its rows.
 
     ``names``: the columns of a CSV/TSV file without a header row, in order."""
-    if inp.format in ("csv", "tsv") and names:
+    fmt = FORMATS[inp.format]
+    if fmt.header_names and names:
         if len(set(names)) != len(names) or not all(names):
             raise CurateError(f"--columns {','.join(names)}: names must be distinct and not empty")
         inp.names = tuple(names)
-    if inp.format == "parquet":
-        sch = parquet_file(inp).schema_arrow
-        inp.columns = list(sch.names)
-        inp.dtypes = {f.name: str(pl.from_arrow(sch.empty_table()).schema[f.name]) for f in sch}
-    elif inp.format == "arrow":
-        sch = arrow_ipc.schema(inp.path)
-        inp.columns = list(sch.names)
-        inp.dtypes = {k: str(v) for k, v in pl.from_arrow(sch.empty_table()).schema.items()}
-    elif inp.format == "webdataset":
-        try:
-            inp.columns, inp.empty, inp.dtypes = wds.inspect(inp.path)
-        except CurateError as e:
-            raise CurateError(f"{inp.path}: {e}") from None
-    elif inp.format == "jsonl":
-        head = compressed.first_lines(inp.path, inp.compression).removeprefix(BOM)
-        head_lines = head.split(b"\n")[:5000]
-        lines = [ln for ln in head_lines if ln.strip()]
-        if not lines:
-            inp.columns, inp.empty = [], not head.strip()
-            return
-        try:
-            sample = lone_surrogates_replaced(b"\n".join(lines[:1000]).decode("utf-8", "replace"))
-            df = pl.read_ndjson(io.BytesIO(sample.encode()))
-        except Exception as e:
-            text = [ln.decode("utf-8", "replace") for ln in head_lines]
-            raise CurateError(f"{inp.path}: {json_error(text, 0, e)}") from None
-        inp.columns = df.columns
-    elif inp.compression:
-        sep = "\t" if inp.format == "tsv" else ","
-        inp.columns = compressed.csv_columns(inp.path, inp.compression, sep, list(inp.names) or None)
-        inp.empty = not inp.columns
-    else:
-        sep = "\t" if inp.format == "tsv" else ","
-        try:
-            opts = compressed.csv_options(sep, list(inp.names) or None)
-            inp.columns = pl.scan_csv(inp.path, **opts).collect_schema().names()
-        except pl.exceptions.NoDataError:
-            inp.columns, inp.empty = [], True
-        except Exception as e:
-            raise CurateError(f"{inp.path}: not a readable CSV file ({first_line(e)})") from None
-
-
-def json_error(lines: list[str], start: int, e: BaseException) -> str:
-    """Name the first line that is not a JSON object (only called once reading failed)."""
-    import json
-
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            ok = isinstance(json.loads(line), dict)
-            why = "not a JSON object"
-        except ValueError as err:
-            ok, why = False, str(err)
-        if not ok:
-            return f"line {start + i + 1} is not valid JSON ({why})"
-    return f"invalid JSON lines near line {start + 1} ({first_line(e)})"
-
+    fmt.inspect(inp)
 
 
 def check_columns(inp: InputFile, caption: str, id_column: str | None) -> None:

@@ -15,7 +15,8 @@ from collections import Counter
 
 import polars as pl
 
-from curate.ingest.inputs import InputFile, parquet_file
+from curate.ingest.formats import FORMATS, InputFile
+from curate.ingest.formats.parquet import parquet_file
 
 #: The columns img2dataset's downloader adds to every sidecar row.
 SIDECAR_COLUMNS = ("key", "status", "error_message")
@@ -41,8 +42,7 @@ def read_line(files: list[InputFile], sidecars: list[InputFile]) -> str | None:
     kinds = Counter(f.format for f in files)
     if len(kinds) < 2 and not sidecars:
         return None
-    shown = {"webdataset": ".tar shard", "parquet": ".parquet file", "jsonl": "JSONL file",
-             "csv": "CSV file", "tsv": "TSV file", "arrow": "Arrow file"}
+    shown = {k: FORMATS[k].noun or f"{k} file" for k in kinds}
     parts = [f"{n:,} {shown[k]}{'s' if n != 1 else ''}" for k, n in kinds.items()]
     line = "read " + ", ".join(parts)
     if sidecars:

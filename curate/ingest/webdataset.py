@@ -28,6 +28,7 @@ from typing import Iterator
 import polars as pl
 
 from curate.errors import CurateError, first_line
+from curate.ingest.formats.base import select_columns
 from curate.ingest.tarscan import IMAGE_EXTS, KEY, members
 from curate.ingest.text import lone_surrogates_replaced, to_text
 
@@ -141,10 +142,7 @@ def read(path: str, cols: list[str], batch_rows: int) -> Iterator[pl.DataFrame]:
     held: list[pl.DataFrame] = []
     rows = 0
     for frame in samples(path):
-        for c in cols:
-            if c not in frame.columns:
-                frame = frame.with_columns(pl.lit(None, pl.String).alias(c))
-        held.append(frame.select(cols))
+        held.append(select_columns(frame, cols))
         rows += frame.height
         if rows >= batch_rows:
             whole = pl.concat(held, how="vertical_relaxed")

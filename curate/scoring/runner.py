@@ -26,6 +26,7 @@ from curate.atomic import write_json, write_text
 from curate.errors import CurateError
 from curate.hashing import file_fingerprints
 from curate.ingest.carry import carried_columns, set_carry_types
+from curate.ingest.formats import FORMATS, known_rows
 from curate.ingest.inputs import InputFile, check_columns, inspect_input, resolve_inputs
 from curate.ingest.provenance import read_with_provenance
 from curate.ingest.sidecars import read_line, set_aside_sidecars
@@ -111,24 +112,14 @@ def _model_files(chain: Chain) -> dict[str, str]:
 
 
 def _total_rows(files: list[InputFile]) -> int | None:
-    import pyarrow.parquet as pq
-
-    total = 0
-    for f in files:
-        if f.format != "parquet":
-            return None
-        total += pq.ParquetFile(f.path).metadata.num_rows
-    return total
+    counts = [known_rows(f) for f in files]
+    return None if None in counts else sum(counts)
 
 
 def _estimated_rows(files: list[InputFile]) -> int:
-    """Rows in Parquet inputs (from their metadata) plus an estimate for text inputs."""
-    import pyarrow.parquet as pq
-
-    return sum(
-        pq.ParquetFile(f.path).metadata.num_rows if f.format == "parquet" else f.size // TEXT_BYTES_PER_ROW
-        for f in files
-    )
+    """Rows in inputs whose metadata counts them (Parquet) plus an estimate for the others."""
+    counts = [known_rows(f) for f in files]
+    return sum(f.size // TEXT_BYTES_PER_ROW if n is None else n for f, n in zip(files, counts))
 
 
 def file_parts(inp: InputFile, fi: int, root: Path, opts: ScoreOptions, carry: list[str],
@@ -216,7 +207,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     files, sidecars = set_aside_sidecars(_outside(resolve_inputs(inputs), Path(out)))
     line = read_line(files, sidecars)
     read = {**({"read": line} if line else {}), **({"sidecars": [f.path for f in sidecars]} if sidecars else {})}
-    if opts.columns and not any(f.format in ("csv", "tsv") for f in files):
+    if opts.columns and not any(FORMATS[f.format].header_names for f in files):
         raise CurateError("--columns names the columns of CSV/TSV files without a header row; no input is CSV/TSV")
     for f in files:
         inspect_input(f, opts.columns)

@@ -1,0 +1,44 @@
+"""Parquet inputs: a file, a folder of parts or a glob; read by row group."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from curate.errors import CurateError, first_line
+from curate.ingest.formats.base import InputFile, InputFormat
+
+
+def parquet_file(inp: InputFile) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(inp.path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
+
+
+def inspect(inp: InputFile) -> None:
+    sch = parquet_file(inp).schema_arrow
+    inp.columns = list(sch.names)
+    inp.dtypes = {f.name: str(pl.from_arrow(sch.empty_table()).schema[f.name]) for f in sch}
+
+
+def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups: list[int] | None = None,
+            block_bytes: int = 0) -> Iterator[pl.DataFrame]:
+    pf = parquet_file(inp)
+    try:
+        for rb in pf.iter_batches(batch_size=batch_rows, columns=cols, row_groups=row_groups):
+            yield pl.from_arrow(rb)
+    except CurateError:
+        raise
+    except Exception as e:
+        raise CurateError(f"{inp.path}: damaged Parquet data ({first_line(e)})") from None
+
+
+def row_groups(inp: InputFile) -> list[int]:
+    md = parquet_file(inp).metadata
+    return [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+
+
+FORMAT = InputFormat("Apache Parquet", (".parquet", ".pq"), inspect, batches, row_groups=row_groups,
+                     noun=".parquet file")
