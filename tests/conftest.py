@@ -1,4 +1,6 @@
-"""Shared test fixtures.
+"""Shared test fixtures. Tests live in one folder per stage (ingest, clean, scoring, dedup,
+mix, export, audit, report, engines) and ``project`` (CLI, docs, install, layout rules,
+writers); ``helpers.py`` and ``nearcopy.py`` here are importable from every folder.
 
 Accuracy tests read real third-party captions from ``../shared/data`` (beside the repo).
 They skip with a message when it is absent, except under CI (``CI`` set), where a missing
@@ -7,6 +9,7 @@ folder is an error.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers.py, nearcopy.py
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

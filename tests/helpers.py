@@ -99,3 +99,9 @@ QUALITY = "ln(1 + score__specificity) * (1 - score__junk)"
 
 def quality_expr() -> pl.Expr:
     return (1 + pl.col("score__specificity")).log() * (1 - pl.col("score__junk"))
+
+
+def run_scores(inputs, out: Path, **opts) -> pl.DataFrame:
+    """Score ``inputs`` with the default chain into ``out``; the run's rows by source and row."""
+    score([str(p) for p in inputs], out, load_chain(None), ScoreOptions(**opts))
+    return pl.read_parquet(out / "scores" / "*.parquet").sort("source", "row")

@@ -354,7 +354,7 @@ def test_native_chinese_human_captions_score_above_zero(read_data):
 
 
 def _validation_script():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "validate_specificity.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "validate_specificity.py"
     spec = importlib.util.spec_from_file_location("validate_specificity", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("validate_specificity", module)

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
-from helpers import invoke, write_recipe
+from helpers import invoke, run_scores, write_recipe
 
 from curate.errors import CurateError
 from curate.export.shards import export
@@ -59,11 +59,6 @@ def write_shard(path: Path, df: pl.DataFrame, skip_txt=(), fmt=tarfile.USTAR_FOR
                 info = tarfile.TarInfo(f"{key}.{ext}")
                 info.size = len(data)
                 tf.addfile(info, io.BytesIO(data))
-
-
-def run_scores(inputs, out: Path, **opts) -> pl.DataFrame:
-    score([str(p) for p in inputs], out, load_chain(None), ScoreOptions(**opts))
-    return pl.read_parquet(out / "scores" / "*.parquet").sort("source", "row")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PAGES = ["inputs-and-outputs", "recipes", "dedup", "scaling", "architecture", "README"]
 #: words of a development log, not of a description
 HISTORY = re.compile(r"\bthis round\b|\bprevious round\b|\bissue \d+|\bstop \d+\b|\bround \d+\b", re.I)

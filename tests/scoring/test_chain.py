@@ -19,7 +19,7 @@ from curate.scoring.chain import (
 from curate.scoring.decision import decide, within
 from curate.scoring.filters import FILTERS
 
-FILTERS_DIR = Path(__file__).resolve().parent.parent / "filters"  # the chains a person edits
+FILTERS_DIR = Path(__file__).resolve().parents[2] / "filters"  # the chains a person edits
 SHIPPED = sorted(p.stem for p in FILTERS_DIR.glob("*.toml"))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "curate"
 MAX_LINES = 400
 #: the data flow: a stage may import from the stages before it and from the shared modules
@@ -200,3 +200,18 @@ def test_every_file_name_is_spelled_out_in_one_module():
             if isinstance(node, ast.Constant) and node.value in names and id(node) not in skip:
                 bad.append(f"{m}:{node.lineno}: {node.value!r}")
     assert sorted(set(bad)) == []
+
+
+def test_no_test_module_imports_another_and_each_lives_in_a_stage_folder():
+    """Shared test code lives in tests/helpers.py (and nearcopy.py), not in test modules;
+    test modules sit in one folder per stage (or project/), none at the top."""
+    tests = REPO / "tests"
+    assert not sorted(p.name for p in tests.glob("test_*.py"))
+    bad = []
+    for p in sorted(tests.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("test_"):
+                bad.append(f"{p.relative_to(tests)}: from {node.module}")
+            if isinstance(node, ast.Import) and any(a.name.startswith("test_") for a in node.names):
+                bad.append(f"{p.relative_to(tests)}: import")
+    assert bad == []

@@ -19,8 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_formats import run_scores
-from test_mix import invoke, write_recipe
+from helpers import invoke, run_scores, write_recipe
 
 from curate.errors import CurateError
 from curate.export.shards import export

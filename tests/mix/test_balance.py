@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from test_mix import make_runs, write_recipe
+from helpers import make_runs, write_recipe
 
 from curate.audit.explain import explain
 from curate.cli import cli

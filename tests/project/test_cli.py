@@ -16,7 +16,7 @@ from helpers import invoke
 
 from curate.cli import cli
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMMANDS = sorted(cli.commands)
 CURATE = Path(sys.executable).parent / "curate"
 

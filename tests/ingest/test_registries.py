@@ -21,7 +21,7 @@ from helpers import invoke, ok, write_recipe
 from curate.export.writers import SHARD_FORMATS, TRAINERS
 from curate.ingest.formats import FORMATS, SUFFIXES
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 ROWS = 30
 
 

@@ -22,7 +22,7 @@ from curate.scoring.filters import judgement as J
 from curate.scoring.filters.language import Language
 from curate.scoring.frame import score_frame
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _script(name: str):

@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_mix import invoke
+from helpers import invoke
 
 from curate.errors import CurateError
 from curate.export.trainers import export_for
