@@ -83,7 +83,7 @@ from curate.layout import (
 )
 from curate.version import __version__
 
-#: name -> (embedder, threshold, rule). Measured rates: see the README and tests/test_dedup.py.
+#: name -> (embedder, threshold, rule). Measured rates: see the README and tests/dedup/test_dedup.py.
 PRESETS: dict[str, dict] = {
     "copies": {"embedder": "static", "threshold": 0.75, "rule": "min(cosine, jaccard)",
                "about": "near-verbatim and templated copies: case, punctuation, white space, "

@@ -26,7 +26,7 @@ once (about 2.2 KB per distinct text). This path keeps only small per-text array
    while the table is written, or read back from it by a rerun (:func:`text_arrays`), then
    :func:`~curate.dedup.groups.groups_from_arrays`.
 
-Results equal the in-memory path's (``tests/test_dedup_stream.py`` compares them).
+Results equal the in-memory path's (``tests/dedup/test_dedup_stream.py`` compares them).
 """
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ json_serialize_sql json_deserialize_sql json_serialize_plan
 #: (or on a random sample): the catalogue calls them consistent, but over a partition
 #: without a total order they differ from run to run (floating-point sums of squares in
 #: another order differ in their last bits). Found by feeding every catalogue aggregate and
-#: window function the same rows in two orders (tests/test_recipe_limits.py re-checks
+#: window function the same rows in two orders (tests/mix/test_recipe_limits.py re-checks
 #: every one this list lets through).
 ORDER_SENSITIVE = frozenset("""
 any_value approx_quantile arbitrary arg_max arg_max_null arg_max_nulls_last arg_min arg_min_null
