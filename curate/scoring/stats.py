@@ -130,7 +130,8 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
                             for q, v in zip(QUANTILES, values or [None] * len(QUANTILES))}
     finally:
         con.close()
-    langs = lf.group_by("lang").agg(pl.len().alias("n")).sort("n", descending=True).head(20).collect()
+    langs = (lf.group_by("lang").agg(pl.len().alias("n"))  # ties by name: the same 20 on any engine
+             .sort(["n", "lang"], descending=[True, False], nulls_last=True).head(20).collect())
     return {
         "rows": rows,
         "kept": kept,
