@@ -10,15 +10,13 @@ changed since it was scored and the export stops (as the tar writer does).
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError
-from curate.export.tar import IMAGE_COLUMNS, check_copied_images
-from curate.ingest.tarscan import header_matches
+from curate.export.tar import IMAGE_COLUMNS, check_copied_images, open_source
 
 #: The image file name extension of a member name (``000042.jpg`` -> ``jpg``), as webdataset splits it.
 EXT = r"^(?:.*/)?[^./]+\.([^/]*)$"
@@ -68,7 +66,7 @@ def image_column(df: pl.DataFrame) -> pa.Array:
         s = size[sel][first]
         if (u[1:] < u[:-1] + s[:-1]).any():
             raise CurateError(f"{path}: two image members overlap; score it again")
-        mm = _source(path, u, s, members.filter(pl.Series(sel)).gather(first))
+        mm = open_source(path, u, s, members.filter(pl.Series(sel)).gather(first))
         if hashes is not None:
             check_copied_images(mm, u, s, hashes.filter(pl.Series(sel)).gather(first),
                                 ids.filter(pl.Series(sel)).gather(first), path)
@@ -85,20 +83,3 @@ def image_column(df: pl.DataFrame) -> pa.Array:
     where = np.full(df.height, len(rows), np.int64)
     where[rows] = at
     return pa.concat_arrays([got, pa.nulls(1, pa.large_binary())]).take(pa.array(where))
-
-
-def _source(path: str, o: np.ndarray, s: np.ndarray, members: pl.Series) -> np.ndarray:
-    """The source tar, memory-mapped, once its members are checked to be where they were."""
-    if not os.path.isfile(path):
-        raise CurateError(f"image source {path!r} is not there (export from the folder where "
-                          f"`curate score` ran, or keep the shards where they were)")
-    total = os.path.getsize(path)
-    if (o % 512).any() or (o < 512).any() or (o + s > total).any():
-        raise CurateError(f"{path}: the tar changed since it was scored (an image member lies "
-                          f"outside the file); score it again")
-    mm = np.memmap(path, np.uint8, "r")
-    if not header_matches(mm[: total // 512 * 512].reshape(-1, 512)[o // 512 - 1], members, s).all():
-        raise CurateError(f"{path}: the tar changed since it was scored (a member is not where it "
-                          f"was); score it again")
-    return mm
-

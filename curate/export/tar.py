@@ -128,20 +128,8 @@ def _copy_images(df: pl.DataFrame, img: pl.DataFrame, ok: np.ndarray, blocks: np
     for path in src.unique(maintain_order=True).to_list():
         sel = (src == path).to_numpy()
         o, s, d = off[sel], size[sel], dest_block[sel]
-        if not os.path.isfile(path):
-            raise CurateError(f"image source {path!r} is not there (export from the folder where "
-                              f"`curate score` ran, or keep the shards where they were)")
-        total = os.path.getsize(path)
-        if (o % 512).any() or (o < 512).any() or (o + s > total).any():
-            raise CurateError(f"{path}: the tar changed since it was scored (an image member lies "
-                              f"outside the file); score it again")
-        mm = np.memmap(path, np.uint8, "r")
-        src_blocks = mm[: total // 512 * 512].reshape(-1, 512)
-        # the member's header in the source must still name it
-        want = member.filter(pl.Series(sel))
-        if not header_matches(src_blocks[o // 512 - 1], want, s).all():
-            raise CurateError(f"{path}: the tar changed since it was scored (a member is not where it "
-                              f"was); score it again")
+        mm = open_source(path, o, s, member.filter(pl.Series(sel)))
+        src_blocks = mm[: os.path.getsize(path) // 512 * 512].reshape(-1, 512)
         full = s // 512
         if full.sum():
             blocks[_spread(d, full)] = src_blocks[_spread(o // 512, full)]
@@ -152,6 +140,23 @@ def _copy_images(df: pl.DataFrame, img: pl.DataFrame, ok: np.ndarray, blocks: np
         if "image_hash" in df.columns:
             rows = df.filter(pl.Series(ok)).filter(pl.Series(sel))
             check_copied_images(buf, d * 512, s, rows["image_hash"], rows["sample_id"], path)
+
+
+def open_source(path: str, o: np.ndarray, s: np.ndarray, members: pl.Series) -> np.ndarray:
+    """The source tar of image members (data at offsets ``o``, sizes ``s``), memory-mapped, once
+    each member's header is checked to still carry its name (:func:`header_matches`) and size."""
+    if not os.path.isfile(path):
+        raise CurateError(f"image source {path!r} is not there (export from the folder where "
+                          f"`curate score` ran, or keep the shards where they were)")
+    total = os.path.getsize(path)
+    if (o % 512).any() or (o < 512).any() or (o + s > total).any():
+        raise CurateError(f"{path}: the tar changed since it was scored (an image member lies "
+                          f"outside the file); score it again")
+    mm = np.memmap(path, np.uint8, "r")
+    if not header_matches(mm[: total // 512 * 512].reshape(-1, 512)[o // 512 - 1], members, s).all():
+        raise CurateError(f"{path}: the tar changed since it was scored (a member is not where it "
+                          f"was); score it again")
+    return mm
 
 
 def check_copied_images(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, want: pl.Series,
