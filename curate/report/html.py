@@ -54,6 +54,8 @@ def build_report(target: str | os.PathLike, out: str | os.PathLike) -> dict:
     except OSError as e:
         raise CurateError(f"cannot write to {out.parent}: {e.strerror or e}") from None
     with lock_output(out):
+        for path in (out, json_path):
+            _check_replaceable(path)
         doc, data, kind, n = _render(Path(target))
         snap = Snapshot(out.parent, (out.name, json_path.name), prefix=f".{out.name}")
         version = snap.stage()
@@ -65,6 +67,20 @@ def build_report(target: str | os.PathLike, out: str | os.PathLike) -> dict:
             raise
         snap.commit(version)
     return {"html": str(out), "json": str(json_path), "sections": n, "kind": kind}
+
+
+def _check_replaceable(path: Path) -> None:
+    """A file a report would replace must be a report: a link an earlier report switched, or
+    a plain file that names itself a curate report (never an input or another file)."""
+    if path.is_symlink() or not path.exists():
+        return
+    if path.is_dir():
+        raise CurateError(f"--out: {path} is a folder; choose another report file name")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if b"curate report" not in head and b'"curate_version"' not in head:
+        raise CurateError(f"--out: {path} exists and is not a curate report; it would be replaced: "
+                          "choose another file name")
 
 
 def _render(target: Path) -> tuple[str, dict, str, int]:

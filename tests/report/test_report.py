@@ -106,6 +106,19 @@ def test_the_mixture_page_shows_one_tab_at_a_time_in_chromium(demo_run, tmp_path
     assert result["visible"] == 2 and result["images"] > 20
 
 
+def test_report_never_replaces_a_file_that_is_not_a_report(demo_run, tmp_path):
+    run = demo_run / "runs" / "web"
+    data = tmp_path / "captions.parquet"
+    data.write_bytes(b"PAR1 not a report PAR1")
+    one_line_error(invoke("report", run, "--out", data), "not a curate report")
+    assert data.read_bytes() == b"PAR1 not a report PAR1" and not data.is_symlink()
+    (tmp_path / "notes.json").write_text('{"mine": 1}')  # beside notes.html: the report's numbers
+    one_line_error(invoke("report", run, "--out", tmp_path / "notes.html"), "notes.json exists and is not")
+    assert (tmp_path / "notes.json").read_text() == '{"mine": 1}' and not (tmp_path / "notes.html").exists()
+    ok("report", run, "--out", tmp_path / "r.html")
+    ok("report", run, "--out", tmp_path / "r.html")  # its own files are replaced
+
+
 def test_report_on_a_non_run_is_one_line_error(tmp_path):
     one_line_error(invoke("report", tmp_path, "--out", tmp_path / "r.html"), "not a run")
 
