@@ -81,9 +81,10 @@ def targets(df: pl.DataFrame) -> list[tuple[str, float, float]]:
     ]
 
 
-def evaluate(chain_spec: str | None = None, extra: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(held-out rows scored with the chain, with ``cleaned``; the per-file table)."""
-    lab = labelled(extra).filter(pl.col("half") == 1).rename({"reason": "label_reason"})
+def evaluate(chain_spec: str | None = None, extra: bool = False, half: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows of one half scored with the chain, with ``cleaned``; the per-file table). Half 1
+    is held out; half 0 is the one every constant was chosen on (reported for comparison)."""
+    lab = labelled(extra).filter(pl.col("half") == half).rename({"reason": "label_reason"})
     df = score_labelled(lab, chain_spec)
     df = df.with_columns(cleaned=(pl.col("caption_clean") != pl.col("caption")) & ~still_junk(df))
     return df, table(df)
@@ -127,9 +128,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chain", default=None, help="chain to judge (default: the packaged default)")
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--half", type=int, choices=(0, 1), default=1, help="1: held out (default); 0: the tune half")
     args = ap.parse_args()
-    df, per_file = evaluate(args.chain)
-    print(f"== held-out half ({HALVES[1]}): {df.height} labelled captions, chain {args.chain or 'default'}")
+    df, per_file = evaluate(args.chain, half=args.half)
+    print(f"== {'held-out' if args.half else 'tune'} half ({HALVES[args.half]}): {df.height} labelled captions, "
+          f"chain {args.chain or 'default'}")
     with pl.Config(tbl_rows=40, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_width_chars=170):
         print(per_file)
         print("\n== per label: kept share")
