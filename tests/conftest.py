@@ -95,3 +95,52 @@ def demo_run(tmp_path_factory) -> Path:
     res = CliRunner().invoke(cli, ["demo", "--out", str(out), "--rows", "600"])
     assert res.exit_code == 0, res.output
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API server (moto's server mode) on loopback for the whole session; its
+    URL. Nothing mocks the client: boto3, s3fs, DuckDB and polars talk HTTP to it."""
+    import logging
+
+    moto_server = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch, request):
+    """A fresh bucket on the session's S3 server, with the AWS environment pointing at it
+    (inherited by CLI subprocesses); ``s3.url("key")`` -> ``s3://bucket/key``."""
+    import re
+    import uuid
+
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"{name}-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket=bucket)
+
+    class Bucket:
+        def __init__(self):
+            self.name, self.endpoint, self.client = bucket, s3_endpoint, client
+
+        def url(self, key: str = "") -> str:
+            return f"s3://{bucket}/{key}".rstrip("/")
+
+    from curate.storage.fs import clear_clients
+
+    clear_clients()  # a new environment: a new client
+    yield Bucket()
+    clear_clients()
