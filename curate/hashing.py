@@ -1,6 +1,6 @@
 """Stable hashes: 64-bit keys for ids and texts, and fingerprints of files.
 
-Each is fixed by its standard (SplitMix64, blake2b, MD5, sha256), so a value never changes
+Each is fixed by its standard (SplitMix64, blake2b, MD5, sha256, XXH3), so a value never changes
 with a library version: sample ids, content hashes and model hashes stay valid across runs.
 """
 from __future__ import annotations
@@ -13,34 +13,65 @@ import polars as pl
 import pyarrow as pa
 
 
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """blake2b-128 of the file's bytes, read in 4 MiB blocks."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
+#: The fingerprint ``curate score`` records for each input file (``run.json``'s ``inputs``,
+#: under this key): XXH3-128, fixed by the xxHash specification (stable since xxHash 0.8).
+#: It detects a changed file (any accidental change alters it, but for a 2**-128 chance);
+#: it is not a defence against someone forging a collision. Runs recorded before it hold
+#: ``blake2b`` (blake2b-128) instead, which :func:`fingerprint_matches` still checks.
+FINGERPRINT = "xxh3_128"
+#: The fingerprints a run's input record may hold, newest first.
+FINGERPRINT_KINDS = (FINGERPRINT, "blake2b")
+
+
+def _hash_file(path: str | os.PathLike, h) -> str:
+    """``h`` updated with the file's bytes, read into one reused 4 MiB buffer."""
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """blake2b-128 of the file's bytes (cache files; the inputs of runs recorded before
+    :data:`FINGERPRINT`)."""
+    return _hash_file(path, hashlib.blake2b(digest_size=16))
 
-def file_fingerprints(paths: list[str]) -> list[str]:
-    """:func:`file_fingerprint` of each file, several at once (hashlib releases the GIL)."""
+
+def input_fingerprint(path: str | os.PathLike, kind: str = FINGERPRINT) -> str:
+    """The :data:`FINGERPRINT` (or ``kind``, one of :data:`FINGERPRINT_KINDS`) of an input."""
+    if kind == "blake2b":
+        return file_fingerprint(path)
+    import xxhash
+
+    return _hash_file(path, xxhash.xxh3_128())
+
+
+def input_fingerprints(paths: list[str]) -> list[str]:
+    """:func:`input_fingerprint` of each file, several at once (threads: the hash releases
+    the GIL on large blocks)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, min(len(paths), os.cpu_count() or 1))) as ex:
-        return list(ex.map(file_fingerprint, paths))
+        return list(ex.map(input_fingerprint, paths))
+
+
+def recorded_fingerprint(record: dict) -> tuple[str, str] | None:
+    """(kind, value) of the fingerprint an input record of ``run.json`` holds, or None."""
+    return next(((k, record[k]) for k in FINGERPRINT_KINDS if record.get(k)), None)
+
+
+def fingerprint_matches(path: str | os.PathLike, record: dict) -> bool:
+    """Whether the file still has the fingerprint ``record`` holds (computed the way it was
+    recorded: XXH3-128, or blake2b-128 for older runs); False where none is recorded."""
+    rec = recorded_fingerprint(record)
+    return rec is not None and input_fingerprint(path, rec[0]) == rec[1]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of the file's bytes (model files, export shards), read in 4 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-
+    return _hash_file(path, hashlib.sha256())
 
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
