@@ -106,13 +106,22 @@ def header_matches(h: np.ndarray, names: pl.Series, sizes: np.ndarray) -> np.nda
 
 
 def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Series:
-    """``names`` with each member that follows a pax ``path`` or a GNU long name renamed."""
-    ext = np.flatnonzero(np.isin(kind, (_PAX, _LONGNAME)))
-    if not len(ext):
+    """``names`` with each member that follows a pax ``path`` or a GNU long name renamed
+    (``data``: the data of each pax, global pax and GNU header, in order)."""
+    hdr = np.flatnonzero(np.isin(kind, _EXTENSIONS))
+    read = np.isin(kind[hdr], (_PAX, _LONGNAME))
+    if not read.any():
         return names
-    text = decode_binary_lossy(data.gather(ext))
-    if text.str.contains(_PAX_UNREAD).any():
+    # byte searches first: most pax headers hold an mtime only (webdataset.TarWriter's), and
+    # only the few that may hold a record read below are decoded and parsed
+    maybe = [data.bin.contains(r).to_numpy() for r in (b"size=", b"hdrcharset=", b"GNU.sparse.")]
+    unread = np.flatnonzero(read & np.logical_or.reduce(maybe))
+    if len(unread) and decode_binary_lossy(data.gather(unread)).str.contains(_PAX_UNREAD).any():
         raise Fallback
+    named = np.flatnonzero(read & ((kind[hdr] == _LONGNAME) | data.bin.contains(b" path=").to_numpy()))
+    if not len(named):
+        return names
+    ext, text = hdr[named], decode_binary_lossy(data.gather(named))
     pax = text.str.extract_groups(_PAX_PATH)
     path = pax.struct.field("2")
     record = 2 + 5 + path.str.len_bytes() + pax.struct.field("1").str.len_chars()
@@ -164,8 +173,11 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
         # pax and GNU headers name the member after them: read those names first
         gone = np.flatnonzero(extension & ~inside)
         upto = int(gone[0]) if len(gone) else len(cand)
-        ext_data = pl.Series("data", _gather(buf, (cand[:upto] + 1) * 512, np.where(extension[:upto], sizes[:upto], 0)))
-        names = _long_names(kind[:upto], ext_data, header_names(h[:upto]))
+        headers = np.flatnonzero(extension[:upto])
+        ext_data = pl.Series("data", _gather(buf, (cand[headers] + 1) * 512, sizes[headers]))
+        own = np.flatnonzero(~extension[:upto])  # the names of pax and GNU headers are not read
+        names = pl.repeat(None, upto, dtype=pl.String, eager=True).scatter(own, header_names(h[own]))
+        names = _long_names(kind[:upto], ext_data, names.alias("name"))
         ext = names.str.extract(KEY, 2).str.to_lowercase()
         regular = np.isin(kind[:upto], _FILE)
         text = ext.is_in(TEXT_EXTS).fill_null(False).to_numpy() & regular

@@ -103,7 +103,13 @@ def _json_fields(path: str, js: pl.DataFrame) -> pl.DataFrame:
     space, become spaces, so each document is one line)."""
     text = to_text(js["data"]).str.replace_all(r"[\r\n]", " ")
     text = pl.select(pl.when(text.str.strip_chars() == "").then(pl.lit("{}")).otherwise(text)).to_series()
-    blob = lone_surrogates_replaced(text.str.join("\n").item() + "\n")
+    # lone surrogate escapes are looked for (one regex pass) only in documents with a
+    # surrogate escape at all (emoji, as json.dumps writes them)
+    odd = text.str.contains(r"\\u[dD][89a-fA-F]").arg_true()
+    if len(odd):
+        fixed = lone_surrogates_replaced(text.gather(odd).str.join("\n").item()).split("\n")
+        text = text.scatter(odd, pl.Series(fixed, dtype=pl.String))
+    blob = text.str.join("\n").item() + "\n"
     try:
         parsed = pl.read_ndjson(blob.encode(), infer_schema_length=None)
     except Exception as e:
