@@ -16,7 +16,8 @@ So a member's name is the one Python's :mod:`tarfile` gives it. A tar with anyth
 (links, sparse files, base-256 sizes, a pax ``size`` record, pre-POSIX headers) is read with
 :mod:`tarfile` instead, one member at a time (slower: about 10 microseconds a member).
 
-Each frame holds a member's ``name``, the ``offset`` of its data and its ``size``; ``data``
+Each frame holds a member's ``name`` (split into sample ``key`` and lower-case ``ext``), the
+``offset`` of its data and its ``size``; ``data``
 for text members (:data:`TEXT_EXTS`); ``hash`` (:func:`curate.hashing.member_hashes`, the
 content hash of the bytes) for image members (:data:`IMAGE_EXTS`), computed from the same
 window, so an image is read once.
@@ -69,10 +70,21 @@ def _binary(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
 
 
 def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> pa.Array:
-    """The byte ranges ``buf[start:start+len]`` as one binary array (one numpy gather)."""
+    """The byte ranges ``buf[start:start+len]`` as one binary array. Member data starts at a
+    512-byte block: the blocks are copied whole (at most the longest range's bytes of each)
+    and their used bytes kept, with no per-byte index."""
+    lens = np.asarray(lens, np.int64)
     offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    idx = np.repeat(starts - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
-    return _binary(buf[idx], offs)
+    if len(buf) % 512 or (np.asarray(starts) % 512).any():
+        idx = np.repeat(starts - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
+        return _binary(buf[idx], offs)
+    width = int(min(512, lens.max(initial=0)))
+    nblk = (lens + 511) // 512
+    before = np.concatenate([[0], np.cumsum(nblk)])
+    k = np.arange(before[-1], dtype=np.int64) - np.repeat(before[:-1], nblk)  # block within member
+    rows = np.asarray(buf).reshape(-1, 512)[np.repeat(starts // 512, nblk) + k, :width]
+    used = np.repeat(lens, nblk) - 512 * k
+    return _binary(rows[np.arange(width) < used[:, None]], offs)
 
 
 def fixed_text(a: np.ndarray) -> pl.Series:
@@ -103,6 +115,14 @@ def header_matches(h: np.ndarray, names: pl.Series, sizes: np.ndarray) -> np.nda
     same = (header_names(h) == names) | (
         (names.str.len_bytes() > 100) & (field.str.len_bytes() > 0) & names.str.starts_with(field))
     return ok & same.fill_null(False).to_numpy()
+
+
+def key_ext(names: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Each member name's sample ``key`` and its extension ``ext`` (lower case), as
+    ``webdataset`` splits them (:data:`KEY`, one regex pass); null where the base name has no
+    dot."""
+    parts = names.str.extract_groups(KEY)
+    return parts.struct.field("1").alias("key"), parts.struct.field("2").str.to_lowercase().alias("ext")
 
 
 def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Series:
@@ -141,7 +161,7 @@ def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Serie
 
 
 def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
-    """Member frames (name, offset, size, data, hash), ``window`` bytes at a time."""
+    """Member frames (name, offset, size, data, hash, key, ext), ``window`` bytes at a time."""
     pos = 0
     while pos < size:
         raw = _mapped(f, pos, min(window, size - pos))
@@ -178,7 +198,7 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
         own = np.flatnonzero(~extension[:upto])  # the names of pax and GNU headers are not read
         names = pl.repeat(None, upto, dtype=pl.String, eager=True).scatter(own, header_names(h[own]))
         names = _long_names(kind[:upto], ext_data, names.alias("name"))
-        ext = names.str.extract(KEY, 2).str.to_lowercase()
+        key, ext = key_ext(names)
         regular = np.isin(kind[:upto], _FILE)
         text = ext.is_in(TEXT_EXTS).fill_null(False).to_numpy() & regular
         image = ext.is_in(IMAGE_EXTS).fill_null(False).to_numpy() & regular
@@ -203,13 +223,14 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
             starts, cut, base = np.zeros(1, np.int64), 1, pos + 512
         else:
             starts, base = (cand[:cut] + 1) * 512, pos
-        n, text, image, names = sizes[:cut], text[:cut], image[:cut], names[:cut]
+        n, text, image, names, key, ext = sizes[:cut], text[:cut], image[:cut], names[:cut], key[:cut], ext[:cut]
         data = _gather(buf, starts, np.where(text, n, 0))
         digest = np.zeros(cut, np.uint64)
         digest[image] = member_hashes(buf, starts[image], n[image])
         frame = pl.DataFrame({
             "name": names, "offset": starts + base, "size": n,
-            "data": pl.Series("data", data), "hash": digest, "image": image, "file": np.isin(kind[:cut], _FILE),
+            "data": pl.Series("data", data), "hash": digest, "key": key, "ext": ext,
+            "image": image, "file": np.isin(kind[:cut], _FILE),
         }, schema_overrides={"offset": pl.Int64, "size": pl.Int64})
         frame = frame.filter("file").with_columns(pl.when("image").then("hash").alias("hash"))
         yield frame.drop("file", "image")
@@ -266,15 +287,16 @@ def _members_tarfile(path: str, size: int, every: int = 10_000) -> Iterator[pl.D
 
 def _frame(cols: dict[str, list], mm: np.ndarray) -> pl.DataFrame:
     df = pl.DataFrame(cols, schema={"name": pl.String, "offset": pl.Int64, "size": pl.Int64, "data": pl.Binary})
-    image = df["name"].str.extract(KEY, 2).str.to_lowercase().is_in(IMAGE_EXTS).fill_null(False).to_numpy()
+    key, ext = key_ext(df["name"])
+    image = ext.is_in(IMAGE_EXTS).fill_null(False).to_numpy()
     digest = np.zeros(df.height, np.uint64)
     digest[image] = member_hashes(mm, df["offset"].to_numpy()[image], df["size"].to_numpy()[image])
-    return df.with_columns(pl.Series("hash", digest)).with_columns(
+    return df.with_columns(pl.Series("hash", digest), key, ext).with_columns(
         pl.when(pl.Series(image)).then("hash").alias("hash"))
 
 
 def members(path: str, window: int | None = None) -> Iterator[pl.DataFrame]:
-    """Every regular member of the tar as frames of (name, offset, size, data, hash), read
+    """Every regular member of the tar as frames of (name, offset, size, data, hash, key, ext), read
     ``window`` bytes (default :data:`WINDOW`) at a time."""
     import os
 
