@@ -233,7 +233,9 @@ def test_fast_scan_gives_what_tarfile_gives(fmt, window, caps, tmp_path):
         with open(path, "wb") as f:
             tw = wds.TarWriter(f)
             for i, c in enumerate(caps[:120]):
-                tw.write({"__key__": f"{'x' * 110}/{i:05d}", "jpg": image(i), "txt": c, "json": "{}"})
+                # .json members of 0 to 3 blocks: data gathered across block boundaries
+                tw.write({"__key__": f"{'x' * 110}/{i:05d}", "jpg": image(i), "txt": c,
+                          "json": json.dumps({"pad": "x" * (i * 13 % 1500)})})
             tw.close()
     else:
         long_name_tar(path, caps[:120], fmt)
