@@ -176,15 +176,15 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
         h = blocks[cand]
         chk = h.sum(axis=1, dtype=np.int64) - h[:, 148:156].sum(axis=1, dtype=np.int64) + 256
         ok = chk == _octal(h, 148, 8)
-        cand, h = cand[ok], h[ok]
+        if not ok.all():  # copies of the headers only where a candidate is not one
+            cand, h = cand[ok], h[ok]
         if not len(cand) or cand[0] != 0 or (h[:, 124] & 0x80).any():
             raise Fallback
         sizes = _octal(h, 124, 12)
         nxt = cand + 1 + (sizes + 511) // 512
-        path = np.arange(len(cand))
         if len(cand) > 1 and not np.array_equal(nxt[:-1], cand[1:]):
             path = _chain(cand, nxt, nb)  # rare: blocks inside a member that look like headers
-        cand, h, sizes, nxt = cand[path], h[path], sizes[path], nxt[path]
+            cand, h, sizes, nxt = cand[path], h[path], sizes[path], nxt[path]
         kind = h[:, 156]
         if not np.isin(kind, (*_FILE, _DIR, *_EXTENSIONS)).all():
             raise Fallback  # links, devices, sparse files
