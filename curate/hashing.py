@@ -1,6 +1,6 @@
 """Stable hashes: 64-bit keys for ids and texts, and fingerprints of files.
 
-Each is fixed by its standard (SplitMix64, blake2b, MD5, sha256), so a value never changes
+Each is fixed by its standard (SplitMix64, blake2b, MD5, sha256, XXH3), so a value never changes
 with a library version: sample ids, content hashes and model hashes stay valid across runs.
 """
 from __future__ import annotations
@@ -13,34 +13,65 @@ import polars as pl
 import pyarrow as pa
 
 
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """blake2b-128 of the file's bytes, read in 4 MiB blocks."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
+#: The fingerprint ``curate score`` records for each input file (``run.json``'s ``inputs``,
+#: under this key): XXH3-128, fixed by the xxHash specification (stable since xxHash 0.8).
+#: It detects a changed file (any accidental change alters it, but for a 2**-128 chance);
+#: it is not a defence against someone forging a collision. Runs recorded before it hold
+#: ``blake2b`` (blake2b-128) instead, which :func:`fingerprint_matches` still checks.
+FINGERPRINT = "xxh3_128"
+#: The fingerprints a run's input record may hold, newest first.
+FINGERPRINT_KINDS = (FINGERPRINT, "blake2b")
+
+
+def _hash_file(path: str | os.PathLike, h) -> str:
+    """``h`` updated with the file's bytes, read into one reused 4 MiB buffer."""
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """blake2b-128 of the file's bytes (cache files; the inputs of runs recorded before
+    :data:`FINGERPRINT`)."""
+    return _hash_file(path, hashlib.blake2b(digest_size=16))
 
-def file_fingerprints(paths: list[str]) -> list[str]:
-    """:func:`file_fingerprint` of each file, several at once (hashlib releases the GIL)."""
+
+def input_fingerprint(path: str | os.PathLike, kind: str = FINGERPRINT) -> str:
+    """The :data:`FINGERPRINT` (or ``kind``, one of :data:`FINGERPRINT_KINDS`) of an input."""
+    if kind == "blake2b":
+        return file_fingerprint(path)
+    import xxhash
+
+    return _hash_file(path, xxhash.xxh3_128())
+
+
+def input_fingerprints(paths: list[str]) -> list[str]:
+    """:func:`input_fingerprint` of each file, several at once (threads: the hash releases
+    the GIL on large blocks)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, min(len(paths), os.cpu_count() or 1))) as ex:
-        return list(ex.map(file_fingerprint, paths))
+        return list(ex.map(input_fingerprint, paths))
+
+
+def recorded_fingerprint(record: dict) -> tuple[str, str] | None:
+    """(kind, value) of the fingerprint an input record of ``run.json`` holds, or None."""
+    return next(((k, record[k]) for k in FINGERPRINT_KINDS if record.get(k)), None)
+
+
+def fingerprint_matches(path: str | os.PathLike, record: dict) -> bool:
+    """Whether the file still has the fingerprint ``record`` holds (computed the way it was
+    recorded: XXH3-128, or blake2b-128 for older runs); False where none is recorded."""
+    rec = recorded_fingerprint(record)
+    return rec is not None and input_fingerprint(path, rec[0]) == rec[1]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of the file's bytes (model files, export shards), read in 4 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-
+    return _hash_file(path, hashlib.sha256())
 
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -57,8 +88,9 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-#: Bytes of members hashed at a time by :func:`member_hashes` (bounds its temporary arrays).
-HASH_CHUNK = 8 << 20
+#: Bytes of members hashed at a time by :func:`member_hashes` (its temporary arrays stay in
+#: the CPU's cache).
+HASH_CHUNK = 2 << 20
 
 
 _K1, _K2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
@@ -85,33 +117,44 @@ def member_hashes(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.n
     if int((ws + nw).max()) * 8 > len(buf):  # the last word runs past the buffer: pad it
         buf = np.concatenate([np.asarray(buf[: int((starts + lens).max())]), np.zeros(8, np.uint8)])
     words = np.asarray(buf[: len(buf) // 8 * 8]).view("<u8")
+    # the last word of a member whose length is not a multiple of 8, masked, mixed up front
+    cut = np.flatnonzero(tail)
+    last = ws[cut] + nw[cut] - 1
+    mask = (np.uint64(1) << (np.uint64(8) * tail[cut].astype(np.uint64))) - np.uint64(1)
+    masked = words[last] & mask
+    _mix(masked, masked.copy(), masked)
     group = (ws - ws[0]) // (HASH_CHUNK // 8)
-    bounds = [0, *(np.flatnonzero(np.diff(group)) + 1).tolist(), len(ws)]
+    first = np.flatnonzero(np.r_[True, np.diff(group) > 0])
+    bounds = [*first.tolist(), len(ws)]
+    lo_of, hi_of = ws[first], np.maximum.reduceat(ws + nw, first)
+    span = int((hi_of - lo_of).max()) + 1
+    m_all, tmp_all = np.empty(span, np.uint64), np.empty(span, np.uint64)
+    index = np.arange(span, dtype=np.uint64)
+    at_cut = np.searchsorted(cut, bounds)
     with np.errstate(over="ignore"):
-        for a, b in zip(bounds[:-1], bounds[1:]):  # a loop over chunks of members
-            w, n, t = ws[a:b], nw[a:b], tail[a:b]
-            lo = int(w[0])
-            m = np.empty(int((w + n).max()) - lo + 1, np.uint64)
-            m[-1] = 0
-            _mix(words[lo:lo + len(m) - 1], m[:-1])
-            cut = np.flatnonzero(t)
-            last = w[cut] + n[cut] - 1
-            mask = (np.uint64(1) << (np.uint64(8) * t[cut].astype(np.uint64))) - np.uint64(1)
-            m[last - lo] = _mix(words[last] & mask, np.empty(len(cut), np.uint64))
+        for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):  # a loop over chunks of members
+            w, n = ws[a:b], nw[a:b]
+            lo, hi = int(lo_of[g]), int(hi_of[g])
+            m = m_all[:hi - lo + 1]
+            m[-1] = 0  # reduceat's end index of the last member
+            _mix(words[lo:hi], tmp_all[:hi - lo], m[:-1])
+            c0, c1 = at_cut[g], at_cut[g + 1]
+            m[last[c0:c1] - lo] = masked[c0:c1]
             at = np.empty(2 * len(w), np.int64)
             at[0::2], at[1::2] = w - lo, w - lo + n
             s = np.add.reduceat(m, at)[0::2]
-            np.multiply(m, np.arange(len(m), dtype=np.uint64), out=m)
+            np.multiply(m, index[:len(m)], out=m)
             j = np.add.reduceat(m, at)[0::2] - (w - lo).astype(np.uint64) * s
             s[n == 0], j[n == 0] = 0, 0
             out[a:b] = splitmix64(s ^ splitmix64(j ^ lens[a:b].astype(np.uint64)))
     return out
 
 
-def _mix(w: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``f(w)`` of :func:`member_hashes` into ``out`` (in place: three passes and a shift)."""
+def _mix(w: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``f(w)`` of :func:`member_hashes` into ``out`` (``tmp``: scratch of the same length)."""
     np.multiply(w, _K1, out=out)
-    np.bitwise_xor(out, out >> np.uint64(29), out=out)
+    np.right_shift(out, np.uint64(29), out=tmp)
+    np.bitwise_xor(out, tmp, out=out)
     np.multiply(out, _K2, out=out)
     return out
 

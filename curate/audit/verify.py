@@ -25,11 +25,11 @@ IMAGE_CHECKED = ("image_member", "image_offset", "image_size", "image_hash")
 def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
     """Re-read the sources of a mixture and compare every selected caption's content hash.
 
-    A file whose blake2b fingerprint still equals the one recorded when it was scored is
+    A file whose fingerprint still equals the one recorded when it was scored is
     intact as a whole; ``full`` re-reads and compares its rows anyway. At most LIST_LIMIT
     changes are listed; ``changed`` counts them all.
     """
-    from curate.hashing import file_fingerprint
+    from curate.hashing import fingerprint_matches
 
     mix = Path(mix)
     m = load_mixture(mix)
@@ -57,7 +57,7 @@ def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
                 changed += 1
                 changes.append({"run": run_name, "source": source, "problem": f"file not found ({n:,} selected rows)"})
                 continue
-            same = rec.get("blake2b") and file_fingerprint(path) == rec["blake2b"]
+            same = fingerprint_matches(path, rec)
             entry["fingerprint_matches"] = bool(same)
             checked += n
             if same and not full:

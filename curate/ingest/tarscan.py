@@ -16,7 +16,8 @@ So a member's name is the one Python's :mod:`tarfile` gives it. A tar with anyth
 (links, sparse files, base-256 sizes, a pax ``size`` record, pre-POSIX headers) is read with
 :mod:`tarfile` instead, one member at a time (slower: about 10 microseconds a member).
 
-Each frame holds a member's ``name``, the ``offset`` of its data and its ``size``; ``data``
+Each frame holds a member's ``name`` (split into sample ``key`` and lower-case ``ext``), the
+``offset`` of its data and its ``size``; ``data``
 for text members (:data:`TEXT_EXTS`); ``hash`` (:func:`curate.hashing.member_hashes`, the
 content hash of the bytes) for image members (:data:`IMAGE_EXTS`), computed from the same
 window, so an image is read once.
@@ -69,10 +70,21 @@ def _binary(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
 
 
 def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> pa.Array:
-    """The byte ranges ``buf[start:start+len]`` as one binary array (one numpy gather)."""
+    """The byte ranges ``buf[start:start+len]`` as one binary array. Member data starts at a
+    512-byte block: the blocks are copied whole (at most the longest range's bytes of each)
+    and their used bytes kept, with no per-byte index."""
+    lens = np.asarray(lens, np.int64)
     offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    idx = np.repeat(starts - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
-    return _binary(buf[idx], offs)
+    if len(buf) % 512 or (np.asarray(starts) % 512).any():
+        idx = np.repeat(starts - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
+        return _binary(buf[idx], offs)
+    width = int(min(512, lens.max(initial=0)))
+    nblk = (lens + 511) // 512
+    before = np.concatenate([[0], np.cumsum(nblk)])
+    k = np.arange(before[-1], dtype=np.int64) - np.repeat(before[:-1], nblk)  # block within member
+    rows = np.asarray(buf).reshape(-1, 512)[np.repeat(starts // 512, nblk) + k, :width]
+    used = np.repeat(lens, nblk) - 512 * k
+    return _binary(rows[np.arange(width) < used[:, None]], offs)
 
 
 def fixed_text(a: np.ndarray) -> pl.Series:
@@ -105,14 +117,31 @@ def header_matches(h: np.ndarray, names: pl.Series, sizes: np.ndarray) -> np.nda
     return ok & same.fill_null(False).to_numpy()
 
 
+def key_ext(names: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Each member name's sample ``key`` and its extension ``ext`` (lower case), as
+    ``webdataset`` splits them (:data:`KEY`, one regex pass); null where the base name has no
+    dot."""
+    parts = names.str.extract_groups(KEY)
+    return parts.struct.field("1").alias("key"), parts.struct.field("2").str.to_lowercase().alias("ext")
+
+
 def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Series:
-    """``names`` with each member that follows a pax ``path`` or a GNU long name renamed."""
-    ext = np.flatnonzero(np.isin(kind, (_PAX, _LONGNAME)))
-    if not len(ext):
+    """``names`` with each member that follows a pax ``path`` or a GNU long name renamed
+    (``data``: the data of each pax, global pax and GNU header, in order)."""
+    hdr = np.flatnonzero(np.isin(kind, _EXTENSIONS))
+    read = np.isin(kind[hdr], (_PAX, _LONGNAME))
+    if not read.any():
         return names
-    text = decode_binary_lossy(data.gather(ext))
-    if text.str.contains(_PAX_UNREAD).any():
+    # byte searches first: most pax headers hold an mtime only (webdataset.TarWriter's), and
+    # only the few that may hold a record read below are decoded and parsed
+    maybe = [data.bin.contains(r).to_numpy() for r in (b"size=", b"hdrcharset=", b"GNU.sparse.")]
+    unread = np.flatnonzero(read & np.logical_or.reduce(maybe))
+    if len(unread) and decode_binary_lossy(data.gather(unread)).str.contains(_PAX_UNREAD).any():
         raise Fallback
+    named = np.flatnonzero(read & ((kind[hdr] == _LONGNAME) | data.bin.contains(b" path=").to_numpy()))
+    if not len(named):
+        return names
+    ext, text = hdr[named], decode_binary_lossy(data.gather(named))
     pax = text.str.extract_groups(_PAX_PATH)
     path = pax.struct.field("2")
     record = 2 + 5 + path.str.len_bytes() + pax.struct.field("1").str.len_chars()
@@ -132,7 +161,7 @@ def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Serie
 
 
 def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
-    """Member frames (name, offset, size, data, hash), ``window`` bytes at a time."""
+    """Member frames (name, offset, size, data, hash, key, ext), ``window`` bytes at a time."""
     pos = 0
     while pos < size:
         raw = _mapped(f, pos, min(window, size - pos))
@@ -147,15 +176,15 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
         h = blocks[cand]
         chk = h.sum(axis=1, dtype=np.int64) - h[:, 148:156].sum(axis=1, dtype=np.int64) + 256
         ok = chk == _octal(h, 148, 8)
-        cand, h = cand[ok], h[ok]
+        if not ok.all():  # copies of the headers only where a candidate is not one
+            cand, h = cand[ok], h[ok]
         if not len(cand) or cand[0] != 0 or (h[:, 124] & 0x80).any():
             raise Fallback
         sizes = _octal(h, 124, 12)
         nxt = cand + 1 + (sizes + 511) // 512
-        path = np.arange(len(cand))
         if len(cand) > 1 and not np.array_equal(nxt[:-1], cand[1:]):
             path = _chain(cand, nxt, nb)  # rare: blocks inside a member that look like headers
-        cand, h, sizes, nxt = cand[path], h[path], sizes[path], nxt[path]
+            cand, h, sizes, nxt = cand[path], h[path], sizes[path], nxt[path]
         kind = h[:, 156]
         if not np.isin(kind, (*_FILE, _DIR, *_EXTENSIONS)).all():
             raise Fallback  # links, devices, sparse files
@@ -164,9 +193,12 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
         # pax and GNU headers name the member after them: read those names first
         gone = np.flatnonzero(extension & ~inside)
         upto = int(gone[0]) if len(gone) else len(cand)
-        ext_data = pl.Series("data", _gather(buf, (cand[:upto] + 1) * 512, np.where(extension[:upto], sizes[:upto], 0)))
-        names = _long_names(kind[:upto], ext_data, header_names(h[:upto]))
-        ext = names.str.extract(KEY, 2).str.to_lowercase()
+        headers = np.flatnonzero(extension[:upto])
+        ext_data = pl.Series("data", _gather(buf, (cand[headers] + 1) * 512, sizes[headers]))
+        own = np.flatnonzero(~extension[:upto])  # the names of pax and GNU headers are not read
+        names = pl.repeat(None, upto, dtype=pl.String, eager=True).scatter(own, header_names(h[own]))
+        names = _long_names(kind[:upto], ext_data, names.alias("name"))
+        key, ext = key_ext(names)
         regular = np.isin(kind[:upto], _FILE)
         text = ext.is_in(TEXT_EXTS).fill_null(False).to_numpy() & regular
         image = ext.is_in(IMAGE_EXTS).fill_null(False).to_numpy() & regular
@@ -191,13 +223,14 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
             starts, cut, base = np.zeros(1, np.int64), 1, pos + 512
         else:
             starts, base = (cand[:cut] + 1) * 512, pos
-        n, text, image, names = sizes[:cut], text[:cut], image[:cut], names[:cut]
+        n, text, image, names, key, ext = sizes[:cut], text[:cut], image[:cut], names[:cut], key[:cut], ext[:cut]
         data = _gather(buf, starts, np.where(text, n, 0))
         digest = np.zeros(cut, np.uint64)
         digest[image] = member_hashes(buf, starts[image], n[image])
         frame = pl.DataFrame({
             "name": names, "offset": starts + base, "size": n,
-            "data": pl.Series("data", data), "hash": digest, "image": image, "file": np.isin(kind[:cut], _FILE),
+            "data": pl.Series("data", data), "hash": digest, "key": key, "ext": ext,
+            "image": image, "file": np.isin(kind[:cut], _FILE),
         }, schema_overrides={"offset": pl.Int64, "size": pl.Int64})
         frame = frame.filter("file").with_columns(pl.when("image").then("hash").alias("hash"))
         yield frame.drop("file", "image")
@@ -254,15 +287,16 @@ def _members_tarfile(path: str, size: int, every: int = 10_000) -> Iterator[pl.D
 
 def _frame(cols: dict[str, list], mm: np.ndarray) -> pl.DataFrame:
     df = pl.DataFrame(cols, schema={"name": pl.String, "offset": pl.Int64, "size": pl.Int64, "data": pl.Binary})
-    image = df["name"].str.extract(KEY, 2).str.to_lowercase().is_in(IMAGE_EXTS).fill_null(False).to_numpy()
+    key, ext = key_ext(df["name"])
+    image = ext.is_in(IMAGE_EXTS).fill_null(False).to_numpy()
     digest = np.zeros(df.height, np.uint64)
     digest[image] = member_hashes(mm, df["offset"].to_numpy()[image], df["size"].to_numpy()[image])
-    return df.with_columns(pl.Series("hash", digest)).with_columns(
+    return df.with_columns(pl.Series("hash", digest), key, ext).with_columns(
         pl.when(pl.Series(image)).then("hash").alias("hash"))
 
 
 def members(path: str, window: int | None = None) -> Iterator[pl.DataFrame]:
-    """Every regular member of the tar as frames of (name, offset, size, data, hash), read
+    """Every regular member of the tar as frames of (name, offset, size, data, hash, key, ext), read
     ``window`` bytes (default :data:`WINDOW`) at a time."""
     import os
 

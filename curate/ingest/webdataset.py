@@ -29,7 +29,7 @@ import polars as pl
 
 from curate.errors import CurateError, first_line
 from curate.ingest.formats.base import select_columns
-from curate.ingest.tarscan import IMAGE_EXTS, KEY, members
+from curate.ingest.tarscan import IMAGE_EXTS, members
 from curate.ingest.text import lone_surrogates_replaced, to_text
 
 #: Columns every WebDataset input has (besides the ``.json`` fields).
@@ -47,14 +47,12 @@ def samples(path: str, batch_rows: int = 100_000, max_rows: int | None = None,
     for frame in members(path, window):
         if held is not None:
             frame = pl.concat([held, frame])
-        keys = frame["name"].str.extract(KEY, 1)
-        new = (keys != keys.shift(1)).fill_null(True)
-        last = int(new.cast(pl.Int64).cum_sum().max() or 0)
-        sample = new.cast(pl.Int64).cum_sum() - 1
-        frame = frame.with_columns(sample=sample, key=keys)
+        sample = _sample_index(frame["key"])
+        last = int(sample.max() if frame.height else -1)
+        frame = frame.with_columns(sample=sample)
         # the last sample may go on in the next window
-        held = frame.filter(pl.col("sample") == last - 1).drop("sample", "key")
-        done = frame.filter(pl.col("sample") < last - 1)
+        held = frame.filter(pl.col("sample") == last).drop("sample")
+        done = frame.filter(pl.col("sample") < last)
         if done.height:
             out = _sample_rows(path, done)
             rows += out.height
@@ -62,23 +60,27 @@ def samples(path: str, batch_rows: int = 100_000, max_rows: int | None = None,
         if max_rows is not None and rows >= max_rows:
             return
     if held is not None and held.height:
-        keys = held["name"].str.extract(KEY, 1)
-        sample = (keys != keys.shift(1)).fill_null(True).cast(pl.Int64).cum_sum() - 1
-        yield _sample_rows(path, held.with_columns(sample=sample, key=keys))
+        yield _sample_rows(path, held.with_columns(sample=_sample_index(held["key"])))
+
+
+def _sample_index(keys: pl.Series) -> pl.Series:
+    """0, 1, ... for the runs of equal keys (a sample is consecutive members of one key)."""
+    return (keys != keys.shift(1)).fill_null(True).cast(pl.Int64).cum_sum() - 1
 
 
 def _sample_rows(path: str, m: pl.DataFrame) -> pl.DataFrame:
-    """One row per sample from its members (vectorised: filters, group-bys and joins)."""
-    m = m.with_columns(ext=pl.col("name").str.extract(KEY, 2).str.to_lowercase())
-    rows = m.group_by("sample", maintain_order=True).agg(pl.col("key").first())
-    one = lambda e: m.filter(pl.col("ext") == e).group_by("sample", maintain_order=True).first()  # noqa: E731
-    txt = one("txt")
+    """One row per sample from its members (vectorised: filters and joins on the sample
+    index, which ascends)."""
+    first = pl.col("sample").is_first_distinct()
+    rows = m.filter(first).select("sample", "key")
+    one = lambda which: m.filter(which).filter(first)  # noqa: E731
+    txt = one(pl.col("ext") == "txt")
     txt = txt.select("sample", to_text(txt["data"]).alias("caption"))
-    img = (m.filter(pl.col("ext").is_in(IMAGE_EXTS)).group_by("sample", maintain_order=True).first()
-           .select("sample", pl.col("name").alias("image_member"), pl.col("offset").alias("image_offset"),
-                   pl.col("size").alias("image_size"), pl.col("hash").alias("image_hash")))
+    img = one(pl.col("ext").is_in(IMAGE_EXTS)).select(
+        "sample", pl.col("name").alias("image_member"), pl.col("offset").alias("image_offset"),
+        pl.col("size").alias("image_size"), pl.col("hash").alias("image_hash"))
     out = rows.join(txt, on="sample", how="left").join(img, on="sample", how="left")
-    js = one("json")
+    js = one(pl.col("ext") == "json")
     if js.height:
         fields = _json_fields(path, js)
         if "caption" in fields.columns:
@@ -103,7 +105,13 @@ def _json_fields(path: str, js: pl.DataFrame) -> pl.DataFrame:
     space, become spaces, so each document is one line)."""
     text = to_text(js["data"]).str.replace_all(r"[\r\n]", " ")
     text = pl.select(pl.when(text.str.strip_chars() == "").then(pl.lit("{}")).otherwise(text)).to_series()
-    blob = lone_surrogates_replaced(text.str.join("\n").item() + "\n")
+    # lone surrogate escapes are looked for (one regex pass) only in documents with a
+    # surrogate escape at all (emoji, as json.dumps writes them)
+    odd = text.str.contains(r"\\u[dD][89a-fA-F]").arg_true()
+    if len(odd):
+        fixed = lone_surrogates_replaced(text.gather(odd).str.join("\n").item()).split("\n")
+        text = text.scatter(odd, pl.Series(fixed, dtype=pl.String))
+    blob = text.str.join("\n").item() + "\n"
     try:
         parsed = pl.read_ndjson(blob.encode(), infer_schema_length=None)
     except Exception as e:

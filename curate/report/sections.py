@@ -7,6 +7,7 @@ import json
 
 import polars as pl
 
+from curate.hashing import recorded_fingerprint
 from curate.report import explore as ex
 from curate.report import plots
 from curate.report.page import diff_cells, img, table
@@ -39,7 +40,8 @@ def run_sections(run: ex.Run, data: dict) -> list[Section]:
 
 def _facts(run: ex.Run, data: dict) -> Section:
     info = run.info
-    inputs = pl.DataFrame([{k: f.get(k) for k in ("source", "format", "rows", "bytes", "blake2b")} for f in info["inputs"]])
+    inputs = pl.DataFrame([{**{k: f.get(k) for k in ("source", "format", "rows", "bytes")},
+                            "fingerprint": ":".join(recorded_fingerprint(f) or ())} for f in info["inputs"]])
     chain = run.chain
     chain_df = pl.DataFrame([
         {"id": s.id, "filter": s.filter.ident, "min": s.min, "max": s.max,

@@ -17,6 +17,8 @@ from curate.audit.diff import diff
 from curate.audit.explain import explain
 from curate.audit.verify import verify
 from curate.errors import CurateError
+from curate.hashing import FINGERPRINT, file_fingerprint, input_fingerprint
+from curate.layout import MANIFEST_JSON
 from curate.mix.build import build_mixture
 from curate.scoring.chain import load_chain
 from curate.scoring.runner import ScoreOptions, score
@@ -188,6 +190,22 @@ def test_an_edit_to_an_unselected_row_keeps_the_mixture_intact(private_copy):
     v = verify(mix)
     assert v["ok"] and v["files"][0]["fingerprint_matches"] is False
     assert v["files"][0]["status"] == "intact (rows)"
+
+
+def test_a_mixture_of_runs_fingerprinted_with_blake2b_still_verifies(private_copy):
+    """Runs scored before XXH3-128 fingerprints recorded blake2b-128: verify checks those."""
+    src, mix = private_copy
+    info = json.loads((mix / MANIFEST_JSON).read_text())
+    [rec] = info["inputs"][0]["files"]
+    assert rec.pop(FINGERPRINT) == input_fingerprint(src)
+    rec["blake2b"] = file_fingerprint(src)
+    (mix / MANIFEST_JSON).write_text(json.dumps(info))
+    v = verify(mix)
+    assert v["ok"] and v["files"][0]["fingerprint_matches"] and v["files"][0]["status"] == "intact (fingerprint)"
+    _edit_parquet_caption(src, manifest(mix)["row"][0])
+    v = verify(mix)
+    assert not v["ok"] and v["files"][0]["fingerprint_matches"] is False
+    assert v["changes"][0]["problem"] == "caption changed"
 
 
 def test_verify_reports_a_missing_file_and_truncated_rows(private_copy):

@@ -191,6 +191,23 @@ def test_fingerprint_changes_with_content(tmp_path):
     assert f1 == hashlib.blake2b(b'{"caption": "a"}\n', digest_size=16).hexdigest()
 
 
+def test_input_fingerprint_is_xxh3_128_and_old_blake2b_records_still_match(tmp_path):
+    import xxhash
+
+    p = tmp_path / "a.tar"
+    body = bytes(range(256)) * 40_000  # over two read blocks
+    p.write_bytes(body)
+    new = hashing.input_fingerprint(p)
+    assert new == xxhash.xxh3_128(body).hexdigest() == hashing.input_fingerprints([str(p)])[0]
+    old = {"source": "a.tar", "blake2b": hashlib.blake2b(body, digest_size=16).hexdigest()}
+    assert hashing.fingerprint_matches(p, {hashing.FINGERPRINT: new})
+    assert hashing.fingerprint_matches(p, old)  # a run recorded with blake2b stays verifiable
+    assert not hashing.fingerprint_matches(p, {"source": "a.tar"})
+    p.write_bytes(body[:-1] + b"x")
+    assert not hashing.fingerprint_matches(p, {hashing.FINGERPRINT: new})
+    assert not hashing.fingerprint_matches(p, old)
+
+
 # -- ids -------------------------------------------------------------------------------------
 
 

@@ -233,7 +233,9 @@ def test_fast_scan_gives_what_tarfile_gives(fmt, window, caps, tmp_path):
         with open(path, "wb") as f:
             tw = wds.TarWriter(f)
             for i, c in enumerate(caps[:120]):
-                tw.write({"__key__": f"{'x' * 110}/{i:05d}", "jpg": image(i), "txt": c, "json": "{}"})
+                # .json members of 0 to 3 blocks: data gathered across block boundaries
+                tw.write({"__key__": f"{'x' * 110}/{i:05d}", "jpg": image(i), "txt": c,
+                          "json": json.dumps({"pad": "x" * (i * 13 % 1500)})})
             tw.close()
     else:
         long_name_tar(path, caps[:120], fmt)
@@ -270,6 +272,44 @@ def test_member_hash_follows_the_bytes_not_their_place():
     assert (member_hashes(padded, starts, lens) == h).all()
 
 
+def _member_hash_by_definition(d: bytes) -> int:
+    """The definition in curate.hashing.member_hashes, word by word with Python integers."""
+    mask, k1, k2 = (1 << 64) - 1, 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9
+
+    def splitmix(x: int) -> int:
+        x = (x + 0x9E3779B97F4A7C15) & mask
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+        return x ^ (x >> 31)
+
+    s = t = 0
+    padded = d + bytes(-len(d) % 8)
+    for j in range(len(padded) // 8):  # the reference, not the package
+        w = (int.from_bytes(padded[8 * j:8 * j + 8], "little") * k1) & mask
+        m = ((w ^ (w >> 29)) * k2) & mask
+        s, t = (s + m) & mask, (t + j * m) & mask
+    return splitmix(s ^ splitmix(t ^ len(d)))
+
+
+def test_member_hashes_are_fixed_by_their_definition_whatever_the_chunking(monkeypatch):
+    """Stored image hashes stay valid: the numpy computation equals the definition, for
+    members that cross chunk boundaries, end mid-word, are empty or larger than a chunk."""
+    from curate import hashing
+
+    data = [image(i)[: (0, 1, 7, 8, 9, 4095, 4096, 5000)[i % 8] + i] for i in range(48)]
+    data[5] = image(5) * 60  # larger than the smallest chunk below
+    starts = np.cumsum([0] + [(len(d) + 511) // 512 * 512 + 512 for d in data])[:-1]
+    buf = np.zeros(int(starts[-1]) + len(data[-1]), np.uint8)  # the last member ends the buffer
+    for s, d in zip(starts, data):
+        buf[s:s + len(d)] = np.frombuffer(d, np.uint8)
+    lens = np.array([len(d) for d in data])
+    want = [_member_hash_by_definition(d) for d in data]
+    assert want[:2] == [12035550249420947055, 14008233295558643071]  # pinned: never to change
+    for chunk in (4096, 65536, hashing.HASH_CHUNK):
+        monkeypatch.setattr(hashing, "HASH_CHUNK", chunk)
+        assert hashing.member_hashes(buf, starts, lens).tolist() == want
+
+
 def test_a_json_number_that_does_not_fit_the_column_is_one_line(caps, tmp_path, monkeypatch):
     monkeypatch.setattr(tarscan, "WINDOW", 65536)
     from curate.ingest import webdataset
@@ -284,3 +324,19 @@ def test_a_json_number_that_does_not_fit_the_column_is_one_line(caps, tmp_path, 
     r = invoke("score", tmp_path / "a.tar", "--out", tmp_path / "run", "--carry-all")
     assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
     assert "'width' holds 2.5 at row 250" in r.output and "a.tar" in r.output
+
+
+def test_json_surrogate_escapes_lone_ones_become_u_fffd_pairs_stay(caps, tmp_path):
+    """json.dumps writes an emoji as a pair of surrogate escapes; a lone one is no character."""
+    from curate.ingest import webdataset
+
+    with open(tmp_path / "a.tar", "wb") as f:
+        tw = wds.TarWriter(f)
+        for i, c in enumerate(caps[:50]):
+            extra = {3: "\U0001F600 ok", 7: "bad \ud800 half", 8: "\udc80"}.get(i, "")
+            tw.write({"__key__": f"{i:05d}", "jpg": image(i), "json": json.dumps({"caption": c + extra}, indent=4)})
+        tw.close()
+    got = pl.concat(webdataset.samples(str(tmp_path / "a.tar")))["caption"].to_list()
+    assert got[3] == caps[3] + "\U0001F600 ok"
+    assert got[7] == caps[7] + "bad \ufffd half" and got[8] == caps[8] + "\ufffd"
+    assert [g for i, g in enumerate(got) if i not in (3, 7, 8)] == [c for i, c in enumerate(caps[:50]) if i not in (3, 7, 8)]

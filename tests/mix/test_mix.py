@@ -186,8 +186,8 @@ def test_manifest_json_records_everything(three_way, runs):
     assert len(info["recipe_sha256"]) == 64
     for inp in info["inputs"]:
         run = json.loads((Path(inp["run"]) / "run.json").read_text())
-        assert inp["files"] and all(len(f["blake2b"]) == 32 for f in inp["files"])
-        assert [f["blake2b"] for f in inp["files"]] == [f["blake2b"] for f in run["inputs"]]
+        assert inp["files"] and all(len(f["xxh3_128"]) == 32 for f in inp["files"])
+        assert [f["xxh3_128"] for f in inp["files"]] == [f["xxh3_128"] for f in run["inputs"]]
         assert all(f["path"] and Path(f["path"]).is_file() for f in inp["files"])
         assert info["filters"][inp["name"]] == run["filters"]
     assert info["model_files"] and info["curate_version"]

@@ -10,7 +10,7 @@ import pytest
 from helpers import invoke, ok
 
 import curate
-from curate.hashing import file_fingerprint, text_hash64
+from curate.hashing import input_fingerprint, text_hash64
 from curate.scoring.chain import EMPTY, load_chain
 from curate.scoring.decision import decide
 
@@ -109,7 +109,7 @@ def test_run_json_records_inputs_chain_versions_models_and_counts(three_formats,
     assert info["curate_version"] == curate.__version__
     assert [f["source"] for f in info["inputs"]] == [str(p) for p in inputs]
     for f, p in zip(info["inputs"], inputs):
-        assert f["blake2b"] == file_fingerprint(p)
+        assert f["xxh3_128"] == input_fingerprint(p) and "blake2b" not in f
         assert f["bytes"] == p.stat().st_size
         assert f["rows"] == df.filter(pl.col("source") == str(p)).height
     assert info["chain"] == chain.to_dict()

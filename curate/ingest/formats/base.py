@@ -6,6 +6,8 @@ from typing import Callable, Iterator
 
 import polars as pl
 
+from curate.hashing import FINGERPRINT
+
 #: The UTF-8 byte order mark a text file may open with (read past, never a caption's).
 BOM = b"\xef\xbb\xbf"
 
@@ -16,7 +18,7 @@ class InputFile:
     format: str
     size: int
     mtime_ns: int
-    fingerprint: str = ""
+    fingerprint: str = ""  # curate.hashing.FINGERPRINT of the file
     columns: list[str] = field(default_factory=list)
     empty: bool = False  # a text file with nothing but white space: zero rows
     compression: str = ""  # gzip, zstd or bz2 for a compressed text file
@@ -30,7 +32,7 @@ class InputFile:
             "source": self.path,
             "format": self.format,
             "bytes": self.size,
-            "blake2b": self.fingerprint,
+            FINGERPRINT: self.fingerprint,
         }
         if self.compression:
             d["compression"] = self.compression
