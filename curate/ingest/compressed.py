@@ -20,6 +20,8 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError, first_line
+from curate.storage import is_url
+from curate.storage.listing import open_object
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}
 #: Decompressed bytes parsed at a time.
@@ -45,7 +47,9 @@ class _Stream:
 
     def __init__(self, path: str, compression: str):
         self.path, self.compression = path, compression
-        self.f = pa.input_stream(path, compression=compression or None) if compression else open(path, "rb")
+        src = open_object(path) if is_url(path) else path  # an object in a store: streamed by ranges
+        self.f = pa.input_stream(src, compression=compression or None) if compression else \
+            src if is_url(path) else open(path, "rb")
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes, fewer only at the end (a codec hands over smaller pieces)."""

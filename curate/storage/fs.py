@@ -41,7 +41,11 @@ def _store(proto: str):
         except ImportError as e:  # pragma: no cover - s3fs is a dependency
             raise CurateError("s3:// paths need the s3fs package (pip install s3fs)") from e
         # botocore reads AWS_PROFILE, AWS_ENDPOINT_URL, AWS_REGION and the config files itself
-        return s3fs.S3FileSystem(config_kwargs={"retries": {"max_attempts": ATTEMPTS, "mode": "adaptive"}})
+        # a new client each time (fsspec would hand back one made under an older environment);
+        # no listings cache: a listing is read once per input spec, and a stale one would hide
+        # an object changed since
+        return s3fs.S3FileSystem(config_kwargs={"retries": {"max_attempts": ATTEMPTS, "mode": "adaptive"}},
+                                 skip_instance_cache=True, use_listings_cache=False)
     try:
         return fsspec.filesystem(proto)
     except (ImportError, ValueError) as e:
@@ -94,6 +98,9 @@ def storage_errors(what: str | os.PathLike) -> Iterator[None]:
         raise CurateError(f"{what}: access denied ({redact(first_line(e))})") from e
     except Exception as e:
         name = type(e).__name__
+        if name == "FileExpired":  # s3fs: the ETag pinned when the object was opened is gone
+            raise CurateError(f"{what}: changed while it was read (its ETag is no longer the one it had "
+                              "when reading began); read it again") from e
         if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
             raise CurateError(f"{what}: no usable credentials ({redact(first_line(e))})") from e
         if name in ("ClientError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
