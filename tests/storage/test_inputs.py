@@ -61,8 +61,9 @@ def folder(read_data, tmp_path_factory) -> Path:
     (d / "laion.jsonl.gz").write_bytes(gzip.compress(laion.write_ndjson().encode()))
     read_data("b_multi30k_task1", ["caption", "lang"]).head(900).write_csv(d / "multi30k.csv")
     zh = read_data("b_flickr8k_cn", ["caption"]).head(400)
-    (d / "flickr8k_cn.tsv").write_text("caption\n" + "\n".join(zh.filter(
-        ~pl.col("caption").str.contains(r"[\t\n\r]"))["caption"]) + "\n")
+    tsv = "caption\n" + "\n".join(zh.filter(~pl.col("caption").str.contains(r"[\t\n\r]"))["caption"]) + "\n"
+    with pa.CompressedOutputStream(str(d / "flickr8k_cn.tsv.zst"), "zstd") as f:
+        f.write(tsv.encode())
     feather.write_feather(read_data("d_imageinwords", ["caption"]).head(300).to_arrow(), d / "iiw.feather")
     datasets = pytest.importorskip("datasets")
     datasets.Dataset.from_polars(read_data("a_flickr8k", ["caption"]).head(600)).save_to_disk(
@@ -80,11 +81,11 @@ def test_every_format_from_s3_scores_byte_identical_to_local(folder, s3, tmp_pat
     upload(s3, folder, "in")
     local = relative(run_scores([folder], tmp_path / "local"), str(folder) + "/")
     remote = relative(run_scores([s3.url("in") + "/"], tmp_path / "remote"), s3.url("in") + "/")
-    assert set(local["source"]) == {"coco.parquet", "laion.jsonl.gz", "multi30k.csv", "flickr8k_cn.tsv",
+    assert set(local["source"]) == {"coco.parquet", "laion.jsonl.gz", "multi30k.csv", "flickr8k_cn.tsv.zst",
                                     "iiw.feather", "hf/data-00000-of-00002.arrow", "hf/data-00001-of-00002.arrow",
                                     "shards/00000.tar"}
     assert local.height == 3001 + 1500 + 900 + 300 + 600 + 700 + local.filter(
-        pl.col("source") == "flickr8k_cn.tsv").height
+        pl.col("source") == "flickr8k_cn.tsv.zst").height
     cols = [c for c in local.columns if c != "sample_id"]  # the id hashes the source's name
     assert remote.columns == local.columns
     differ = [c for c in cols if not remote[c].to_arrow().equals(local[c].to_arrow())]
