@@ -84,7 +84,7 @@ def pin(obj: StoredObject) -> None:
         _PINNED[obj.url] = obj.etag
 
 
-def open_object(url: str, block_size: int = STREAM_BLOCK, cache_type: str = "readahead") -> IO:
+def open_object(url: str, block_size: int | None = None, cache_type: str = "readahead") -> IO:
     """An object opened for ranged reads. Each range is read on condition that the object
     still has the ETag it had when opened (S3 ``If-Match``), and that ETag must be the one
     it was listed with (:func:`pin`): an object replaced between listing and reading is a
@@ -92,7 +92,7 @@ def open_object(url: str, block_size: int = STREAM_BLOCK, cache_type: str = "rea
     etag = _PINNED.get(url, "")
     fs, path = filesystem(url)
     with storage_errors(url):
-        f = fs.open(path, "rb", block_size=block_size, cache_type=cache_type)
+        f = fs.open(path, "rb", block_size=block_size or STREAM_BLOCK, cache_type=cache_type)
     now = str((getattr(f, "details", None) or {}).get("ETag") or "").strip('"')
     if etag and now and now != etag:
         f.close()

@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.feather as feather
@@ -19,6 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import invoke, run_scores
 
+from curate.ingest.inputs import inspect_input, resolve_inputs
+from curate.ingest.readers import read_batches
+from curate.storage import filesystem, listing
 from curate.storage.listing import list_objects
 
 wds = pytest.importorskip("webdataset")
@@ -118,11 +122,41 @@ def test_a_listing_of_thousands_of_objects_is_paged_not_one_request_each(s3):
     for i in range(2500):
         backend.put_object(s3.name, f"many/{i:05d}.jsonl", b'{"caption": "a dog"}\n')
     calls = []
-    from curate.storage import filesystem
-
     fs, _ = filesystem(s3.url("many/"))
     fs.s3.meta.events.register("before-call.s3", lambda model, **kw: calls.append(model.name))
     objs = list_objects(s3.url("many") + "/")
     assert [o.url for o in objs[:2]] == [s3.url("many/00000.jsonl"), s3.url("many/00001.jsonl")]
     assert len(objs) == 2500 and all(o.size == 21 and len(o.etag) == 32 for o in objs)
     assert calls == ["ListObjectsV2"] * 3  # 1,000 keys a page; no HEAD per object
+
+
+def ranges_read(s3, url: str, caption: str = "caption") -> tuple[int, list[int]]:
+    """Read ``url`` as `curate score` does; (rows, bytes of each GET)."""
+    got = []
+    fs, _ = filesystem(url)
+    fs.s3.meta.events.register("before-parameter-build.s3.GetObject", lambda params, **kw: got.append(params.get("Range")))
+    (inp,) = resolve_inputs([url])
+    inspect_input(inp)
+    rows = sum(b.height for b in read_batches(inp, caption, None, [], 1000))
+    spans = [int(b) - int(a) + 1 for a, b in (r.removeprefix("bytes=").split("-") for r in got)]
+    return rows, spans
+
+
+def test_parquet_is_read_by_ranges_and_text_streamed_in_blocks(s3, read_data, monkeypatch):
+    coco = read_data("a_coco", ["caption", "image_id"])
+    rng = np.random.default_rng(0)
+    wide = coco.with_columns(pl.Series("padding", [rng.bytes(1000) for _ in range(coco.height)]))
+    sink = pa.BufferOutputStream()
+    pq.write_table(wide.to_arrow(), sink, row_group_size=500)
+    s3.client.put_object(Bucket=s3.name, Key="wide.parquet", Body=sink.getvalue().to_pybytes())
+    rows, spans = ranges_read(s3, s3.url("wide.parquet"))
+    assert rows == coco.height and len(spans) >= 7  # the footer, then a chunk per row group
+    assert sum(spans) < sink.getvalue().size / 10  # the padding column is never fetched
+
+    monkeypatch.setattr(listing, "STREAM_BLOCK", 1 << 20)
+    body = gzip.compress((coco.write_ndjson() * 6).encode(), compresslevel=1)
+    s3.client.put_object(Bucket=s3.name, Key="many.jsonl.gz", Body=body)
+    rows, spans = ranges_read(s3, s3.url("many.jsonl.gz"))
+    assert rows == 6 * coco.height
+    assert max(spans) <= 1 << 20 and sum(spans) < 2 * len(body) + (2 << 20)  # blocks, not the whole object
+    assert len(spans) >= len(body) >> 20
