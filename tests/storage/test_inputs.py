@@ -109,6 +109,7 @@ def test_a_glob_reads_only_its_matches(folder, s3, tmp_path):
     upload(s3, folder, "g")
     r = invoke("score", s3.url("g/*.parquet"), s3.url("g/**/*.tar"), "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
+    assert "testing-secret-value" not in r.output + (tmp_path / "run" / "run.json").read_text()
     got = pl.read_parquet(tmp_path / "run" / "scores" / "*.parquet")
     assert sorted(set(got["source"])) == [s3.url("g/coco.parquet"), s3.url("g/shards/00000.tar")]
     assert got.height == 3001 + 700
