@@ -112,3 +112,65 @@ def test_an_object_replaced_while_it_is_read_is_one_line(s3):
         f.read(1000)
     msg = str(e.value)
     assert "\n" not in msg and url in msg and "changed while it was read" in msg
+
+
+class CuttingProxy:
+    """A TCP proxy to the S3 server that cuts the first response to a GET of ``key`` after
+    ``keep`` bytes (headers and part of the body), as a connection dropped mid-read."""
+
+    def __init__(self, upstream: str, key: str, keep: int = 2000):
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream, self.key, self.keep, self.cuts = (host, int(port)), key.encode(), keep, 0
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.url = f"http://127.0.0.1:{self.srv.getsockname()[1]}"
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                client, _ = self.srv.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            cut = threading.Event()
+            threading.Thread(target=self.pipe, args=(client, server, cut, True), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(server, client, cut, False), daemon=True).start()
+
+    def pipe(self, src, dst, cut, requests):
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if requests and not self.cuts and b"GET /" in data and self.key in data.split(b"\r\n", 1)[0]:
+                    self.cuts += 1
+                    cut.set()
+                if not requests and cut.is_set():
+                    if sent + len(data) >= self.keep:
+                        dst.sendall(data[: self.keep - sent])
+                        break
+                    sent += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def test_a_connection_dropped_mid_read_is_read_again(s3, monkeypatch, read_data):
+    import gzip
+
+    coco = read_data("a_coco", ["caption"])
+    s3.client.put_object(Bucket=s3.name, Key="coco.jsonl.gz", Body=gzip.compress(coco.write_ndjson().encode()))
+    proxy = CuttingProxy(s3.endpoint, "coco.jsonl.gz")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    clear_clients()
+    (inp,) = resolve_inputs([s3.url("coco.jsonl.gz")])
+    got = [c for b in read_batches(inp, "caption", None, [], 1000) for c in b["caption"]]
+    assert proxy.cuts == 1  # the first read was cut, the next one read it whole
+    assert got == coco["caption"].to_list()
+    proxy.srv.close()
