@@ -47,9 +47,11 @@ class _Stream:
 
     def __init__(self, path: str, compression: str):
         self.path, self.compression = path, compression
-        src = open_object(path) if is_url(path) else path  # an object in a store: streamed by ranges
-        self.f = pa.input_stream(src, compression=compression or None) if compression else \
-            src if is_url(path) else open(path, "rb")
+        if is_url(path):  # an object in a store: streamed by ranged reads
+            obj = open_object(path)
+            self.f = pa.input_stream(obj, compression=compression) if compression else obj
+        else:
+            self.f = pa.input_stream(path, compression=compression or None) if compression else open(path, "rb")
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes, fewer only at the end (a codec hands over smaller pieces)."""
