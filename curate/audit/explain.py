@@ -115,6 +115,8 @@ def _explain(con, sid: int, mix: Path | None, run: Path | None) -> dict[str, Any
     out["run"] = {"folder": str(path), "source_name": name}
     src_file = resolve_source_file(row["source"], path)
     out["origin"] = {"source": row["source"], "row": row["row"], "file": str(src_file) if src_file else None}
+    if src_file is not None:  # the row read back from the input as it is now (a file or an object)
+        out["origin"]["now"] = _row_now(str(src_file), row, info)
     out["caption"] = row["caption"]
     # the text the filters scored and the trainer gets (runs scored before cleaning: caption)
     out["caption_clean"] = row.get("caption_clean", row["caption"])
@@ -128,6 +130,18 @@ def _explain(con, sid: int, mix: Path | None, run: Path | None) -> dict[str, Any
     if recipe is not None:
         out["mix"] = _mix_status(con, sid, recipe, runs, name, {**row, **evaluated}, picked, load_mixture(mix))
     return out
+
+
+def _row_now(path: str, row: dict, info: dict) -> dict:
+    """The caption at the sample's row of its input now, and whether it is the one scored."""
+    from curate.ingest.recheck import row_now
+
+    try:
+        now = row_now(path, row["row"], info.get("caption_column") or "caption", info.get("id_column"),
+                      info.get("header_columns") or ())
+    except CurateError as e:
+        return {"error": str(e)}
+    return {**now, "same": not now.get("missing") and now.get("caption") == row["caption"]}
 
 
 def _scores(info: dict, row: dict, run_dir: Path) -> list[dict]:

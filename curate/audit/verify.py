@@ -15,6 +15,7 @@ from curate.db import arrow_table, connect, first_row, sql_str
 from curate.layout import MANIFEST, RECIPE
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import load_recipe
+from curate.storage import is_url
 
 #: The image columns of a WebDataset row that must be as scored for its image to be exported.
 IMAGE_CHECKED = ("image_member", "image_offset", "image_size", "image_hash")
@@ -29,7 +30,7 @@ def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
     intact as a whole; ``full`` re-reads and compares its rows anyway. At most LIST_LIMIT
     changes are listed; ``changed`` counts them all.
     """
-    from curate.hashing import fingerprint_matches
+    from curate.ingest.recheck import unchanged
 
     mix = Path(mix)
     m = load_mixture(mix)
@@ -48,8 +49,8 @@ def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
         for run_name, source, n in per_file:
             inp = inputs.get(run_name, {})
             rec = next((f for f in inp.get("files", []) if f["source"] == source), {})
-            path = Path(rec["path"]) if rec.get("path") and Path(rec["path"]).is_file() else \
-                resolve_source_file(source, run_dirs.get(run_name, Path(".")), rec.get("bytes"))
+            path = resolve_source_file(source, run_dirs.get(run_name, Path(".")), rec.get("bytes")) \
+                if is_url(source) or not (rec.get("path") and Path(rec["path"]).is_file()) else Path(rec["path"])
             entry = {"run": run_name, "source": source, "path": str(path) if path else None, "rows": n}
             files_out.append(entry)
             if path is None:
@@ -57,7 +58,7 @@ def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
                 changed += 1
                 changes.append({"run": run_name, "source": source, "problem": f"file not found ({n:,} selected rows)"})
                 continue
-            same = fingerprint_matches(path, rec)
+            same = unchanged(path, rec)  # fingerprint of a local file, ETag of an object in a store
             entry["fingerprint_matches"] = bool(same)
             checked += n
             if same and not full:

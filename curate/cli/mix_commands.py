@@ -150,6 +150,10 @@ def explain(sample_id, mix_dir, run_dir, as_json):
     console.print(f"[bold]sample {e['sample_id']}[/bold]  run {e['run']['folder']}"
                   + (f" (source {e['run']['source_name']!r})" if e["run"]["source_name"] else ""))
     console.print(f"from {o['source']} row {o['row']}" + (f"  ({o['file']})" if o["file"] and o["file"] != o["source"] else ""))
+    now = o.get("now") or {}
+    if now and not now.get("same"):
+        console.print("the input now holds at that row: " + (now.get("error") or ("no row" if now.get("missing")
+                      else repr(now.get("caption")))), markup=False, highlight=False)
     console.print("caption: ", end="")
     console.print(repr(e["caption"]), markup=False, highlight=False)
     if e.get("caption_clean") != e["caption"]:

@@ -12,6 +12,8 @@ from typing import Iterator
 import pyarrow as pa
 
 from curate.errors import CurateError, first_line
+from curate.storage import is_url
+from curate.storage.listing import open_object
 
 ARROW_EXTS = (".arrow", ".feather", ".ipc")
 
@@ -19,7 +21,7 @@ ARROW_EXTS = (".arrow", ".feather", ".ipc")
 def _open(path: str):
     """(schema, record batch iterator) of an IPC file or stream."""
     try:
-        source = pa.memory_map(path)
+        source = open_object(path) if is_url(path) else pa.memory_map(path)
     except OSError as e:
         raise CurateError(f"{path}: cannot read the file ({first_line(e)})") from None
     try:

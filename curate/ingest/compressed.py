@@ -20,6 +20,8 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError, first_line
+from curate.storage import is_url
+from curate.storage.listing import open_object
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2"}
 #: Decompressed bytes parsed at a time.
@@ -45,7 +47,11 @@ class _Stream:
 
     def __init__(self, path: str, compression: str):
         self.path, self.compression = path, compression
-        self.f = pa.input_stream(path, compression=compression or None) if compression else open(path, "rb")
+        if is_url(path):  # an object in a store: streamed by ranged reads
+            obj = open_object(path)
+            self.f = pa.input_stream(obj, compression=compression) if compression else obj
+        else:
+            self.f = pa.input_stream(path, compression=compression or None) if compression else open(path, "rb")
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes, fewer only at the end (a codec hands over smaller pieces)."""

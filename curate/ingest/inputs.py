@@ -14,10 +14,14 @@ import os
 from pathlib import Path
 
 from curate.errors import CurateError, first_line
+from curate.hashing import input_fingerprints
 from curate.ingest import arrow as arrow_ipc
 from curate.ingest import compressed
 from curate.ingest.formats import FORMATS, SUFFIXES, InputFile
 from curate.layout import HF_STATE
+from curate.storage import is_url, join
+from curate.storage import listing as store
+from curate.storage.listing import StoredObject, list_objects, pin
 
 
 def _suffixes(path: str) -> tuple[str, str]:
@@ -55,8 +59,17 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
     if not specs:
         raise CurateError("no inputs given")
     paths: list[str] = []
+    stored: dict[str, StoredObject] = {}  # URL inputs: what their listing gave
     for spec in specs:
-        if any(ch in spec for ch in "*?["):
+        if is_url(spec):
+            objs = list_objects(spec)
+            if len(objs) > 1 or objs[0].url.rstrip("/") != spec.rstrip("/"):  # a prefix or glob: its inputs
+                objs = [o for o in objs if _is_input(Path(o.url))]
+                if not objs:
+                    raise CurateError(f"{spec!r} holds no input files ({', '.join(sorted(SUFFIXES))})")
+            stored.update((o.url, o) for o in objs)
+            paths += [o.url for o in objs]
+        elif any(ch in spec for ch in "*?["):
             matched = sorted(p for p in globmod.glob(spec, recursive=True) if os.path.isfile(p))
             if not matched:
                 raise CurateError(f"no files match {spec!r}")
@@ -81,14 +94,27 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
             raise CurateError(f"input {spec!r} does not exist")
     seen: dict[str, str] = {}  # one file named two ways (relative and absolute) is read once
     for p in paths:
-        seen.setdefault(os.path.realpath(p), os.path.normpath(p))
+        seen.setdefault(p if p in stored else os.path.realpath(p), p if p in stored else os.path.normpath(p))
     check_hf_folders(seen.values())
     out = []
     for p in seen.values():
-        st = os.stat(p)
         fmt, comp = _format_of(p)
+        if p in stored:
+            o = stored[p]
+            pin(o)
+            out.append(InputFile(p, fmt, o.size, o.mtime_ns, compression=comp, etag=o.etag))
+            continue
+        st = os.stat(p)
         out.append(InputFile(p, fmt, st.st_size, st.st_mtime_ns, compression=comp))
     return out
+
+
+def fingerprint_inputs(files: list[InputFile]) -> None:
+    """Each local file's fingerprint (XXH3-128, several at once); an object in a store keeps
+    its ETag as listed (hashing it would read it twice; the store's ETag changes with its bytes)."""
+    local = [f for f in files if not is_url(f.path)]
+    for f, fp in zip(local, input_fingerprints([f.path for f in local])):
+        f.fingerprint = fp
 
 
 def check_hf_folders(paths) -> None:
@@ -96,18 +122,20 @@ def check_hf_folders(paths) -> None:
     hold every file its ``state.json`` lists: a missing shard is an error, not fewer rows."""
     import json
 
-    for folder in sorted({os.path.dirname(p) for p in paths if p.endswith(arrow_ipc.ARROW_EXTS)}):
-        state = Path(folder or ".") / HF_STATE
-        if not state.is_file():
+    paths = list(paths)
+    for folder in sorted({store.dirname(p) for p in paths if p.endswith(arrow_ipc.ARROW_EXTS)}):
+        state = join(folder or ".", HF_STATE)
+        if not store.is_file(state):
             continue
         try:
-            listed = [d["filename"] for d in json.loads(state.read_text()).get("_data_files", [])]
+            listed = [d["filename"] for d in json.loads(store.read_text(state)).get("_data_files", [])]
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise CurateError(f"{state}: not a readable Hugging Face dataset state ({first_line(e)})") from None
-        missing = [f for f in listed if not (state.parent / f).is_file()]
+        missing = [f for f in listed if join(folder or ".", f) not in paths
+                   and not store.is_file(join(folder or ".", f))]
         if missing:
             raise CurateError(
-                f"{state.parent}: {missing[0]} is missing ({len(missing)} of the {len(listed)} files "
+                f"{folder}: {missing[0]} is missing ({len(missing)} of the {len(listed)} files "
                 "its state.json lists); restore it, or save the dataset again"
             )
 

@@ -17,13 +17,15 @@ import polars as pl
 
 from curate.ingest.formats import FORMATS, InputFile
 from curate.ingest.formats.parquet import parquet_file
+from curate.storage import is_url
+from curate.storage.listing import is_file
 
 #: The columns img2dataset's downloader adds to every sidecar row.
 SIDECAR_COLUMNS = ("key", "status", "error_message")
 
 
 def _stem(path: str) -> str:
-    return os.path.splitext(os.path.normpath(path))[0]
+    return os.path.splitext(path if is_url(path) else os.path.normpath(path))[0]
 
 
 def set_aside_sidecars(files: list[InputFile]) -> tuple[list[InputFile], list[InputFile]]:
@@ -46,10 +48,10 @@ def read_line(files: list[InputFile], sidecars: list[InputFile]) -> str | None:
     parts = [f"{n:,} {shown[k]}{'s' if n != 1 else ''}" for k, n in kinds.items()]
     line = "read " + ", ".join(parts)
     if sidecars:
-        counts = [pl.read_parquet(f.path, columns=["status"])["status"].value_counts() for f in sidecars]
+        counts = [pl.from_arrow(parquet_file(f).read(columns=["status"]))["status"].value_counts() for f in sidecars]
         status = pl.concat(counts).group_by("status").agg(pl.col("count").sum())
         status = status.sort("count", "status", descending=True)
-        stats = sum(os.path.isfile(_stem(f.path) + "_stats.json") for f in sidecars)
+        stats = sum(is_file(_stem(f.path) + "_stats.json") for f in sidecars)
         what = ".parquet" + (", _stats.json" if stats else "")
         tried = ", ".join(f"{n:,} {s}" for s, n in status.iter_rows())  # a few distinct statuses
         line += (f"; {len(sidecars):,} img2dataset sidecar{'s' if len(sidecars) != 1 else ''} ({what}) used as "

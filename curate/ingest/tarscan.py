@@ -35,6 +35,9 @@ import pyarrow as pa
 from curate.errors import CurateError, first_line
 from curate.hashing import member_hashes
 from curate.ingest.text import decode_binary_lossy
+from curate.storage import is_url
+from curate.storage.listing import open_object
+from curate.storage.listing import size as object_size
 
 #: Bytes of the tar read at a time.
 WINDOW = 64 << 20
@@ -243,6 +246,9 @@ def _mapped(f, at: int, length: int) -> np.ndarray:
     start = at - at % mmap.ALLOCATIONGRANULARITY
     if length <= 0:
         return np.zeros(0, np.uint8)
+    if is_url(getattr(f, "url", "")):  # an object in a store: one ranged read
+        f.seek(at)
+        return np.frombuffer(f.read(length), np.uint8)
     return np.memmap(f, np.uint8, "r", offset=start, shape=(at - start + length,))[at - start:]
 
 
@@ -300,16 +306,19 @@ def members(path: str, window: int | None = None) -> Iterator[pl.DataFrame]:
     ``window`` bytes (default :data:`WINDOW`) at a time."""
     import os
 
-    size = os.path.getsize(path)
+    url = is_url(path)  # an object in a store: each window one ranged read
+    size = object_size(path) if url else os.path.getsize(path)
     done = 0
     try:
-        with open(path, "rb") as f:
+        with open_object(path, cache_type="none") if url else open(path, "rb") as f:
             for frame in _members_fast(f, size, window or WINDOW):
                 done += frame.height
                 yield frame
         return
     except Fallback:
-        pass
+        if url:
+            raise CurateError("a tar with links, sparse files or long sizes is read from a local copy only; "
+                              "copy it to local disk") from None
     for frame in _members_tarfile(path, size):
         if done >= frame.height:  # members the fast scan already gave
             done -= frame.height

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from curate.db import arrow_reader, duck_error, first_row, sql_str
 from curate.errors import CurateError
 from curate.hashing import file_sha256
+from curate.storage import exists, is_url
 from curate.layout import MANIFEST, MANIFEST_JSON, RUN_JSON
 from curate.mix.recipe import Recipe
 from curate.mix.sql import RunSource
@@ -114,11 +115,13 @@ def content_hash(manifest: Path, names: list[str]) -> str:
     return h.hexdigest()
 
 
-def resolve_source_file(source: str, run_dir: Path, size: int | None = None) -> Path | None:
+def resolve_source_file(source: str, run_dir: Path, size: int | None = None) -> Path | str | None:
     """Where an input file named ``source`` (as given to `curate score`) is now.
 
     A relative name is looked up from the current folder, then from the run folder and its
     parents; a candidate whose size matches the recorded one wins."""
+    if is_url(source):  # an object in a store is where it was
+        return source if exists(source) else None
     p = Path(source)
     if p.is_absolute():
         return p if p.is_file() else None

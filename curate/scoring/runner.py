@@ -24,10 +24,9 @@ import polars as pl
 
 from curate.atomic import write_json, write_text
 from curate.errors import CurateError
-from curate.hashing import input_fingerprints
 from curate.ingest.carry import carried_columns, set_carry_types
 from curate.ingest.formats import FORMATS, known_rows
-from curate.ingest.inputs import InputFile, check_columns, inspect_input, resolve_inputs
+from curate.ingest.inputs import InputFile, check_columns, fingerprint_inputs, inspect_input, resolve_inputs
 from curate.ingest.provenance import read_with_provenance
 from curate.ingest.sidecars import read_line, set_aside_sidecars
 from curate.layout import (
@@ -219,8 +218,7 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     total = _total_rows(files)
     if total == 0:
         raise CurateError(f"the inputs hold no rows: {_names(files)}")
-    for f, fp in zip(files, input_fingerprints([f.path for f in files])):
-        f.fingerprint = fp
+    fingerprint_inputs(files)
     out = Path(out)
     created = not out.exists()
     _prepare_out(out)

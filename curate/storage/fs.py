@@ -10,8 +10,9 @@ from typing import IO, Iterator
 from curate.errors import CurateError, first_line
 
 #: how many times one request to a store is tried (botocore's "adaptive" mode backs off
-#: exponentially and on throttling) before the error reaches the user as one line
-ATTEMPTS = 6
+#: exponentially and on throttling) before the error reaches the user as one line;
+#: ``AWS_MAX_ATTEMPTS`` and ``AWS_RETRY_MODE`` set it the standard way
+ATTEMPTS = 5
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _SECRETS = re.compile(
     r"(?i)((?:aws_)?(?:secret_access_key|session_token|access_key_id|signature|credential|token)"
@@ -41,7 +42,17 @@ def _store(proto: str):
         except ImportError as e:  # pragma: no cover - s3fs is a dependency
             raise CurateError("s3:// paths need the s3fs package (pip install s3fs)") from e
         # botocore reads AWS_PROFILE, AWS_ENDPOINT_URL, AWS_REGION and the config files itself
-        return s3fs.S3FileSystem(config_kwargs={"retries": {"max_attempts": ATTEMPTS, "mode": "adaptive"}})
+        # a new client each time (fsspec would hand back one made under an older environment);
+        # no listings cache: a listing is read once per input spec, and a stale one would hide
+        # an object changed since
+        retries = {"max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or ATTEMPTS),
+                   "mode": os.environ.get("AWS_RETRY_MODE") or "adaptive"}
+        # s3fs tries a request again once more on its own (a body cut off mid-read, which
+        # botocore's retries do not cover), each try with botocore's attempts
+        fs = s3fs.S3FileSystem(config_kwargs={"retries": retries}, skip_instance_cache=True,
+                               use_listings_cache=False)
+        fs.retries = 2
+        return fs
     try:
         return fsspec.filesystem(proto)
     except (ImportError, ValueError) as e:
@@ -94,6 +105,9 @@ def storage_errors(what: str | os.PathLike) -> Iterator[None]:
         raise CurateError(f"{what}: access denied ({redact(first_line(e))})") from e
     except Exception as e:
         name = type(e).__name__
+        if name == "FileExpired":  # s3fs: the ETag pinned when the object was opened is gone
+            raise CurateError(f"{what}: changed while it was read (its ETag is no longer the one it had "
+                              "when reading began); read it again") from e
         if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
             raise CurateError(f"{what}: no usable credentials ({redact(first_line(e))})") from e
         if name in ("ClientError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",

@@ -22,6 +22,7 @@ class InputFile:
     columns: list[str] = field(default_factory=list)
     empty: bool = False  # a text file with nothing but white space: zero rows
     compression: str = ""  # gzip, zstd or bz2 for a compressed text file
+    etag: str = ""  # an object in a store (``path`` a URL): its ETag as listed
     names: tuple[str, ...] = ()  # CSV/TSV without a header row: the columns' names, in order
     dtypes: dict[str, str] = field(default_factory=dict)  # column -> type the format declares
     keep_types: dict[str, str] = field(default_factory=dict)  # carried column -> type it keeps
@@ -32,8 +33,10 @@ class InputFile:
             "source": self.path,
             "format": self.format,
             "bytes": self.size,
-            FINGERPRINT: self.fingerprint,
+            FINGERPRINT: self.fingerprint or None,
         }
+        if self.etag:  # an object in a store: its content identity there (read again by verify)
+            d["etag"] = self.etag
         if self.compression:
             d["compression"] = self.compression
         return d

@@ -9,10 +9,11 @@ import polars as pl
 from curate.errors import CurateError, first_line
 from curate.ingest import compressed
 from curate.ingest.formats.base import InputFile, InputFormat, select_columns
+from curate.storage import is_url
 
 
 def inspect(inp: InputFile, sep: str = ",") -> None:
-    if inp.compression:
+    if inp.compression or is_url(inp.path):
         inp.columns = compressed.csv_columns(inp.path, inp.compression, sep, list(inp.names) or None)
         inp.empty = not inp.columns
         return

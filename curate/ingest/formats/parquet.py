@@ -8,11 +8,15 @@ import pyarrow.parquet as pq
 
 from curate.errors import CurateError, first_line
 from curate.ingest.formats.base import InputFile, InputFormat
+from curate.storage import is_url
+from curate.storage.listing import open_object
 
 
 def parquet_file(inp: InputFile) -> pq.ParquetFile:
+    # an object in a store: the footer, then each column chunk, by ranged reads
+    source = open_object(inp.path, cache_type="none") if is_url(inp.path) else inp.path
     try:
-        return pq.ParquetFile(inp.path)
+        return pq.ParquetFile(source)
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
 
