@@ -1,0 +1,86 @@
+"""A run on a real S3 API server: `curate score --out s3://...`, read back from Python with
+curate, polars, DuckDB and pyarrow, the same bytes as the same run on local disk."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import polars as pl
+import pyarrow.dataset as ds
+import pytest
+from helpers import ok
+
+import curate
+from curate.layout import pinned_run, pinned_scores_glob, store_pointer
+from curate.storage.fs import filesystem
+
+SECRET = "testing-secret-value"
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, data_dir):
+    run = tmp_path_factory.mktemp("local") / "run"
+    ok("score", str(data_dir / "a_flickr8k_captions.parquet"), "--batch-rows", "2000", "--out", str(run))
+    return run
+
+
+def store_files(url: str) -> dict[str, bytes]:
+    """The current version's files by name, as bytes."""
+    fs, root = filesystem(pinned_run(url))
+    return {p[len(root) + 1:]: fs.cat_file(p) for p in fs.find(root)}
+
+
+def local_files(run) -> dict[str, bytes]:
+    v = curate.pinned_run(run)
+    return {p.relative_to(v).as_posix(): p.read_bytes() for p in v.rglob("*") if p.is_file()}
+
+
+def test_score_to_s3_switches_in_a_version_with_the_local_runs_bytes(s3, data_dir, local_run):
+    url = s3.url("runs/flickr")
+    res = ok("score", str(data_dir / "a_flickr8k_captions.parquet"), "--batch-rows", "2000", "--out", url)
+    assert f"{url}/scores" in res.output
+    ptr = store_pointer(url)
+    local = curate.pinned_run(local_run)
+    assert ptr["previous"] is None and ptr["version"].split("-")[0] == local.name.split("-")[0]  # key-time
+    got, want = store_files(url), local_files(local_run)
+    assert sorted(got) == sorted(want) and any(n.startswith("scores/part-") for n in got)
+    for name in want:
+        if name.endswith(".parquet") or name == "chain.toml":
+            assert got[name] == want[name], name
+    info = json.loads(got["run.json"])
+    assert info["key"] == json.loads(want["run.json"])["key"] and info["rows"] == json.loads(want["run.json"])["rows"]
+    fs, _ = filesystem(url)
+    assert fs.ls(url + "/.v", detail=False) and not fs.exists(url + "/.curate-lock")
+    everything = b"".join(fs.cat_file(p) for p in fs.find(url))
+    assert SECRET.encode() not in everything and b"testing" not in got["run.json"]
+
+
+def test_a_run_on_s3_reads_from_python_like_a_local_one(s3, data_dir, local_run):
+    url = s3.url("runs/flickr")
+    ok("score", str(data_dir / "a_flickr8k_captions.parquet"), "--batch-rows", "2000", "--out", url)
+    want = pl.read_parquet(curate.pinned_scores_glob(local_run)).sort("sample_id")
+    run = curate.open_run(url)
+    assert run.scores.collect().sort("sample_id").equals(want)
+    assert curate.reason_counts(run).equals(curate.reason_counts(curate.open_run(local_run)))
+    glob = pinned_scores_glob(url)  # one version, resolved once
+    assert pl.scan_parquet(glob).collect().sort("sample_id").equals(want)
+    fs, path = filesystem(pinned_run(url))
+    con = duckdb.connect()
+    con.register_filesystem(fs)
+    kept = con.execute(f"SELECT count(*) FROM read_parquet('{glob}') WHERE keep").fetchone()[0]
+    assert kept == want["keep"].sum()
+    table = ds.dataset(f"{path}/scores", filesystem=fs, format="parquet").to_table()
+    assert table.num_rows == want.height
+
+
+def test_a_second_score_completes_the_run_from_the_store_and_other_inputs_are_refused(s3, data_dir):
+    url = s3.url("runs/coco")
+    src = str(data_dir / "a_coco_captions_val2017.parquet")
+    ok("score", src, "--batch-rows", "2000", "--out", url)
+    first = store_pointer(url)["version"]
+    ok("score", src, "--batch-rows", "2000", "--out", url)
+    assert store_pointer(url)["previous"] == first
+    from helpers import fails_in_one_line
+
+    msg = fails_in_one_line("score", str(data_dir / "a_flickr8k_captions.parquet"), "--out", url)
+    assert "already holds a run of other inputs" in msg and url in msg and "store-staging" not in msg
