@@ -84,3 +84,17 @@ def test_a_second_score_completes_the_run_from_the_store_and_other_inputs_are_re
 
     msg = fails_in_one_line("score", str(data_dir / "a_flickr8k_captions.parquet"), "--out", url)
     assert "already holds a run of other inputs" in msg and url in msg and "store-staging" not in msg
+
+
+def test_decide_on_s3_gives_the_bytes_of_decide_on_disk(s3, data_dir, tmp_path):
+    src = str(data_dir / "a_flickr8k_captions.parquet")
+    url, run = s3.url("runs/flickr"), tmp_path / "run"
+    for out in (url, str(run)):
+        ok("score", src, "--batch-rows", "2000", "--out", out)
+        ok("decide", out, "--chain", "english-strict")
+    got, want = store_files(url), local_files(run)
+    parts = [n for n in want if n.startswith("scores/")]
+    assert parts and all(got[n] == want[n] for n in parts) and got["chain.toml"] == want["chain.toml"]
+    decisions = json.loads(got["run.json"])["decisions"]
+    assert [d["chain"] for d in decisions] == [d["chain"] for d in json.loads(want["run.json"])["decisions"]]
+    assert decisions[-1]["kept"] < decisions[0]["kept"]
