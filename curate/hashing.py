@@ -12,6 +12,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from curate.storage.fs import open_file
+
 
 def file_fingerprint(path: str | os.PathLike) -> str:
     """blake2b-128 of the file's bytes, read in 4 MiB blocks."""
@@ -34,7 +36,7 @@ def file_fingerprints(paths: list[str]) -> list[str]:
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of the file's bytes (model files, export shards), read in 4 MiB blocks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_file(path, "rb") as f:
         for block in iter(lambda: f.read(4 << 20), b""):
             h.update(block)
     return h.hexdigest()

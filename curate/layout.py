@@ -117,10 +117,13 @@ def part_path(root: str | os.PathLike, fi: int, bi: int) -> Path:
     return Path(root) / SCORES / f"part-{fi:05d}-{bi:05d}.parquet"
 
 
+def under(run: str | os.PathLike, *names: str):
+    """``run/name/...``: a Path, or a URL (str) for a run on a store."""
+    return join(run, *names) if is_url(run) else Path(run).joinpath(*names)
+
+
 def scores_glob(run: str | os.PathLike) -> str:
-    if is_url(run):
-        return join(run, SCORES, PART_GLOB)
-    return str(Path(run) / SCORES / PART_GLOB)
+    return str(under(run, SCORES, PART_GLOB))
 
 
 def score_parts(run: str | os.PathLike) -> list:
@@ -133,9 +136,7 @@ def score_parts(run: str | os.PathLike) -> list:
 
 
 def groups_path(run: str | os.PathLike):
-    if is_url(run):
-        return join(run, DEDUP, GROUPS)
-    return Path(run) / DEDUP / GROUPS
+    return under(run, DEDUP, GROUPS)
 
 
 def pinned(path: str | os.PathLike) -> Path:
@@ -172,16 +173,7 @@ def pinned_groups(run: str | os.PathLike):
 def store_pointer(url: str) -> dict | None:
     """What ``URL/.current`` on a store says (``{"version": NAME, "previous": NAME, ...}``),
     or None where there is none (nothing switched there yet)."""
-    fs, p = filesystem(join(url, CURRENT))
-    with storage_errors(join(url, CURRENT)):
-        try:
-            data = fs.cat_file(p)
-        except FileNotFoundError:
-            return None
-    try:
-        info = json.loads(data.decode())
-    except ValueError:
-        raise CurateError(f"{join(url, CURRENT)}: unreadable (not curate's pointer)") from None
+    info = read_store_json(join(url, CURRENT))
     return info if isinstance(info, dict) and info.get("version") else None
 
 
@@ -207,19 +199,21 @@ def read_store_json(url: str) -> dict | None:
         raise CurateError(f"{url}: unreadable ({e})") from None
 
 
-def dedup_json_path(run: str | os.PathLike) -> Path:
-    return Path(run) / DEDUP / DEDUP_JSON
+def dedup_json_path(run: str | os.PathLike):
+    return under(run, DEDUP, DEDUP_JSON)
 
 
 def numbered(folder: str | os.PathLike, stem: str, i: int, suffix: str = ".parquet") -> Path:
     """``folder/stem-NNNNN.suffix``: the numbered parts of tables, caches and shards."""
     return Path(folder) / f"{stem}-{i:05d}{suffix}"
-def concepts_path(run: str | os.PathLike) -> Path:
-    return Path(run) / CONCEPTS / CONCEPTS_PARQUET
 
 
-def concepts_json_path(run: str | os.PathLike) -> Path:
-    return Path(run) / CONCEPTS / CONCEPTS_JSON
+def concepts_path(run: str | os.PathLike):
+    return under(run, CONCEPTS, CONCEPTS_PARQUET)
+
+
+def concepts_json_path(run: str | os.PathLike):
+    return under(run, CONCEPTS, CONCEPTS_JSON)
 
 
 def load_run(run: str | os.PathLike) -> dict:
@@ -251,8 +245,10 @@ def read_text(path: Path) -> str:
 def read_json(path: Path) -> dict:
     """A JSON file as a dict, or {} when it is missing or unreadable (caches, state files)."""
     try:
+        if is_url(path):
+            return read_store_json(path) or {}
         return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, CurateError):
         return {}
 
 

@@ -55,6 +55,8 @@ from curate.layout import (
     staging_folder,
 )
 from curate.mix.manifest import load_mixture
+from curate.storage.commit import store_write
+from curate.storage.fs import is_url
 from curate.tables import exact_tables
 
 IMAGES_NOTE = ("images are not included in parquet and jsonl shards: they carry url / image_path / image_id "
@@ -68,6 +70,14 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
            expand_repeats: bool = False, overwrite: bool = False) -> dict:
     if fmt not in SHARD_FORMATS:
         raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(SHARD_FORMATS)}")
+    if is_url(out):  # written locally, then switched in on the store (curate.storage.commit)
+        with store_write(os.fspath(out), "an export", INDEX_JSON, overwrite) as w:
+            mix, m, local = open_export(mix, w.output_folder(), shard_rows, False)
+            check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
+            index = write_staged(local, False, lambda stage: _export(mix, m, fmt, w.version_url, stage, shard_rows,
+                                                                     expand_repeats))
+            w.commit_folder(local, INDEX_JSON)
+        return index
     mix, m, out = open_export(mix, out, shard_rows, overwrite)
     check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
     with lock_output(out):
@@ -130,7 +140,7 @@ def check_added(columns: list[str], added: list[str]) -> None:
                               f"name (curate score) and mix again")
 
 
-def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:
+def _export(mix: Path, m: dict, fmt: str, out: Path | str, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:
     """Write every shard and, last, ``index.json`` into ``stage`` (named for ``out``)."""
     writer = SHARD_FORMATS[fmt]
     shards = []

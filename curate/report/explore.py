@@ -14,7 +14,8 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
-from curate.layout import MANIFEST, groups_path, load_run, pinned_groups, pinned_scores_glob, scores_glob
+from curate.layout import (MANIFEST, groups_path, load_run, pinned_groups, pinned_scores_glob, pinned_store, scores_glob,
+                           under)
 from curate.mix.manifest import load_mixture
 from curate.scoring.chain import Chain, load_chain, parse_chain
 from curate.scoring.decision import decision_exprs
@@ -54,12 +55,12 @@ class Run:
 class Mix:
     """A mixture: ``manifest`` (LazyFrame over MIX/manifest.parquet), ``info`` (manifest.json)."""
 
-    path: Path
+    path: Path | str
     info: dict
 
     @property
     def manifest(self) -> pl.LazyFrame:
-        return pl.scan_parquet(self.path / MANIFEST)
+        return pl.scan_parquet(under(pinned_store(self.path) if is_url(self.path) else self.path, MANIFEST))
 
 
 def _strip_versions(chain: dict) -> dict:
@@ -76,7 +77,7 @@ def open_run(path: str | os.PathLike) -> Run:
 
 def open_mix(path: str | os.PathLike) -> Mix:
     """Open a mixture folder written by ``curate mix`` (checked as every command checks it)."""
-    return Mix(Path(path), load_mixture(path))
+    return Mix(str(path) if is_url(path) else Path(path), load_mixture(path))
 
 
 def score(df: pl.DataFrame, chain: Chain | str | None = None, caption: str = "caption") -> pl.DataFrame:

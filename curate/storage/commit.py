@@ -58,7 +58,7 @@ from curate.layout import (
     read_json,
     run_snapshot,
 )
-from curate.storage.fs import filesystem, join, redact, storage_errors
+from curate.storage.fs import exists, filesystem, join, redact, storage_errors
 from curate.storage.lock import StoreLock, get_with_etag, put_if, s3_key
 
 
@@ -106,6 +106,13 @@ class StoreWrite:
     base: str | None = None  # the version current when the write began
     base_etag: str | None = None
     downloaded: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: the name of the version a whole-folder output is uploaded as
+    name: str = field(default_factory=new_version_name)
+
+    @property
+    def version_url(self) -> str:
+        """Where :meth:`commit_folder` puts the new version (for files that name it)."""
+        return join(self.url, VERSIONS, self.name)
 
     def materialise_run(self) -> None:
         """Download the run's current version into :attr:`local` as a local run folder
@@ -154,7 +161,7 @@ class StoreWrite:
         files = {p.relative_to(folder).as_posix(): p for p in _files(folder)}
         if last in files:
             files[last] = files.pop(last)
-        return self.commit(files, new_version_name())
+        return self.commit(files, self.name)
 
     def commit(self, files: dict[str, Path], name: str) -> str:
         """Put ``files`` (name in the version -> local file; the last one last) under
@@ -214,10 +221,11 @@ def holds_output(url: str) -> bool:
 
 
 @contextmanager
-def store_write(url: str, what: str) -> Iterator[StoreWrite]:
+def store_write(url: str, what: str, marker: str | None = None, overwrite: bool = True) -> Iterator[StoreWrite]:
     """Hold ``url``'s lock and a local working folder for one command's write; the caller
     writes there and calls :meth:`StoreWrite.commit_run` or :meth:`StoreWrite.commit_folder`.
-    Errors that name the working folder name ``url`` instead."""
+    Errors that name the working folder name ``url`` instead. With ``marker`` (a whole-folder
+    output's last file), a current version must hold it, and is replaced only ``overwrite``."""
     s3_key(url)  # a one-line error for a store without conditional writes
     url = url.rstrip("/")
     if holds_output(url):
@@ -225,6 +233,11 @@ def store_write(url: str, what: str) -> Iterator[StoreWrite]:
     with StoreLock(join(url, LOCK), url, command_line()) as lk:
         got = get_with_etag(join(url, CURRENT))
         base = json.loads(got[0].decode()).get("version") if got else None
+        if base and marker:
+            if not exists(join(url, VERSIONS, base, marker)):
+                raise CurateError(f"{url} holds something other than {what}; write {what} into a new prefix")
+            if not overwrite:
+                raise CurateError(f"{url} already holds {what}; use another --out, or --overwrite to replace it")
         local = working_folder(url)
         mark = {"url": redact(url), "version": base}
         if read_json(local / STORE_BASE) != mark:  # a working folder from another state: start afresh
