@@ -15,6 +15,8 @@ from curate.db import arrow_table, connect, first_row, sql_str
 from curate.layout import MANIFEST, RECIPE
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import load_recipe
+from curate.storage.commit import reading_copy
+from curate.storage.fs import is_url
 
 #: The image columns of a WebDataset row that must be as scored for its image to be exported.
 IMAGE_CHECKED = ("image_member", "image_offset", "image_size", "image_hash")
@@ -31,7 +33,7 @@ def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
     """
     from curate.hashing import file_fingerprint
 
-    mix = Path(mix)
+    mix = reading_copy(os.fspath(mix)) if is_url(mix) else Path(mix)  # a mixture on a store: its current version
     m = load_mixture(mix)
     manifest = str(mix / MANIFEST)
     run_dirs = mixture_run_dirs(mix, m)

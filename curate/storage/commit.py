@@ -55,6 +55,7 @@ from curate.layout import (
     concepts_snapshot,
     dedup_snapshot,
     pinned,
+    pinned_store,
     read_json,
     run_snapshot,
 )
@@ -191,6 +192,32 @@ class StoreWrite:
                               "(its lock was taken over); nothing was switched") from None
         drop_versions(self.url, keep={name, self.base})
         return prefix
+
+
+def reading_copy(url: str) -> Path:
+    """A local copy of the version a folder on a store (a mixture) holds now, for commands
+    that read a folder's files (explain, verify, diff, export); kept per version in the
+    cache, so a second command downloads nothing."""
+    url = url.rstrip("/")
+    remote = pinned_store(url)
+    key = hashlib.sha256(remote.encode()).hexdigest()[:20]
+    local = cache_root() / STORE_STAGING / key
+    if (local / STORE_BASE).is_file():
+        return local
+    fs, root = filesystem(remote)
+    tmp = local.with_name(f"{key}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with storage_errors(remote):
+        names = [p[len(root) + 1:] for p in fs.find(root)]
+        if not names:
+            raise CurateError(f"{url}: nothing there (no {CURRENT} and no files)")
+        for name in names:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(f"{root}/{name}", str(tmp / name))
+    write_json({"url": redact(remote)}, tmp / STORE_BASE)
+    shutil.rmtree(local, ignore_errors=True)
+    os.replace(tmp, local)
+    return local
 
 
 def drop_versions(url: str, keep: set) -> None:

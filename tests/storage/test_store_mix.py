@@ -17,10 +17,36 @@ INPUTS = {"human": "a_flickr8k_captions.parquet", "web": "c_redcaps_sample.parqu
 SOURCES = {"human": {"share": 0.5}, "web": {"share": 0.5}}
 
 
-@pytest.fixture
-def runs(s3, data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def s3(s3_endpoint, tmp_path_factory):
+    """One bucket for the module (the runs are scored once), the AWS environment pointed at it."""
+    import boto3
+
+    from curate.storage.fs import clear_clients
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+            mp.delenv(k, raising=False)
+        mp.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="store-mix")
+        clear_clients()
+
+        class Bucket:
+            def url(self, key: str) -> str:
+                return f"s3://store-mix/{key}"
+
+        yield Bucket()
+        clear_clients()
+
+
+@pytest.fixture(scope="module")
+def runs(s3, data_dir, tmp_path_factory):
     """The same two real sources scored on disk and on the store."""
-    local = {n: tmp_path / "runs" / n for n in INPUTS}
+    base = tmp_path_factory.mktemp("runs")
+    local = {n: base / n for n in INPUTS}
     store = {n: s3.url(f"runs/{n}") for n in INPUTS}
     for n, f in INPUTS.items():
         for out in (local[n], store[n]):
@@ -72,3 +98,30 @@ def test_a_mixture_of_local_runs_written_to_s3_then_exported_to_s3(s3, runs, tmp
     fs, root = filesystem(version)
     for p in sorted((tmp_path / "shards").glob("*.parquet")):
         assert cat(f"{version}/{p.name}") == p.read_bytes(), p.name
+
+
+def test_explain_verify_and_diff_over_mixtures_and_runs_on_s3(s3, runs, tmp_path):
+    local, store = runs
+    for seed in (3, 4):
+        ok("mix", write_recipe(tmp_path / f"l{seed}.toml", local, SOURCES, size=500, seed=seed),
+           "--out", tmp_path / f"mix{seed}")
+        ok("mix", write_recipe(tmp_path / f"s{seed}.toml", store, SOURCES, size=500, seed=seed),
+           "--out", s3.url(f"mixes/m{seed}"))
+    url = s3.url("mixes/m3")
+    sid = pl.read_parquet(tmp_path / "mix3" / "manifest.parquet")["sample_id"][7]
+    got, want = curate.explain(sid, mix=url), curate.explain(sid, mix=tmp_path / "mix3")
+    assert got["mixture"]["folder"] == url
+    for key in ("caption", "scores", "decision", "mix", "origin"):
+        assert got[key] == want[key], key
+    alone = curate.explain(sid, run=store["human"] if got["run"]["source_name"] == "human" else store["web"])
+    assert alone["scores"] == want["scores"]
+    v_got, v_want = curate.verify(url), curate.verify(tmp_path / "mix3")
+    assert v_got["ok"] and v_got["changed"] == v_want["changed"] == 0
+    assert v_got["checked_rows"] == v_want["checked_rows"] and v_got["files"] == v_want["files"]
+    d_got = curate.diff(url, s3.url("mixes/m4"))
+    d_want = curate.diff(tmp_path / "mix3", tmp_path / "mix4")
+    assert d_got["a"]["folder"] == url and d_got["added"] > 0
+    for key in ("in_both", "removed", "added", "per_source", "removed_by_reason", "added_by_reason", "changed_examples"):
+        assert d_got[key] == d_want[key], key
+    res = ok("explain", str(sid), "--mix", url)
+    assert str(sid) in res.output
