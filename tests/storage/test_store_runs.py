@@ -2,6 +2,7 @@
 curate, polars, DuckDB and pyarrow, the same bytes as the same run on local disk."""
 from __future__ import annotations
 
+import io
 import json
 
 import duckdb
@@ -98,3 +99,25 @@ def test_decide_on_s3_gives_the_bytes_of_decide_on_disk(s3, data_dir, tmp_path):
     decisions = json.loads(got["run.json"])["decisions"]
     assert [d["chain"] for d in decisions] == [d["chain"] for d in json.loads(want["run.json"])["decisions"]]
     assert decisions[-1]["kept"] < decisions[0]["kept"]
+
+
+def test_dedup_of_a_run_on_s3_and_a_local_run_gives_the_groups_of_both_on_disk(s3, data_dir, tmp_path):
+    a, b = str(data_dir / "a_coco_captions_val2017.parquet"), str(data_dir / "a_flickr8k_captions.parquet")
+    url = s3.url("runs/coco")
+    ok("score", a, "--out", url)
+    ok("score", a, "--out", tmp_path / "coco")
+    for run in (tmp_path / "flickr-1", tmp_path / "flickr-2"):
+        ok("score", b, "--out", run)
+    ok("dedup", url, tmp_path / "flickr-1")
+    ok("dedup", tmp_path / "coco", tmp_path / "flickr-2")
+    got, want = store_files(url), local_files(tmp_path / "coco")
+    groups = pl.read_parquet(io.BytesIO(got["dedup/groups.parquet"]))
+    local_groups = pl.read_parquet(tmp_path / "coco" / "dedup" / "groups.parquet")
+    assert groups.equals(local_groups) and (~groups["is_representative"]).sum() > 0
+    assert got["dedup/groups.parquet"] == (tmp_path / "coco" / "dedup" / "groups.parquet").read_bytes()
+    assert all(got[n] == want[n] for n in want if n.startswith("scores/"))
+    the_set = json.loads(got["dedup/dedup.json"])["set"]
+    assert [m["path"] for m in the_set["runs"]] == [url, str((tmp_path / "flickr-1").resolve())]
+    assert curate.open_run(url).dedup.collect().equals(local_groups)
+    ok("decide", url, "--chain", "default-dedup")  # score__neardup from the store's groups
+    assert json.loads(store_files(url)["run.json"])["decisions"][-1]["chain"] == "default-dedup"
