@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.atomic import atomic_path, write_json
-from curate.db import arrow_reader, connect, sql_str
+from curate.db import arrow_reader, connect, register_stores, sql_str
 from curate.errors import CurateError
 from curate.export import tar
 from curate.export.writers import BIG_INTS, SHARD_FORMATS
@@ -55,7 +55,7 @@ from curate.layout import (
     staging_folder,
 )
 from curate.mix.manifest import load_mixture
-from curate.storage.commit import store_write
+from curate.storage.commit import reading_copy, store_write
 from curate.storage.fs import is_url
 from curate.tables import exact_tables
 
@@ -89,7 +89,7 @@ def open_export(mix: str | os.PathLike, out: str | os.PathLike, shard_rows: int,
     """The checks every export makes before it writes: the mixture, its columns, ``out``."""
     if shard_rows < 1:
         raise CurateError(f"shard size must be at least 1, got {shard_rows}")
-    mix = Path(mix)
+    mix = reading_copy(os.fspath(mix)) if is_url(mix) else Path(mix)  # a store's: its current version
     m = load_mixture(mix)
     check_columns(mix / MANIFEST)
     if Path(out).resolve() == mix.resolve():
@@ -146,7 +146,8 @@ def _export(mix: Path, m: dict, fmt: str, out: Path | str, stage: Path, shard_ro
     shards = []
     rows = 0
     per_source: dict[str, dict[str, int]] = {}
-    runs = {i["name"]: Path(i["run"]) for i in m.get("inputs", [])} if writer.copies_images else {}
+    runs = {i["name"]: i["run"] if is_url(i["run"]) else Path(i["run"]) for i in m.get("inputs", [])} \
+        if writer.copies_images else {}
     for i, table in enumerate(manifest_tables(mix / MANIFEST, shard_rows, expand_repeats, runs)):
         name = f"{writer.prefix}-{i:05d}{writer.ext}"
         with atomic_path(stage / name) as tmp:
@@ -201,6 +202,7 @@ def manifest_tables(manifest: Path, shard_rows: int, expand: bool, runs: dict[st
     scored = {name: path for name, path in (runs or {}).items() if score_parts(path)}
     if expand or scored or where:
         con = connect()
+        register_stores(con, scored.values())
         base = f"read_parquet({sql_str(str(manifest))}, file_row_number = true)"
         if where:
             base = f"(SELECT * FROM {base} WHERE {where})"

@@ -75,6 +75,13 @@ def test_mix_over_runs_on_s3_into_s3_gives_the_local_manifest_bytes(s3, runs, tm
     assert "testing-secret-value" not in json.dumps(info) and "store-staging" not in json.dumps(info)
     recipe = cat(f"{version}/recipe.toml").decode()
     assert store["human"] in recipe
+    ok("export", url, "--format", "jsonl", "--out", s3.url("shards/from-store"), "--shard-rows", "300")
+    ok("export", tmp_path / "mix", "--format", "jsonl", "--out", tmp_path / "shards", "--shard-rows", "300")
+    exported = pinned_store(s3.url("shards/from-store"))
+    shards = sorted((tmp_path / "shards").glob("*.jsonl"))
+    assert len(shards) == 3
+    for p in shards:
+        assert cat(f"{exported}/{p.name}") == p.read_bytes(), p.name
     mix = curate.open_mix(url)  # read from Python like a local mixture
     assert mix.manifest.collect().equals(pl.read_parquet(tmp_path / "mix" / "manifest.parquet"))
     again = fails_in_one_line("mix", tmp_path / "store.toml", "--out", url)
@@ -96,6 +103,7 @@ def test_a_mixture_of_local_runs_written_to_s3_then_exported_to_s3(s3, runs, tmp
     local_index = json.loads((tmp_path / "shards" / "index.json").read_text())
     assert index["rows"] == local_index["rows"] == 600 and len(index["shards"]) == 3
     fs, root = filesystem(version)
+    assert len(list((tmp_path / "shards").glob("*.parquet"))) == 3
     for p in sorted((tmp_path / "shards").glob("*.parquet")):
         assert cat(f"{version}/{p.name}") == p.read_bytes(), p.name
 
