@@ -32,6 +32,10 @@ Two rules hold for every one of them (DESIGN conventions 10 and 14):
   two versions. :func:`pinned` resolves the links once; the version a switch replaces
   stays until the next switch, so a read through a pinned path sees one version whole
   (docs/guarantees.md).
+
+On object storage (a URL) the same rules hold with a lock object and versions under
+``OUT/.v/`` behind one pointer object ``OUT/.current`` (:mod:`curate.storage.commit`,
+:func:`pinned_store`; docs/object-storage-runs.md).
 """
 from __future__ import annotations
 

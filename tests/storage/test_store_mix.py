@@ -7,7 +7,7 @@ import json
 
 import polars as pl
 import pytest
-from helpers import fails_in_one_line, ok, write_recipe
+from helpers import fails_in_one_line, ok, point_aws_at, write_recipe
 
 import curate
 from curate.layout import pinned_store, store_pointer
@@ -25,12 +25,7 @@ def s3(s3_endpoint, tmp_path_factory):
     from curate.storage.fs import clear_clients
 
     with pytest.MonkeyPatch.context() as mp:
-        for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-            mp.delenv(k, raising=False)
-        mp.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        point_aws_at(mp, s3_endpoint)
         boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="store-mix")
         clear_clients()
 
