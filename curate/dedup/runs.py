@@ -26,7 +26,7 @@ from curate.atomic import write_json
 from curate.errors import CurateError
 from curate.layout import (DEDUP, EMBED_MANIFEST, EMBEDDINGS, RUN_JSON, cache_root, dedup_json_path, load_run,
                            lock_folder, pinned, pinned_run, read_json, under)
-from curate.storage.commit import store_write
+from curate.storage.commit import runs_on_stores
 from curate.storage.fs import is_url
 
 
@@ -167,20 +167,16 @@ def foreign_caches(paths: list[Path], model_hash: str) -> list[str]:
 
 
 def dedup_on_stores(runs: list, opts, dedup) -> dict:
-    """``dedup(local runs, opts)`` for a set in which some runs are URLs on a store: each
-    such run is downloaded (under its lock), deduplicated here and switched in as a new
-    version; ``dedup.json`` names the runs by their URLs. The embeddings and neighbours
-    stay in the local cache (``$CURATE_CACHE/dedup`` unless ``--cache`` names one)."""
+    """``dedup(local runs, opts)`` for a set in which some runs are URLs on a store
+    (:func:`curate.storage.commit.runs_on_stores`); ``dedup.json`` names the runs by their
+    URLs. The embeddings and neighbours stay in the local cache (``$CURATE_CACHE/dedup``
+    unless ``--cache`` names one)."""
     from dataclasses import replace
 
-    with ExitStack() as stack:
-        writes = {}
-        for r in sorted({str(r) for r in runs if is_url(r)}):
-            writes[r] = stack.enter_context(store_write(r, "a run"))
-            writes[r].materialise_run()
-        local = [writes[str(r)].local if is_url(r) else r for r in runs]
-        named = {str(w.local.resolve()): url for url, w in writes.items()}
-        info = dedup(local, replace(opts, cache=opts.cache or str(cache_root() / DEDUP)))
+    named: dict[str, str] = {}
+
+    def by_url(writes) -> None:
+        named.update({str(w.local.resolve()): url for url, w in writes.items()})
         for w in writes.values():
             path = pinned(dedup_json_path(w.local))
             done = json.loads(path.read_text())
@@ -188,6 +184,8 @@ def dedup_on_stores(runs: list, opts, dedup) -> dict:
                 if m["path"] in named:
                     m["path"], m["name"] = named[m["path"]], named[m["path"]].rsplit("/", 1)[-1]
             write_json(done, path)
-            w.commit_run()
+
+    info = runs_on_stores(runs, lambda local: dedup(local, replace(opts, cache=opts.cache or str(cache_root() / DEDUP))),
+                          by_url)
     info["per_run"] = {named.get(str(Path(k).resolve()), k): v for k, v in info.get("per_run", {}).items()}
     return info

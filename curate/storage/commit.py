@@ -28,10 +28,10 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from curate.atomic import write_json
 from curate.errors import CurateError
@@ -59,7 +59,7 @@ from curate.layout import (
     read_json,
     run_snapshot,
 )
-from curate.storage.fs import exists, filesystem, join, redact, storage_errors
+from curate.storage.fs import exists, filesystem, is_url, join, redact, storage_errors
 from curate.storage.lock import StoreLock, get_with_etag, put_if, s3_key
 
 
@@ -192,6 +192,25 @@ class StoreWrite:
                               "(its lock was taken over); nothing was switched") from None
         drop_versions(self.url, keep={name, self.base})
         return prefix
+
+
+def runs_on_stores(runs: list, work: Callable[[list], Any],
+                   finish: Callable[[dict[str, "StoreWrite"]], None] | None = None) -> Any:
+    """``work(runs)`` where some runs are URLs on a store: each such run is downloaded under
+    its lock (locks taken in URL order), ``work`` runs on the local copies (and the local
+    runs as given), ``finish(writes)`` may adjust the copies, and each is switched in as a
+    new version. Returns what ``work`` returned."""
+    with ExitStack() as stack:
+        writes: dict[str, StoreWrite] = {}
+        for r in sorted({str(r) for r in runs if is_url(r)}):
+            writes[r] = stack.enter_context(store_write(r, "a run"))
+            writes[r].materialise_run()
+        result = work([writes[str(r)].local if is_url(r) else r for r in runs])
+        if finish is not None:
+            finish(writes)
+        for w in writes.values():
+            w.commit_run()
+    return result
 
 
 def reading_copy(url: str) -> Path:

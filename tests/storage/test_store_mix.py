@@ -128,3 +128,19 @@ def test_explain_verify_and_diff_over_mixtures_and_runs_on_s3(s3, runs, tmp_path
         assert d_got[key] == d_want[key], key
     res = ok("explain", str(sid), "--mix", url)
     assert str(sid) in res.output
+
+
+def test_concepts_on_runs_on_s3_and_a_balanced_mix_over_them(s3, runs, tmp_path):
+    local, store = runs
+    ok("concepts", *local.values())
+    ok("concepts", *store.values())
+    for name in INPUTS:
+        got = cat(f"{pinned_store(store[name])}/concepts/concepts.parquet")
+        assert got == (local[name] / "concepts" / "concepts.parquet").read_bytes(), name
+    balanced = []
+    for runs_, out in ((local, str(tmp_path / "mix")), (store, s3.url("mixes/balanced"))):
+        path = write_recipe(tmp_path / f"{len(balanced)}.toml", runs_, SOURCES, size=400, seed=2)
+        path.write_text(path.read_text() + "[balance]\nper_concept = 20\n")
+        ok("mix", path, "--out", out)
+        balanced.append(out)
+    assert cat(f"{pinned_store(balanced[1])}/manifest.parquet") == (tmp_path / "mix" / "manifest.parquet").read_bytes()

@@ -121,3 +121,18 @@ def test_dedup_of_a_run_on_s3_and_a_local_run_gives_the_groups_of_both_on_disk(s
     assert curate.open_run(url).dedup.collect().equals(local_groups)
     ok("decide", url, "--chain", "default-dedup")  # score__neardup from the store's groups
     assert json.loads(store_files(url)["run.json"])["decisions"][-1]["chain"] == "default-dedup"
+
+
+def test_a_second_writer_of_a_run_on_s3_gets_one_line_and_the_run_stays(s3, data_dir):
+    from helpers import fails_in_one_line
+
+    from curate.storage.lock import StoreLock
+
+    url = s3.url("runs/flickr")
+    src = str(data_dir / "a_flickr8k_captions.parquet")
+    ok("score", src, "--batch-rows", "2000", "--out", url)
+    before = store_pointer(url)
+    with StoreLock(url + "/.curate-lock", url, "curate decide " + url):
+        msg = fails_in_one_line("decide", url, "--chain", "english-strict")
+    assert "being written by another curate process" in msg and f"curate decide {url}" in msg
+    assert SECRET not in msg and store_pointer(url) == before
