@@ -8,8 +8,9 @@ pid, command) and a lease expiry; a thread renews the lease while the command ru
 renewal conditional on the ETag of the object this writer wrote last (``If-Match``).
 
 * A second writer reads the object and gets one line naming the holder.
-* A writer killed with ``kill -9`` cannot delete its lock; its lease runs out
-  (:data:`LEASE_S`) and the next writer takes it over with a one-line notice. The takeover
+* A writer killed with ``kill -9`` cannot delete its lock; once its lease runs out
+  (:data:`LEASE_S`), or at once where the holder ran on this host and its process is gone,
+  the next writer takes it over with a one-line notice. The takeover
   is conditional on the ETag it read, so of two writers that find the same stale lease
   only one succeeds.
 * A writer whose lease was taken over (paused longer than the lease) finds out at its next
@@ -173,6 +174,21 @@ def _parse(body: bytes) -> dict:
         return {}
 
 
+def gone_here(info: dict) -> bool:
+    """The holder ran on this host and its process no longer exists (killed): its lock need
+    not wait for the lease to run out."""
+    pid = info.get("pid")
+    if info.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 class StoreLock:
     """``with StoreLock(url_of_lock_object, "s3://b/run", command):`` holds the lock."""
 
@@ -212,7 +228,8 @@ class StoreLock:
                 got = get_with_etag(self.url)
         body, etag = got or (b"", None)
         info = _parse(body)
-        if info and info.get("expires", 0) > time.time():
+        expired = info.get("expires", 0) <= time.time()
+        if info and not expired and not gone_here(info):
             raise CurateError(f"{self.what} is being written by another curate process ({holder_line(info)}); "
                               "wait for it to finish or write elsewhere")
         try:
@@ -221,7 +238,9 @@ class StoreLock:
             now = _parse((get_with_etag(self.url) or (b"", ""))[0])
             raise CurateError(f"{self.what} is being written by another curate process ({holder_line(now)}); "
                               "wait for it to finish or write elsewhere") from None
-        print(f"curate: took over the expired lock of {self.what} ({holder_line(info)})", file=sys.stderr)
+        why = "" if expired else "; that process is gone"
+        print(f"curate: took over the {'expired ' if expired else ''}lock of {self.what} ({holder_line(info)}{why})",
+              file=sys.stderr)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.lease / 3) and self.renew():
@@ -256,8 +275,13 @@ class StoreLock:
         fs, bucket, key = s3_key(self.url)
         try:
             fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=self.etag)
-        except Exception:  # taken over meanwhile, or the store is gone: the lease ends by itself
-            pass
+        except Exception:  # a store without conditional deletes: delete it if it is still ours
+            try:
+                got = get_with_etag(self.url)
+                if got and _parse(got[0]).get("token") == self.token:
+                    fs.call_s3("delete_object", Bucket=bucket, Key=key)
+            except Exception:  # the store is gone: the lease ends by itself
+                pass
         fs.invalidate_cache(f"{bucket}/{key}")
 
     def __enter__(self) -> "StoreLock":
