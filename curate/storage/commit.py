@@ -126,16 +126,18 @@ class StoreWrite:
             names = [p[len(root) + 1:] for p in fs.find(root)]
         snaps = {DEDUP: dedup_snapshot(self.local), CONCEPTS: concepts_snapshot(self.local)}
         staged: dict[str, tuple[Snapshot, Path]] = {}
+        targets = []
         for name in names:
             head, _, rest = name.partition("/")
             snap = snaps.get(head) if rest and head != SCORES else None
             snap, sub = (snap, rest) if snap else (run_snapshot(self.local), name)
             if snap.folder not in staged:
                 staged[snap.folder] = (snap, snap.stage(self.base))
-            dst = staged[snap.folder][1] / sub
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            with storage_errors(join(remote, name)):
-                fs.get_file(f"{root}/{name}", str(dst))
+            targets.append(staged[snap.folder][1] / sub)
+            targets[-1].parent.mkdir(parents=True, exist_ok=True)
+        with storage_errors(remote):  # one call: s3fs fetches the files concurrently
+            fs.get([f"{root}/{n}" for n in names], [str(t) for t in targets])
+        for name, dst in zip(names, targets):
             st = dst.stat()
             self.downloaded[(st.st_dev, st.st_ino)] = f"{root}/{name}"
         for snap, version in staged.values():
@@ -232,7 +234,7 @@ def reading_copy(url: str) -> Path:
             raise CurateError(f"{url}: nothing there (no {CURRENT} and no files)")
         for name in names:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(f"{root}/{name}", str(tmp / name))
+        fs.get([f"{root}/{n}" for n in names], [str(tmp / n) for n in names])
     write_json({"url": redact(remote)}, tmp / STORE_BASE)
     shutil.rmtree(local, ignore_errors=True)
     os.replace(tmp, local)
