@@ -144,3 +144,30 @@ def test_concepts_on_runs_on_s3_and_a_balanced_mix_over_them(s3, runs, tmp_path)
         ok("mix", path, "--out", out)
         balanced.append(out)
     assert cat(f"{pinned_store(balanced[1])}/manifest.parquet") == (tmp_path / "mix" / "manifest.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("after_s", [1.0, 4.0])
+def test_kill_9_of_a_mix_into_s3_leaves_the_old_mixture_or_the_new_one_whole(s3, runs, tmp_path, after_s):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    _, store = runs
+    url = s3.url(f"mixes/killed-{after_s}")
+    ok("mix", write_recipe(tmp_path / "a.toml", store, SOURCES, size=500, seed=1), "--out", url)
+    old = pinned_store(url)
+    old_bytes = cat(f"{old}/manifest.parquet")
+    recipe = write_recipe(tmp_path / "b.toml", store, SOURCES, size=500, seed=2)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "mix", str(recipe), "--out", url, "--overwrite"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(after_s)
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its mix child
+    proc.wait()
+    now = pinned_store(url)
+    info = json.loads(cat(f"{now}/manifest.json"))  # whole: manifest.json is uploaded last
+    assert (now == old and cat(f"{now}/manifest.parquet") == old_bytes) or info["recipe"]["seed"] == 2
+    ok("mix", recipe, "--out", url, "--overwrite")  # the next writer is not blocked by the killed one
