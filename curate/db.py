@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 import pyarrow as pa
 
 from curate.errors import CurateError, first_line
+from curate.storage.fs import filesystem, is_url, protocol
 
 if TYPE_CHECKING:
     import duckdb
@@ -87,23 +88,35 @@ def _split_allowed(allowed: Iterable[str | os.PathLike]) -> tuple[list[str], lis
     files: list[str] = []
     for a in allowed:
         p = str(a)
+        url = is_url(p)
         if any(ch in p for ch in "*?[{"):
-            parts = Path(p).parts
+            parts = p.split("/") if url else Path(p).parts
             i = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?[{"))
-            p = str(Path(*parts[:i])) if i else "."
+            p = "/".join(parts[:i]) if url else (str(Path(*parts[:i])) if i else ".")
             kind = dirs
-        elif p.endswith(os.sep) or os.path.isdir(p):
+        elif p.endswith(os.sep) or not url and os.path.isdir(p):
             kind = dirs
         else:
             kind = files
-        p = os.path.realpath(p)  # DuckDB compares the real path (symlinks resolved)
+        if not url:
+            p = os.path.realpath(p)  # DuckDB compares the real path (symlinks resolved)
         if kind is dirs:
-            p = p.rstrip(os.sep) + os.sep  # DuckDB matches whole path components
+            p = p.rstrip("/").rstrip(os.sep) + "/"  # DuckDB matches whole path components
         if p == os.sep:
             raise CurateError("refusing to allow the whole file system to recipe SQL")
         if p not in kind:
             kind.append(p)
     return dirs, files
+
+
+def register_stores(con, paths: Iterable[str | os.PathLike]) -> None:
+    """Let ``con`` read the URLs among ``paths`` through curate's file-system layer
+    (DuckDB's ``register_filesystem`` with fsspec: no extension is downloaded)."""
+    done = set()
+    for p in paths:
+        if is_url(p) and protocol(str(p)) not in done:
+            done.add(protocol(str(p)))
+            con.register_filesystem(filesystem(str(p))[0])
 
 
 def lock_down(con: "duckdb.DuckDBPyConnection", allowed: Iterable[str | os.PathLike]) -> "duckdb.DuckDBPyConnection":
@@ -141,6 +154,7 @@ def connect_sandboxed(
     nothing else; :func:`connect` + :func:`lock_down`. ``memory_limit``: bytes of DuckDB's
     buffer pool (beyond it, DuckDB spills to ``temp_dir``)."""
     con = connect(threads, temp_dir)
+    register_stores(con, allowed)
     if memory_limit:
         con.execute(f"SET memory_limit = '{int(memory_limit) // 2**20}MiB'")
     return lock_down(con, allowed)

@@ -12,6 +12,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from curate.storage.fs import is_url, open_file
+
 
 #: The fingerprint ``curate score`` records for each input file (``run.json``'s ``inputs``,
 #: under this key): XXH3-128, fixed by the xxHash specification (stable since xxHash 0.8).
@@ -27,7 +29,7 @@ def _hash_file(path: str | os.PathLike, h) -> str:
     """``h`` updated with the file's bytes, read into one reused 4 MiB buffer."""
     buf = bytearray(4 << 20)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
+    with (open_file(path) if is_url(path) else open(path, "rb", buffering=0)) as f:
         while n := f.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()

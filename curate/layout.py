@@ -32,24 +32,26 @@ Two rules hold for every one of them (DESIGN conventions 10 and 14):
   two versions. :func:`pinned` resolves the links once; the version a switch replaces
   stays until the next switch, so a read through a pinned path sees one version whole
   (docs/guarantees.md).
+
+On object storage (a URL) the same rules hold with a lock object and versions under
+``OUT/.v/`` behind one pointer object ``OUT/.current`` (:mod:`curate.storage.commit`,
+:func:`pinned_store`; docs/object-storage-runs.md).
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
-import socket
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from curate.atomic import discard_staging, fsync_dir, fsync_tree, output_folder, replace_folder, staging_folder
 from curate.errors import CurateError
+from curate.storage.fs import filesystem, is_url, join, storage_errors
+from curate.storage.lock import command_line, local_lock
 
-__all__ = ["discard_staging", "output_folder", "replace_folder", "staging_folder"]  # whole-folder switches, from atomic
+__all__ = ["command_line", "discard_staging", "output_folder", "replace_folder", "staging_folder"]  # from atomic, storage.lock
 
 RUN_JSON = "run.json"
 CHAIN_TOML = "chain.toml"
@@ -96,6 +98,11 @@ SPECIFICITY_CACHE = "specificity"
 HF_STATE = "state.json"
 #: in ``.v/``: the name of the version the last switch replaced (kept until the next one)
 RETIRED = ".retired"
+#: under :func:`cache_root`: the local folders that commands writing to a store work in,
+#: and in one of them the folder a whole-folder writer (mix, export) writes
+STORE_STAGING, STORE_OUT = "store-staging", "out"
+#: in such a folder: the store URL and the version it started from
+STORE_BASE = ".curate-store-base.json"
 
 
 # -- names --------------------------------------------------------------------------------
@@ -114,16 +121,26 @@ def part_path(root: str | os.PathLike, fi: int, bi: int) -> Path:
     return Path(root) / SCORES / f"part-{fi:05d}-{bi:05d}.parquet"
 
 
+def under(run: str | os.PathLike, *names: str):
+    """``run/name/...``: a Path, or a URL (str) for a run on a store."""
+    return join(run, *names) if is_url(run) else Path(run).joinpath(*names)
+
+
 def scores_glob(run: str | os.PathLike) -> str:
-    return str(Path(run) / SCORES / PART_GLOB)
+    return str(under(run, SCORES, PART_GLOB))
 
 
-def score_parts(run: str | os.PathLike) -> list[Path]:
+def score_parts(run: str | os.PathLike) -> list:
+    """The run's parts in order: paths, or URLs for a run on a store."""
+    if is_url(run):
+        fs, glob = filesystem(scores_glob(run))
+        with storage_errors(run):
+            return [fs.unstrip_protocol(p) for p in sorted(fs.glob(glob))]
     return sorted((Path(run) / SCORES).glob(PART_GLOB))
 
 
-def groups_path(run: str | os.PathLike) -> Path:
-    return Path(run) / DEDUP / GROUPS
+def groups_path(run: str | os.PathLike):
+    return under(run, DEDUP, GROUPS)
 
 
 def pinned(path: str | os.PathLike) -> Path:
@@ -135,10 +152,13 @@ def pinned(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(path))
 
 
-def pinned_run(run: str | os.PathLike) -> Path:
+def pinned_run(run: str | os.PathLike):
     """The folder of the run's version that is current now (:func:`pinned`): its
     ``scores/``, ``run.json`` and ``chain.toml`` belong together; the run itself when its
-    entries are plain files."""
+    entries are plain files. For a run on a store (``s3://bucket/run``) the URL of the
+    version its ``.current`` object names (:func:`pinned_store`)."""
+    if is_url(run):
+        return pinned_store(run)
     return pinned(Path(run) / SCORES).parent
 
 
@@ -147,28 +167,66 @@ def pinned_scores_glob(run: str | os.PathLike) -> str:
     return scores_glob(pinned_run(run))
 
 
-def pinned_groups(run: str | os.PathLike) -> Path:
+def pinned_groups(run: str | os.PathLike):
     """:func:`groups_path` of the version current now (:func:`pinned`)."""
+    if is_url(run):
+        return groups_path(pinned_store(run))
     return pinned(groups_path(run))
 
 
-def dedup_json_path(run: str | os.PathLike) -> Path:
-    return Path(run) / DEDUP / DEDUP_JSON
+def store_pointer(url: str) -> dict | None:
+    """What ``URL/.current`` on a store says (``{"version": NAME, "previous": NAME, ...}``),
+    or None where there is none (nothing switched there yet)."""
+    info = read_store_json(join(url, CURRENT))
+    return info if isinstance(info, dict) and info.get("version") else None
+
+
+def pinned_store(url: str) -> str:
+    """The URL of the version a folder on a store holds now: ``URL/.v/NAME`` with NAME from
+    ``URL/.current``, read once; ``url`` itself where there is no pointer (a version's own
+    URL, or a folder written by another tool)."""
+    info = store_pointer(url)
+    return join(url, VERSIONS, info["version"]) if info else url.rstrip("/")
+
+
+def read_store_json(url: str) -> dict | None:
+    """A small JSON object on a store, or None when it does not exist."""
+    fs, p = filesystem(url)
+    with storage_errors(url):
+        try:
+            data = fs.cat_file(p)
+        except FileNotFoundError:
+            return None
+    try:
+        return json.loads(data.decode())
+    except ValueError as e:
+        raise CurateError(f"{url}: unreadable ({e})") from None
+
+
+def dedup_json_path(run: str | os.PathLike):
+    return under(run, DEDUP, DEDUP_JSON)
 
 
 def numbered(folder: str | os.PathLike, stem: str, i: int, suffix: str = ".parquet") -> Path:
     """``folder/stem-NNNNN.suffix``: the numbered parts of tables, caches and shards."""
     return Path(folder) / f"{stem}-{i:05d}{suffix}"
-def concepts_path(run: str | os.PathLike) -> Path:
-    return Path(run) / CONCEPTS / CONCEPTS_PARQUET
 
 
-def concepts_json_path(run: str | os.PathLike) -> Path:
-    return Path(run) / CONCEPTS / CONCEPTS_JSON
+def concepts_path(run: str | os.PathLike):
+    return under(run, CONCEPTS, CONCEPTS_PARQUET)
+
+
+def concepts_json_path(run: str | os.PathLike):
+    return under(run, CONCEPTS, CONCEPTS_JSON)
 
 
 def load_run(run: str | os.PathLike) -> dict:
     """``run.json`` of a finished run; a one-line error for anything else."""
+    if is_url(run):
+        info = read_store_json(join(pinned_store(run), RUN_JSON))
+        if info is None:
+            raise CurateError(f"{run}: not a curate run (no run.json at its current version)")
+        return info
     p = Path(run) / RUN_JSON
     if not p.is_file():
         if (Path(run) / STATE).exists():
@@ -191,76 +249,26 @@ def read_text(path: Path) -> str:
 def read_json(path: Path) -> dict:
     """A JSON file as a dict, or {} when it is missing or unreadable (caches, state files)."""
     try:
+        if is_url(path):
+            return read_store_json(path) or {}
         return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, CurateError):
         return {}
 
 
 # -- one writer ---------------------------------------------------------------------------
 
 
-def command_line() -> str:
-    """What this process is, for a lock's holder line: ``curate mix r.toml --out m``."""
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    return " ".join(["curate" if name in ("curate", "__main__.py") else name, *sys.argv[1:]])[:300]
-
-
-@contextmanager
-def lock(lock_file: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_file`` (created when missing) while the block runs.
-
-    ``what`` names the folder in the error a second writer gets."""
-    import fcntl
-
-    lock_file = Path(lock_file)
-    try:
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise CurateError(f"cannot write to {what}: {e.strerror or e}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise CurateError(f"cannot lock {what}: {e.strerror or e}") from None
-            holder = _holder(fd)
-            raise CurateError(
-                f"{what} is being written by another curate process ({holder}); "
-                "wait for it to finish or write elsewhere"
-            ) from None
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
-              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def _holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-    except (OSError, ValueError):
-        info = {}
-    if not info:
-        return "holder unknown"
-    return f"pid {info.get('pid')} on {info.get('host')}: {info.get('command')}, since {info.get('since')}"
-
-
 def lock_folder(folder: str | os.PathLike) -> "contextmanager[None]":
     """The lock of a run folder: a file inside it (the folder itself is never replaced)."""
-    return lock(Path(folder) / LOCK, str(folder))
+    return local_lock(Path(folder) / LOCK, str(folder))
 
 
 def lock_output(out: str | os.PathLike):
     """The lock of a folder that is replaced as a whole (a mixture, an export): a hidden
     file beside it, since a file inside would be swapped out with the folder."""
     out = Path(out)
-    return lock(out.parent / f".{out.name}{LOCK}", str(out))
+    return local_lock(out.parent / f".{out.name}{LOCK}", str(out))
 
 
 # -- one switch: versions behind a pointer ------------------------------------------------

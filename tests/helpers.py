@@ -43,6 +43,17 @@ def fails_in_one_line(*args) -> str:
     return one_line_error(invoke(*args)) + "\n"
 
 
+def point_aws_at(mp, endpoint: str) -> None:
+    """The AWS environment of a test (``mp``: a pytest MonkeyPatch) pointed at the S3 server
+    on ``endpoint``, with test credentials and no profile or config file of the machine."""
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        mp.delenv(k, raising=False)
+    mp.setenv("AWS_ENDPOINT_URL", endpoint)
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
 # -- mixtures over real runs ---------------------------------------------------------------
 
 SOURCES = {"web": "c_", "human": "a_", "long": "d_"}

@@ -10,6 +10,8 @@ from curate.audit.lookup import mixture_recipe, query_rows, sandboxed
 from curate.db import first_row, sql_str
 from curate.layout import MANIFEST
 from curate.mix.manifest import load_mixture
+from curate.storage.commit import reading_copy
+from curate.storage.fs import is_url
 
 # -- diff ----------------------------------------------------------------------------------
 
@@ -18,7 +20,7 @@ def diff(mix_a: str | os.PathLike, mix_b: str | os.PathLike, limit: int = 20) ->
     """Samples added (in B only), removed (in A only) and changed (repeat or caption) from A
     to B, per source and per reason: why a removed sample is not in B (and an added one was
     not in A), judged from the other mixture's runs and recipe."""
-    a, b = Path(mix_a), Path(mix_b)
+    a, b = (reading_copy(os.fspath(m)) if is_url(m) else Path(m) for m in (mix_a, mix_b))  # a store's: its version
     ma, mb = load_mixture(a), load_mixture(b)
     con = sandboxed([a, b])
     try:
@@ -52,8 +54,8 @@ def diff(mix_a: str | os.PathLike, mix_b: str | os.PathLike, limit: int = 20) ->
     finally:
         con.close()
     return {
-        "a": {"folder": str(a), "mixture": ma["mixture"], "samples": ma["counts"]["samples"]},
-        "b": {"folder": str(b), "mixture": mb["mixture"], "samples": mb["counts"]["samples"]},
+        "a": {"folder": str(mix_a), "mixture": ma["mixture"], "samples": ma["counts"]["samples"]},
+        "b": {"folder": str(mix_b), "mixture": mb["mixture"], "samples": mb["counts"]["samples"]},
         "same": ma["content_hash"] == mb["content_hash"],
         "in_both": counts[0], "removed": counts[1], "added": counts[2],
         "repeat_changed": counts[3], "caption_changed": counts[4],

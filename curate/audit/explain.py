@@ -34,6 +34,8 @@ from curate.mix.recipe import Recipe
 from curate.mix.sql import UNIFORM, RunSource, render_sql, sampling_u
 from curate.scoring.chain import chain_of_record
 from curate.scoring.decision import step_outcomes
+from curate.storage.commit import reading_copy
+from curate.storage.fs import exists, is_url
 
 
 #: duplicates listed per other run of a set
@@ -76,9 +78,13 @@ def explain(sample_id: str | int, mix: str | os.PathLike | None = None,
     if mix is None and run is None:
         raise CurateError("give --mix MIX or --run RUN (or both)")
     sid = parse_sample_id(sample_id)
-    con = sandboxed([Path(mix)] if mix else [], [Path(run)] if run else [])
+    given, mix = mix, reading_copy(os.fspath(mix)) if mix is not None and is_url(mix) else mix
+    con = sandboxed([Path(mix)] if mix else [], [run if is_url(run) else Path(run)] if run else [])
     try:
-        return _explain(con, sid, Path(mix) if mix else None, Path(run) if run else None)
+        out = _explain(con, sid, Path(mix) if mix else None, run if run is None or is_url(run) else Path(run))
+        if "mixture" in out:
+            out["mixture"]["folder"] = str(given)
+        return out
     finally:
         con.close()
 
@@ -178,7 +184,7 @@ def _scores(info: dict, row: dict, run_dir: Path) -> list[dict]:
 
 def _dedup(con, run: Path, sid: int) -> dict | None:
     g = pinned_groups(run)
-    if not g.is_file():
+    if not (exists(g) if is_url(g) else g.is_file()):
         return None
     rows = lookup(con, str(g), sid)
     if not rows:

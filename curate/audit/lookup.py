@@ -13,6 +13,7 @@ from curate.layout import MANIFEST, RECIPE, concepts_path, groups_path, scores_g
 from curate.mix.build import inspect_sources
 from curate.mix.recipe import Recipe, load_recipe
 from curate.mix.sql import RunSource
+from curate.storage.fs import is_url, join
 
 #: How many changed rows ``verify`` and ``diff`` list in full.
 LIST_LIMIT = 1000
@@ -53,6 +54,6 @@ def sandboxed(mixes: list[Path] = (), runs: list[Path] = ()):
         allowed.append(mix / MANIFEST)
         if (mix / RECIPE).is_file():
             runs = [*runs, *(s.path for s in load_recipe(mix / RECIPE).sources)]
-    for run in runs:
-        allowed += [scores_glob(run), groups_path(run), concepts_path(run)]
+    for run in runs:  # a run on a store: every version under its prefix (the pointer may move)
+        allowed += [join(run, "")] if is_url(run) else [scores_glob(run), groups_path(run), concepts_path(run)]
     return connect_sandboxed(allowed)

@@ -16,6 +16,7 @@ from curate.layout import MANIFEST, RECIPE
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import load_recipe
 from curate.storage import is_url
+from curate.storage.commit import reading_copy
 
 #: The image columns of a WebDataset row that must be as scored for its image to be exported.
 IMAGE_CHECKED = ("image_member", "image_offset", "image_size", "image_hash")
@@ -32,7 +33,7 @@ def verify(mix: str | os.PathLike, full: bool = False) -> dict[str, Any]:
     """
     from curate.ingest.recheck import unchanged
 
-    mix = Path(mix)
+    mix = reading_copy(os.fspath(mix)) if is_url(mix) else Path(mix)  # a mixture on a store: its current version
     m = load_mixture(mix)
     manifest = str(mix / MANIFEST)
     run_dirs = mixture_run_dirs(mix, m)

@@ -8,6 +8,7 @@ import click
 from curate.cli.common import fmt, friendly, make_console, print_json
 from curate.export.writers import SHARD_FORMATS, TRAINERS
 from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
+from curate.storage.fs import join
 
 
 @click.command()
@@ -51,7 +52,7 @@ def mix(recipe, out, threads, overwrite, memory_limit, timeout):
     console.print(t)
     c = result["counts"]
     console.print(f"{c['rows']:,} rows ({c['samples']:,} samples) in {result['timings']['total_s']:.1f} s; "
-                  f"wrote {Path(out) / MANIFEST}, {QUERY}, {RECIPE} and {MANIFEST_JSON}")
+                  f"wrote {join(out, MANIFEST)}, {QUERY}, {RECIPE} and {MANIFEST_JSON}")
 
 
 @click.command()
@@ -93,7 +94,7 @@ def export(mix, trainer, fmt, out, shard_rows, expand_repeats, model_caption, ov
     from curate.export.shards import export as run_export
 
     index = run_export(mix, fmt, out, shard_rows, expand_repeats, overwrite)
-    console.print(f"{index['rows']:,} samples in {len(index['shards'])} {fmt} shard(s); wrote {Path(out) / INDEX_JSON}")
+    console.print(f"{index['rows']:,} samples in {len(index['shards'])} {fmt} shard(s); wrote {join(out, INDEX_JSON)}")
     if SHARD_FORMATS[fmt].copies_images:
         per = ", ".join(f"{k} {v['images']:,} of {v['rows']:,}" for k, v in index["per_source"].items())
         console.print(f"{index['images_copied']:,} images copied, {index['rows_without_image']:,} rows without an "

@@ -8,6 +8,7 @@ import click
 from curate.cli.common import friendly, make_console, reporting
 from curate.engines import ENGINES
 from curate.layout import DEDUP, RUN_JSON, SCORES
+from curate.storage.fs import is_url, join
 from curate.report.terminal import summary_table
 
 ENGINE_HELP = "; ".join(f"{name}: {e.description}" for name, e in ENGINES.items())
@@ -54,14 +55,14 @@ def score(inputs, out, chain, caption_column, id_column, carry, carry_all, colum
     opts = ScoreOptions(caption_column, id_column, tuple(carry), workers, batch_rows, overwrite,
                         engine=engine, address=address, columns=names, carry_all=carry_all)
     console = make_console()
-    with reporting(console, out) as reporter:
+    with reporting(console, None if is_url(out) else out) as reporter:
         result = run_score(list(inputs), out, ch, opts, reporter)
     if result.get("read"):
         console.print(result["read"], highlight=False, soft_wrap=True, markup=False)
     summary_table(console, result, f"curate score: chain {ch.name}")
     console.print(
         f"{result['rows']:,} rows in {result['timings']['score_s']:.1f} s "
-        f"({result['timings']['rows_per_s']:,.0f} rows/s); wrote {Path(out) / SCORES} and {Path(out) / RUN_JSON}"
+        f"({result['timings']['rows_per_s']:,.0f} rows/s); wrote {join(out, SCORES)} and {join(out, RUN_JSON)}"
     )
     _warn_duplicate_ids(console, result.get("duplicate_sample_ids", 0), id_column)
 

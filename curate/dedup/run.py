@@ -57,12 +57,14 @@ from curate.dedup.runs import (
     cache_folder,
     check_shared_ids,
     common_schema,
+    dedup_on_stores,
     foreign_caches,
     lock_runs,
     prefer_index,
     run_paths,
     set_info,
 )
+from curate.storage.fs import is_url
 from curate.dedup.stream import OUT_OF_CORE_TEXTS, build_neighbors_stream, text_arrays
 from curate.dedup.text import texts_of
 from curate.errors import CurateError
@@ -275,6 +277,9 @@ def dedup(runs, opts: DedupOptions | None = None, reporter: Reporter | None = No
     from curate.embed import check_device
 
     opts = opts or DedupOptions()
+    if any(is_url(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)):
+        return dedup_on_stores([runs] if isinstance(runs, (str, Path)) else list(runs), opts,
+                               lambda local, o: dedup(local, o, reporter, neighbors))
     if neighbors is None and opts.engine != "local":
         raise CurateError(f"engine {opts.engine!r} runs through curate.engines.dedup, which chooses its backend")
     cfg = resolve(opts)

@@ -22,8 +22,12 @@ from typing import Iterator
 
 import polars as pl
 
+from curate.atomic import write_json
 from curate.errors import CurateError
-from curate.layout import DEDUP, EMBED_MANIFEST, EMBEDDINGS, RUN_JSON, cache_root, dedup_json_path, load_run, lock_folder, read_json
+from curate.layout import (DEDUP, EMBED_MANIFEST, EMBEDDINGS, RUN_JSON, cache_root, dedup_json_path, load_run,
+                           lock_folder, pinned, pinned_run, read_json, under)
+from curate.storage.commit import runs_on_stores
+from curate.storage.fs import is_url
 
 
 def run_paths(runs) -> list[Path]:
@@ -116,7 +120,7 @@ def set_info(paths: list[Path], infos: list[dict], prefer: list[int], cfg: dict)
 
 def set_of(run: str | Path) -> dict | None:
     """The set recorded in ``RUN/dedup/dedup.json`` (None without one)."""
-    info = read_json(dedup_json_path(run))
+    info = read_json(dedup_json_path(pinned_run(run) if is_url(run) else run))
     if not info:
         return None
     s = info.get("set")
@@ -135,8 +139,8 @@ def set_problem(run: str | Path) -> str | None:
     names = " ".join(r["path"] for r in s["runs"])
     again = f"run `curate dedup {names}` again"
     for m in s["runs"]:
-        p = Path(m["path"])
-        key = read_json(p / RUN_JSON).get("key")
+        p = m["path"] if is_url(m["path"]) else Path(m["path"])
+        key = read_json(under(pinned_run(p) if is_url(p) else p, RUN_JSON)).get("key")
         if key is None:
             return f"{run} was deduplicated together with {p}, which is no longer a run; {again}"
         if key != m["run_key"]:
@@ -160,3 +164,28 @@ def foreign_caches(paths: list[Path], model_hash: str) -> list[str]:
                          f"({other.get('embedder', '?')} {str(other.get('model_sha256', subs[0]))[:12]}); "
                          f"its texts are embedded again with {model_hash[:12]}")
     return notes
+
+
+def dedup_on_stores(runs: list, opts, dedup) -> dict:
+    """``dedup(local runs, opts)`` for a set in which some runs are URLs on a store
+    (:func:`curate.storage.commit.runs_on_stores`); ``dedup.json`` names the runs by their
+    URLs. The embeddings and neighbours stay in the local cache (``$CURATE_CACHE/dedup``
+    unless ``--cache`` names one)."""
+    from dataclasses import replace
+
+    named: dict[str, str] = {}
+
+    def by_url(writes) -> None:
+        named.update({str(w.local.resolve()): url for url, w in writes.items()})
+        for w in writes.values():
+            path = pinned(dedup_json_path(w.local))
+            done = json.loads(path.read_text())
+            for m in done["set"]["runs"]:
+                if m["path"] in named:
+                    m["path"], m["name"] = named[m["path"]], named[m["path"]].rsplit("/", 1)[-1]
+            write_json(done, path)
+
+    info = runs_on_stores(runs, lambda local: dedup(local, replace(opts, cache=opts.cache or str(cache_root() / DEDUP))),
+                          by_url)
+    info["per_run"] = {named.get(str(Path(k).resolve()), k): v for k, v in info.get("per_run", {}).items()}
+    return info

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.atomic import atomic_path, write_json
-from curate.db import arrow_reader, connect, sql_str
+from curate.db import arrow_reader, connect, register_stores, sql_str
 from curate.errors import CurateError
 from curate.export import tar
 from curate.export.writers import BIG_INTS, SHARD_FORMATS
@@ -55,6 +55,8 @@ from curate.layout import (
     staging_folder,
 )
 from curate.mix.manifest import load_mixture
+from curate.storage.commit import reading_copy, store_write
+from curate.storage.fs import is_url
 from curate.tables import exact_tables
 
 IMAGES_NOTE = ("images are not included in parquet and jsonl shards: they carry url / image_path / image_id "
@@ -68,6 +70,14 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
            expand_repeats: bool = False, overwrite: bool = False) -> dict:
     if fmt not in SHARD_FORMATS:
         raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(SHARD_FORMATS)}")
+    if is_url(out):  # written locally, then switched in on the store (curate.storage.commit)
+        with store_write(os.fspath(out), "an export", INDEX_JSON, overwrite) as w:
+            mix, m, local = open_export(mix, w.output_folder(), shard_rows, False)
+            check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
+            index = write_staged(local, False, lambda stage: _export(mix, m, fmt, w.version_url, stage, shard_rows,
+                                                                     expand_repeats))
+            w.commit_folder(local, INDEX_JSON)
+        return index
     mix, m, out = open_export(mix, out, shard_rows, overwrite)
     check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
     with lock_output(out):
@@ -79,7 +89,7 @@ def open_export(mix: str | os.PathLike, out: str | os.PathLike, shard_rows: int,
     """The checks every export makes before it writes: the mixture, its columns, ``out``."""
     if shard_rows < 1:
         raise CurateError(f"shard size must be at least 1, got {shard_rows}")
-    mix = Path(mix)
+    mix = reading_copy(os.fspath(mix)) if is_url(mix) else Path(mix)  # a store's: its current version
     m = load_mixture(mix)
     check_columns(mix / MANIFEST)
     if Path(out).resolve() == mix.resolve():
@@ -130,13 +140,14 @@ def check_added(columns: list[str], added: list[str]) -> None:
                               f"name (curate score) and mix again")
 
 
-def _export(mix: Path, m: dict, fmt: str, out: Path, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:
+def _export(mix: Path, m: dict, fmt: str, out: Path | str, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:
     """Write every shard and, last, ``index.json`` into ``stage`` (named for ``out``)."""
     writer = SHARD_FORMATS[fmt]
     shards = []
     rows = 0
     per_source: dict[str, dict[str, int]] = {}
-    runs = {i["name"]: Path(i["run"]) for i in m.get("inputs", [])} if writer.copies_images else {}
+    runs = {i["name"]: i["run"] if is_url(i["run"]) else Path(i["run"]) for i in m.get("inputs", [])} \
+        if writer.copies_images else {}
     for i, table in enumerate(manifest_tables(mix / MANIFEST, shard_rows, expand_repeats, runs)):
         name = f"{writer.prefix}-{i:05d}{writer.ext}"
         with atomic_path(stage / name) as tmp:
@@ -191,6 +202,7 @@ def manifest_tables(manifest: Path, shard_rows: int, expand: bool, runs: dict[st
     scored = {name: path for name, path in (runs or {}).items() if score_parts(path)}
     if expand or scored or where:
         con = connect()
+        register_stores(con, scored.values())
         base = f"read_parquet({sql_str(str(manifest))}, file_row_number = true)"
         if where:
             base = f"(SELECT * FROM {base} WHERE {where})"

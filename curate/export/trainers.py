@@ -54,6 +54,7 @@ from curate.export.images import EXT, image_column
 from curate.export.shards import check_added, manifest_tables, open_export, write_staged
 from curate.export.writers import TRAINERS, json_frame
 from curate.layout import INDEX_JSON, MANIFEST, lock_output
+from curate.storage.fs import is_url
 
 #: The image members open_clip's WebDataset pipeline reads (``rename(image="jpg;png;jpeg;webp")``).
 OPEN_CLIP_IMAGES = ("jpg", "png", "jpeg", "webp")
@@ -64,6 +65,9 @@ def export_for(mix: str | os.PathLike, trainer: str, out: str | os.PathLike, sha
                overwrite: bool = False, model_caption: str | None = None) -> dict:
     if trainer not in TRAINERS:
         raise CurateError(f"unknown trainer {trainer!r}; trainers: {', '.join(TRAINERS)}")
+    if is_url(out):  # the trainers' files name their shards by absolute local paths
+        raise CurateError(f"--for {trainer} writes a local folder (its files name the shards by path); export to "
+                          "a local --out, or use --format to write shards to a store")
     mix, m, out = open_export(mix, out, shard_rows, overwrite)
     columns = pq.read_schema(mix / MANIFEST).names
     if model_caption is not None and model_caption not in columns:

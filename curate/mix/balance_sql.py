@@ -23,9 +23,10 @@ import numpy as np
 
 from curate.db import ident, sql_str
 from curate.hashing import splitmix64
-from curate.layout import concepts_path
+from curate.layout import concepts_path, pinned_run
 from curate.mix.balance import split
 from curate.mix.recipe import Recipe
+from curate.storage.fs import is_url
 
 MASK64 = "18446744073709551615"
 OPENING_WORDS = 3
@@ -84,7 +85,8 @@ def source_select(recipe: Recipe, columns: dict) -> list[str]:
 def source_join(recipe: Recipe, run_path) -> list[str]:
     if recipe.balance.per_concept is None:
         return []
-    return [f"    LEFT JOIN read_parquet({sql_str(str(concepts_path(run_path)))}) AS c",
+    at = pinned_run(run_path) if is_url(run_path) else run_path  # a run on a store: its current version
+    return [f"    LEFT JOIN read_parquet({sql_str(str(concepts_path(at)))}) AS c",
             "        ON c.sample_id = s.sample_id AND c.source = s.source AND c.\"row\" = s.\"row\""]
 
 

@@ -62,6 +62,8 @@ from curate.mix.bounded import DUCKDB_SHARE, default_memory, parse_size, run_bou
 from curate.mix.columns import carried_names, column_types
 from curate.mix.recipe import is_column
 from curate.mix.sql import RunSource, output_columns, render_sql, seed_key
+from curate.storage.commit import store_write
+from curate.storage.fs import exists, is_url, open_file
 from curate.version import __version__
 
 #: the mix's default time limit (--timeout), seconds
@@ -85,7 +87,8 @@ def inspect_sources(recipe: Recipe, con, pins: dict[str, tuple[Path, Path]] | No
     pins = pins or pin(recipe)
     for s in recipe.sources:
         at = f"source {s.name!r}"
-        if not s.path.is_dir():
+        url = is_url(s.path)
+        if not url and not s.path.is_dir():
             raise CurateError(f"{at}: run folder {s.run!r} not found (looked at {s.path})")
         version, pinned_group_file = pins[s.name]
         try:
@@ -99,11 +102,13 @@ def inspect_sources(recipe: Recipe, con, pins: dict[str, tuple[Path, Path]] | No
         except Exception as e:
             raise CurateError(f"{at}: cannot read the scores of {s.path} ({duck_error(e)})") from None
         cols = {r[0]: r[1] for r in desc}
-        groups = groups_path(s.path)
-        the_set = set_of(s.path) if groups.is_file() else None
-        out.append(RunSource(s, info, scores_glob(s.path), cols, groups if groups.is_file() else None,
+        # a run on a store has no documented names of its own: its version is named instead
+        groups = groups_path(version if url else s.path)
+        has_groups = exists(groups) and not os.path.isdir(groups)
+        the_set = set_of(s.path) if has_groups else None
+        out.append(RunSource(s, info, scores_glob(version if url else s.path), cols, groups if has_groups else None,
                              the_set["id"] if the_set else None, read_glob=scores_glob(version),
-                             read_groups=pinned_group_file if groups.is_file() else None))
+                             read_groups=pinned_group_file if has_groups else None))
     carried_names(out)
     return out
 
@@ -162,7 +167,8 @@ def validate(recipe: Recipe, runs: list[RunSource], con, step=lambda what: None)
             stale = set_problem(r.src.path)
             if stale:
                 raise CurateError(f"{at}: [caps] per_dup_group: {stale}")
-            names = pq.ParquetFile(r.paths(True)[1]).schema_arrow.names
+            with open_file(r.paths(True)[1]) as f:
+                names = pq.ParquetFile(f).schema_arrow.names
             if "sample_id" not in names or "dup_group" not in names:
                 raise CurateError(f"{r.groups}: lacks sample_id or dup_group; rerun `curate dedup {r.src.run}`")
         if recipe.balance.per_concept is not None:
@@ -225,6 +231,13 @@ def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, thread
     and ``timeout`` seconds (None or 0: none), :func:`curate.mix.bounded.run_bounded`."""
     recipe = load_recipe(recipe_path)
     memory = parse_size(memory_limit) if memory_limit else default_memory()
+    if is_url(out):  # written locally, then switched in on the store (curate.storage.commit)
+        with store_write(os.fspath(out), "a mixture", MANIFEST_JSON, overwrite) as w:
+            stage = w.output_folder()
+            stage.mkdir(parents=True)
+            manifest = run_bounded(_build, (recipe, recipe_path, os.fspath(out), stage, threads, memory), memory, timeout)
+            w.commit_folder(stage, MANIFEST_JSON)
+        return manifest
     out = output_folder(out, "a mixture", MANIFEST_JSON, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -245,7 +258,8 @@ def build_mixture(recipe_path: str | os.PathLike, out: str | os.PathLike, thread
 def _build(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: int | None, memory: int | None = None,
            step=lambda what: None) -> dict:
     pins = pin(recipe)
-    versioned = [s for s in recipe.sources if pins[s.name][0].is_dir() and pins[s.name][0] != s.path.resolve()]
+    versioned = [s for s in recipe.sources if not is_url(s.path) and pins[s.name][0].is_dir()
+                 and pins[s.name][0] != s.path.resolve()]
     try:
         return _build_pinned(recipe, recipe_path, out, stage, threads, memory, step, pins)
     except Exception:
@@ -263,7 +277,7 @@ def _build_pinned(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: 
     t0 = time.perf_counter()
     step("reading the sources' scores")
     allowed = [scores_glob(v) for v, _ in pins.values()] + [g for _, g in pins.values()] + [stage]
-    allowed += [concepts_path(s.path) for s in recipe.sources]
+    allowed += [concepts_path(v if is_url(v) else s.path) for s, (v, _) in zip(recipe.sources, pins.values())]
     con = connect_sandboxed(allowed, threads, temp_dir=stage / DUCKDB_TMP,
                             memory_limit=int(memory * DUCKDB_SHARE) if memory else None)
     try:
@@ -299,7 +313,7 @@ def _build_pinned(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: 
     for name, s in stats["per_source"].items():
         s.update(pre[name])
     write_text(sql, stage / QUERY)
-    write_text(recipe.to_toml(out.resolve()), stage / RECIPE)
+    write_text(recipe.to_toml(None if is_url(out) else out.resolve()), stage / RECIPE)
     manifest = {
         "mixture": f"mix-{content[:16]}",
         "content_hash": content,

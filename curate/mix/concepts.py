@@ -46,6 +46,7 @@ from curate.layout import (
     concepts_snapshot,
     load_run,
     lock_folder,
+    pinned_run,
     read_json,
     score_parts,
 )
@@ -61,6 +62,8 @@ from curate.mix.vocabulary import (
     load_vocabulary,
     normalise,
 )
+from curate.storage.commit import runs_on_stores
+from curate.storage.fs import exists, is_url
 from curate.version import __version__
 
 BATCH = 50_000
@@ -165,8 +168,9 @@ def _text_column(run: Path) -> tuple[str, bool]:
 
 def concepts_problem(run: str | Path) -> str | None:
     """Why ``RUN/concepts`` cannot be used (missing, or made for other scores), else None."""
-    info = read_json(concepts_json_path(run))
-    if not info or not concepts_path(run).is_file():
+    at = pinned_run(run) if is_url(run) else run  # a run on a store: its current version
+    info = read_json(concepts_json_path(at))
+    if not info or not (exists(concepts_path(at)) if is_url(at) else concepts_path(at).is_file()):
         return f"{run} has no concepts; run `curate concepts {run}` first"
     run_info = load_run(run)
     if info.get("run_key") != run_info.get("key") or info.get("rows") != run_info.get("rows"):
@@ -177,7 +181,10 @@ def concepts_problem(run: str | Path) -> str | None:
 def concepts(runs: list[str | Path], vocabulary: str | Path | None = None, min_df: int = DEFAULT_MIN_DF,
              max_df: float = DEFAULT_MAX_DF, max_entries: int = DEFAULT_MAX_ENTRIES) -> list[dict]:
     """Match every row of ``runs`` against one vocabulary (the file, else one built from the
-    runs' rows); write each run's ``concepts/``; return each run's ``concepts.json``."""
+    runs' rows); write each run's ``concepts/``; return each run's ``concepts.json``. Runs
+    on a store (URLs) are downloaded, matched here and switched in as new versions."""
+    if any(is_url(r) for r in runs):
+        return runs_on_stores(list(runs), lambda local: concepts(local, vocabulary, min_df, max_df, max_entries))
     paths = [Path(r) for r in runs]
     if not paths:
         raise CurateError("give at least one run folder")

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 from curate.db import arrow_reader, duck_error, first_row, sql_str
 from curate.errors import CurateError
 from curate.hashing import file_sha256
-from curate.storage import exists, is_url
-from curate.layout import MANIFEST, MANIFEST_JSON, RUN_JSON
+from curate.layout import MANIFEST, MANIFEST_JSON, RUN_JSON, pinned_store, read_store_json
 from curate.mix.recipe import Recipe
 from curate.mix.sql import RunSource
+from curate.storage import exists, is_url, join
 from curate.tables import exact_tables
 
 ROW_GROUP = 65_536
@@ -135,15 +135,17 @@ def resolve_source_file(source: str, run_dir: Path, size: int | None = None) -> 
 
 def describe_input(r: RunSource) -> dict:
     files = []
+    url = is_url(r.src.path)  # a run on a store: its inputs as recorded, its version's run.json
     for f in r.info.get("inputs", []):
-        where = resolve_source_file(f["source"], r.src.path, f.get("bytes"))
+        where = f["source"] if url else resolve_source_file(f["source"], r.src.path, f.get("bytes"))
         files.append({**f, "path": str(where) if where else None})
     decisions = r.info.get("decisions") or [{}]
     return {
         "name": r.name,
         "run": str(r.src.path),
         "run_key": r.info.get("key"),
-        "run_json_sha256": file_sha256(r.src.path / RUN_JSON),
+        "run_json_sha256": file_sha256(join(r.paths(True)[0].rsplit("/", 2)[0], RUN_JSON) if url
+                                       else r.src.path / RUN_JSON),
         "rows": r.info.get("rows"),
         "kept": r.info.get("kept"),
         "chain": r.info.get("chain", {}).get("name"),
@@ -164,6 +166,11 @@ def model_files(runs: list[RunSource]) -> dict:
 
 def load_mixture(mix: str | os.PathLike) -> dict:
     """``MIX/manifest.json``, checked to belong to a finished mixture."""
+    if is_url(mix):  # a mixture on a store: its current version (docs/object-storage-runs.md)
+        m = read_store_json(join(pinned_store(os.fspath(mix)), MANIFEST_JSON))
+        if m is None:
+            raise CurateError(f"{mix}: not a mixture (no manifest.json at its current version)")
+        return m
     p = Path(mix) / MANIFEST_JSON
     if not p.is_file():
         if (Path(mix) / MANIFEST).is_file():

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.config import read_toml
+from curate.storage.fs import is_url
 from curate.errors import CurateError
 from curate.mix.balance import Balance, parse_balance, toml_lines
 from curate.mix.guard import check_expression
@@ -42,7 +43,7 @@ MAX_SIZE = 10**12
 class Source:
     name: str
     run: str  # as written in the recipe
-    path: Path  # absolute run folder
+    path: Path  # absolute run folder (a str: the URL of a run on a store)
     amount: float  # the share or weight as written
     repeat: int
     eligible: str
@@ -128,7 +129,8 @@ class Recipe:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def to_toml(self, base: Path) -> str:
-        """The resolved recipe as TOML, with run folders relative to ``base``."""
+        """The resolved recipe as TOML, with run folders relative to ``base`` (absolute
+        where ``base`` is None)."""
         runs = {s.name: _relative(s.path, base) for s in self.sources}
         d = self.to_dict(runs)
         lines = [
@@ -152,7 +154,9 @@ class Recipe:
         return "\n".join(lines) + "\n"
 
 
-def _relative(path: Path, base: Path) -> str:
+def _relative(path: Path | str, base: Path | None) -> str:
+    if base is None or is_url(path):
+        return str(path)
     try:
         return Path(os.path.relpath(path, base)).as_posix()
     except ValueError:  # another drive
@@ -280,7 +284,7 @@ def parse_recipe(data: dict, where: str = "recipe", base: Path | None = None) ->
             raise CurateError(f"{at}: {kind} must be greater than 0, got {amount:g}; leave the source out instead")
         repeat = _int(at, "repeat", e.get("repeat", 1), 1, 10_000)
         sources.append(Source(
-            name=sname, run=run, path=(base / run).resolve(), amount=amount, repeat=repeat,
+            name=sname, run=run, path=run.rstrip("/") if is_url(run) else (base / run).resolve(), amount=amount, repeat=repeat,
             eligible=_expr(at, "eligible", e.get("eligible", eligible)),
             quality=_expr(at, "quality", e.get("quality", quality)),
             group_by=_group_by(at, e["group_by"]) if "group_by" in e else None,

@@ -14,10 +14,12 @@ from pathlib import Path
 import polars as pl
 
 from curate.errors import CurateError
-from curate.layout import MANIFEST, groups_path, load_run, pinned_groups, pinned_scores_glob, scores_glob
+from curate.layout import (MANIFEST, groups_path, load_run, pinned_groups, pinned_scores_glob, pinned_store, scores_glob,
+                           under)
 from curate.mix.manifest import load_mixture
 from curate.scoring.chain import Chain, load_chain, parse_chain
 from curate.scoring.decision import decision_exprs
+from curate.storage.fs import exists, is_url
 
 KEY_SEED = 0x5EED
 GOLDEN = 0x9E3779B97F4A7C15
@@ -25,9 +27,10 @@ GOLDEN = 0x9E3779B97F4A7C15
 
 @dataclass
 class Run:
-    """A scored run: ``scores`` (LazyFrame over RUN/scores), ``info`` (run.json)."""
+    """A scored run: ``scores`` (LazyFrame over RUN/scores), ``info`` (run.json); ``path``
+    is a URL for a run on a store (each property reads the version current then)."""
 
-    path: Path
+    path: Path | str
     info: dict
 
     @property
@@ -41,7 +44,7 @@ class Run:
     @property
     def dedup(self) -> pl.LazyFrame | None:
         p = pinned_groups(self.path)
-        return pl.scan_parquet(p) if p.is_file() else None
+        return pl.scan_parquet(p) if exists(p) and not os.path.isdir(p) else None
 
     @property
     def score_columns(self) -> list[str]:
@@ -52,12 +55,12 @@ class Run:
 class Mix:
     """A mixture: ``manifest`` (LazyFrame over MIX/manifest.parquet), ``info`` (manifest.json)."""
 
-    path: Path
+    path: Path | str
     info: dict
 
     @property
     def manifest(self) -> pl.LazyFrame:
-        return pl.scan_parquet(self.path / MANIFEST)
+        return pl.scan_parquet(under(pinned_store(self.path) if is_url(self.path) else self.path, MANIFEST))
 
 
 def _strip_versions(chain: dict) -> dict:
@@ -67,13 +70,14 @@ def _strip_versions(chain: dict) -> dict:
 
 
 def open_run(path: str | os.PathLike) -> Run:
-    """Open a run folder written by ``curate score``."""
-    return Run(Path(path), load_run(path))
+    """Open a run folder written by ``curate score``, or a run's URL on a store
+    (``s3://bucket/run``: docs/object-storage-runs.md)."""
+    return Run(str(path) if is_url(path) else Path(path), load_run(path))
 
 
 def open_mix(path: str | os.PathLike) -> Mix:
     """Open a mixture folder written by ``curate mix`` (checked as every command checks it)."""
-    return Mix(Path(path), load_mixture(path))
+    return Mix(str(path) if is_url(path) else Path(path), load_mixture(path))
 
 
 def score(df: pl.DataFrame, chain: Chain | str | None = None, caption: str = "caption") -> pl.DataFrame:

@@ -27,6 +27,8 @@ from curate.layout import (
 from curate.scoring.chain import Chain
 from curate.scoring.decision import decide
 from curate.scoring.stats import run_stats
+from curate.storage.commit import store_write
+from curate.storage.fs import is_url
 
 
 def redecide_if_stale(part: Path, chain: Chain) -> None:
@@ -44,7 +46,14 @@ def redecide_if_stale(part: Path, chain: Chain) -> None:
 
 
 def decide_run(run: str | os.PathLike, chain: Chain) -> dict:
-    """Re-apply ``chain``'s thresholds to a run's stored scores, without re-scoring."""
+    """Re-apply ``chain``'s thresholds to a run's stored scores, without re-scoring. A run
+    on a store (a URL) is downloaded, decided locally and switched in as a new version."""
+    if is_url(run):
+        with store_write(os.fspath(run), "a run") as w:
+            w.materialise_run()
+            info = decide_run(w.local, chain)
+            w.commit_run()
+        return info
     load_run(run)
     with lock_folder(run):
         return _decide_locked(Path(run), chain)

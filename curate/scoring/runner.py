@@ -48,6 +48,8 @@ from curate.scoring import workers as wk
 from curate.scoring.chain import Chain
 from curate.scoring.decide import redecide_if_stale
 from curate.scoring.stats import run_stats
+from curate.storage.commit import store_write
+from curate.storage.fs import is_url
 from curate.version import __version__
 
 DEFAULT_BATCH_ROWS = 100_000
@@ -196,8 +198,16 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
     ``reporter`` hears of one stage, ``scoring``, counted in rows (:mod:`curate.progress`).
 
     ``backend`` computes the parts (default: :func:`score_local`); ``curate.engines``
-    chooses it from ``opts.engine``."""
+    chooses it from ``opts.engine``. ``out`` may be a URL (``s3://bucket/run``): the run is
+    written locally and switched in on the store in one step (:mod:`curate.storage.commit`)."""
     opts = opts or ScoreOptions()
+    if is_url(out):
+        with store_write(os.fspath(out), "a run") as w:
+            if not opts.overwrite:
+                w.materialise_run()  # completes or checks the run there
+            run = score(inputs, w.local, chain, opts, reporter, backend)
+            w.commit_run()
+        return run
     if backend is None and opts.engine != "local":
         raise CurateError(f"engine {opts.engine!r} runs through curate.engines.score, which chooses its backend")
     backend = backend or score_local
