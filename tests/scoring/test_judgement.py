@@ -74,7 +74,8 @@ def test_shipped_weights_are_what_the_labels_give(data_dir):
     meta = json.loads((J.MODELS / J.META).read_text())
     tune = train.training_rows()
     assert train.labels_sha256(tune) == meta["training"]["labels_sha256"]
-    assert train.weights_text(tune, meta["c"]) == (J.MODELS / J.WEIGHTS).read_text(encoding="utf-8")
+    fs = J.FeatureSet.of(meta)
+    assert train.weights_text(tune, meta["c"], fs) == (J.MODELS / J.WEIGHTS).read_text(encoding="utf-8")
     assert (tune["half"] == 0).all()
 
 
@@ -84,11 +85,12 @@ def test_feature_keys_are_the_features(read_data):
     text = pl.concat([text, pl.Series(["", "a", "Ärger über 2 Äpfel!!", "x " * 400])])
     tab = pl.read_csv(J.MODELS / J.WEIGHTS, separator="\t", quote_char=None, schema={"f": pl.String, "w": pl.Float64})
     bias, weights = float(tab["w"][0]), tab.slice(1)
-    f = J.features(text)
+    fs = J.FeatureSet.of(json.loads((J.MODELS / J.META).read_text()))
+    f = J.features(text, fs)
     z = f.join(weights, on="f", how="left").group_by("i").agg(pl.col("w").fill_null(0.0).sum(), pl.len().alias("k"))
     ref = np.full(len(text), bias)
     ref[z["i"].to_numpy()] += (z["w"] / z["k"].sqrt()).to_numpy()
-    got = J.predict(text, J.key_table(weights), bias)
+    got = J.predict(text, J.key_table(weights), bias, fs)
     assert np.abs(got - 1 / (1 + np.exp(-ref))).max() < 1e-12
 
 
@@ -114,7 +116,7 @@ def test_explain_shows_a_drop_by_the_judgement(read_data, tmp_path):
     assert dropped.height >= 20
     e = explain(dropped["sample_id"][0], run=run)
     entry = next(s for s in e["scores"] if s["filter"] == "judgement")
-    assert entry["pass"] is False and entry["name"] == "judgement@1"
+    assert entry["pass"] is False and entry["name"] == "judgement@2"
     assert entry["score"] < entry["min"] == json.loads((J.MODELS / J.META).read_text())["threshold"]
 
 
