@@ -31,8 +31,10 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 
-def fasttext_fit_predict(train: pl.DataFrame, test_text: pl.Series, epoch: int = 25, dim: int = 16,
-                         ngrams: int = 2, minn: int = 0, maxn: int = 0, lr: float = 0.25) -> np.ndarray:
+def fasttext_fit(train: pl.DataFrame, epoch: int, dim: int, ngrams: int, minn: int, maxn: int, lr: float,
+                 save: Path | None = None):
+    """A fastText supervised model of keep (``__label__k``) vs drop on the lower-cased text
+    (one thread, seed 20); ``save``: also write it there."""
     import fasttext_new
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,18 +44,26 @@ def fasttext_fit_predict(train: pl.DataFrame, test_text: pl.Series, epoch: int =
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         model = fasttext_new.train_supervised(input=str(path), epoch=epoch, dim=dim, wordNgrams=ngrams, minn=minn,
                                               maxn=maxn, lr=lr, thread=1, seed=20, verbose=0, minCount=1)
+    if save is not None:
+        model.save_model(str(save))
+    return model
+
+
+def fasttext_fit_predict(train: pl.DataFrame, test_text: pl.Series, epoch: int = 25, dim: int = 16,
+                         ngrams: int = 2, minn: int = 0, maxn: int = 0, lr: float = 0.25) -> np.ndarray:
+    model = fasttext_fit(train, epoch, dim, ngrams, minn, maxn, lr)
     texts = test_text.str.to_lowercase().str.replace_all("\n", " ").to_list()
     labels, probs = model.predict(texts, k=2)
     return np.array([p[list(lab).index("__label__k")] if "__label__k" in lab else 0.0
                      for lab, p in zip(labels, probs)])
 
 
-def logistic_fit_predict(train: pl.DataFrame, test_text: pl.Series, c: float) -> np.ndarray:
+def logistic_fit_predict(train: pl.DataFrame, test_text: pl.Series, c: float, fs) -> np.ndarray:
     from curate.scoring.filters.judgement import key_table, predict
 
-    vocab, clf = T.fit(train["text"], train["y"].to_numpy(), c)
+    vocab, clf = T.fit(train["text"], train["y"].to_numpy(), c, fs)
     weights, bias = T.rounded(vocab, clf)
-    return predict(test_text, key_table(weights), bias)
+    return predict(test_text, key_table(weights), bias, fs)
 
 
 def out_of_fold(tune: pl.DataFrame, fit_predict) -> np.ndarray:
@@ -83,9 +93,12 @@ def per_file(held: pl.DataFrame, keep: np.ndarray) -> dict[str, float]:
 
 def candidates(only: str | None):
     cands = {}
-    for c in (0.5, 1.0, 2.0, 4.0, 16.0):
-        cands[f"logistic C={c}"] = lambda tr, te, c=c: logistic_fit_predict(tr, te, c)
-    for ep, ng, mn in ((10, 1, 0), (25, 2, 0), (10, 2, 3), (25, 2, 3), (50, 2, 0)):
+    for i in range(len(T.FEATURE_SETS)):
+        fs = T.feature_set(i)
+        for c in T.C_GRID:
+            name = f"logistic {'+'.join(fs.kinds)}/{fs.max_tokens} C={c:g}"
+            cands[name] = lambda tr, te, c=c, fs=fs: logistic_fit_predict(tr, te, c, fs)
+    for ep, ng, mn in ((10, 1, 0), (25, 2, 0), (10, 2, 3), (25, 2, 3)):
         cands[f"fasttext ep={ep} ng={ng} minn={mn}"] = (
             lambda tr, te, ep=ep, ng=ng, mn=mn: fasttext_fit_predict(tr, te, epoch=ep, ngrams=ng, minn=mn,
                                                                      maxn=5 if mn else 0))
@@ -98,8 +111,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=None, help="candidates whose name starts with this")
     ap.add_argument("--blend", nargs=2, default=None, help="two candidate names to blend (mean probability)")
+    ap.add_argument("--rebuild-check", action="store_true",
+                    help="train the fastText model twice on the tune half and compare the files' bytes")
     args = ap.parse_args()
     from curate.scoring.frame import score_frame
+
+    if args.rebuild_check:
+        tr = T.training_rows()
+        with tempfile.TemporaryDirectory() as tmp:
+            a, b = Path(tmp) / "a.bin", Path(tmp) / "b.bin"
+            for p in (a, b):
+                fasttext_fit(tr, 25, 16, 2, 3, 5, 0.25, save=p)
+            print(f"fastText rebuilt twice: {'identical' if a.read_bytes() == b.read_bytes() else 'DIFFERENT'} bytes "
+                  f"({a.stat().st_size:,} bytes)")
+        return
 
     transforms, others = T.default_chain_parts()
     lab = labelled(True).with_columns(text=T.seen_text(labelled(True)["caption"], transforms))
@@ -120,9 +145,11 @@ def main() -> None:
         ho = per_file(held, ok_held & (fulls[name] >= t))
         rows.append({"model": name, "cv_acc@0.5": round(float(((oofs[name] >= 0.5) == yt).mean()), 3),
                      "cv_chain": round(cv, 3), "t": t, **{k: round(v, 3) for k, v in sorted(ho.items())}})
+    out = pl.DataFrame(rows)
+    out = out.rename({c: c.split("_")[0] + "_" + c.split("_")[1][:8] for c in out.columns if c[:2] in ("a_", "b_", "c_", "d_")})
     with pl.Config(tbl_rows=60, tbl_cols=30, tbl_width_chars=400, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, fmt_str_lengths=40):
-        print(pl.DataFrame(rows))
+        print(out)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ class Junk(Filter):
     """
 
     name = "junk"
-    version = 2
+    version = 3
     params = {}
     default_min = None
     default_max = 0.5
