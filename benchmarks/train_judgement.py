@@ -19,7 +19,8 @@ Steps, all on the tune half (crc32 of ``group_id`` even; ``judgement_data.py``):
    threshold) with the labels. The cheapest pair (fewest features, then the smallest C,
    the strongest regularisation) within one standard error of the best is chosen: a
    difference smaller than the noise of ~3,600 labels buys no complexity;
-5. the threshold: the one at which that pair's out-of-fold chain agrees best;
+5. the threshold: the one at which that pair's out-of-fold chain agrees best, averaged
+   over thresholds within 0.03 (the middle of the flat top, not its noisiest point);
 6. weights are written rounded to 6 significant digits, so the same labels give the same
    bytes.
 """
@@ -38,7 +39,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
-from judgement_data import EXTRA, LABELS, labelled  # noqa: E402
+from judgement_data import EXTRAS, LABELS, labelled  # noqa: E402
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
@@ -50,6 +51,8 @@ FEATURE_SETS = ((("w", "b", "sh", "n"), 12, 80), (("w", "b", "sh", "n"), 16, 110
                 (("w", "b", "s", "p", "sh", "n"), 24, 160))
 FOLDS = 5
 T_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+#: The agreement curve is averaged over this many grid steps either side (0.03).
+T_WINDOW = 3
 OUT = ROOT / "curate" / "scoring" / "filters" / "models"
 
 
@@ -133,11 +136,15 @@ def _folds(group_id: pl.Series) -> np.ndarray:
 
 def choose_threshold(kept: np.ndarray, y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """(the threshold at which the default chain, whose other filters keep ``kept``,
-    agrees best with the labels ``y``, that agreement); ties: the lowest threshold, which
-    drops least."""
-    agree = [float(((kept & (p >= t)) == y).mean()) for t in T_GRID]
-    best = int(np.argmax(agree))
-    return float(T_GRID[best]), agree[best]
+    agrees best with the labels ``y``, that agreement). The agreement is averaged over
+    thresholds within ``T_WINDOW`` first: its curve is flat near the top, and the middle of
+    the plateau moves less with one label more than the single best point does (ties: the
+    lowest threshold, which drops least)."""
+    agree = np.array([float(((kept & (p >= t)) == y).mean()) for t in T_GRID])
+    w = 2 * T_WINDOW + 1
+    smooth = np.convolve(np.pad(agree, T_WINDOW, mode="edge"), np.ones(w) / w, mode="valid")
+    best = int(np.argmax(smooth))
+    return float(T_GRID[best]), float(agree[best])
 
 
 def choose(results: dict[tuple[int, float], tuple[float, float]], rows: int) -> tuple[int, float]:
@@ -213,7 +220,7 @@ def build(out: Path, extra: bool = True) -> dict:
         "training": {"rows": tune.height, "keep_or_fix": int(y.sum()), "drop": int((~y).sum()),
                      "by_set": dict(sorted(tune.group_by("set").len().iter_rows())),
                      "labels": [str(LABELS.relative_to(LABELS.parents[2]))]
-                     + ([str(EXTRA.relative_to(ROOT))] if extra else []),
+                     + ([str(p.relative_to(ROOT)) for p in EXTRAS] if extra else []),
                      "split": "images with crc32(group_id) % 2 == 0", "labels_sha256": labels_sha256(tune)},
         "rebuild": "python benchmarks/train_judgement.py (make judgement-model)",
     }

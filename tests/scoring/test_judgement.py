@@ -174,3 +174,17 @@ def test_affixes(before, after):
     for name in ("boilerplate", "affixes"):  # the default chain's order
         text = TRANSFORMS[name]().apply(text)
     assert text[0] == after
+
+
+def test_label_files_hold_tune_half_labels_only(data_dir):
+    """Every extra label (benchmarks/labels/caption_worth_*.csv) names a caption of the
+    data by file and row, of an image in the tune half, with a short reason that does not
+    copy the caption (``benchmarks/add_labels.py``'s checks)."""
+    add = _script("add_labels")
+    data = _script("judgement_data")
+    assert len(data.EXTRAS) >= 2
+    labels = add.read_inputs(list(data.EXTRAS))
+    assert labels.height >= 3000
+    assert add.problems(labels).height == 0
+    held = labels.head(3).with_columns(file=pl.lit("c_laion_web_alttext_sample"), row=pl.Series([0, 1, 2]))
+    assert (add.problems(held)["problem"] == "held-out image").sum() == 2  # rows 0 and 1 are held out
