@@ -76,10 +76,10 @@ def out_of_fold(tune: pl.DataFrame, fit_predict) -> np.ndarray:
 
 
 def chain_agreement(others_keep: np.ndarray, y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """(best agreement of the whole chain over the threshold grid, that threshold)."""
-    agree = [float(((others_keep & (p >= t)) == y).mean()) for t in T.T_GRID]
-    i = int(np.argmax(agree))
-    return agree[i], float(T.T_GRID[i])
+    """(agreement of the whole chain at the threshold the trainer would choose, that
+    threshold: ``train_judgement.choose_threshold``)."""
+    t, a = T.choose_threshold(others_keep, y, p)
+    return a, t
 
 
 def per_file(held: pl.DataFrame, keep: np.ndarray) -> dict[str, float]:
