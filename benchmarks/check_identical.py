@@ -10,6 +10,9 @@ carried from outside, such as ``neardup``, is a null column here), one Parquet f
 scores again and compares every column: dtype, nulls and values; floats by their bits
 (NaN and -0.0 included), strings and lists exactly. It prints the columns that differ
 and exits 1 if any does. ``--write`` and ``--against`` may be given together.
+
+``--unchanged-only`` (a change to the clean stage): only the rows whose ``caption_clean``
+is the same before and after are compared, and the rows whose cleaning changed are counted.
 """
 from __future__ import annotations
 
@@ -51,8 +54,13 @@ def _bits(s: pl.Series) -> pl.Series:
     return pl.Series(s.name, ints).zip_with(s.is_not_null(), pl.Series([None] * len(s), dtype=pl.Int64))
 
 
-def differences(before: pl.DataFrame, after: pl.DataFrame) -> list[str]:
+def differences(before: pl.DataFrame, after: pl.DataFrame, unchanged_only: bool = False) -> list[str]:
     out = []
+    if unchanged_only and "caption_clean" in before.columns and "caption_clean" in after.columns:
+        same = before["caption_clean"].eq_missing(after["caption_clean"])
+        if not same.all():
+            out.append(f"({int((~same).sum())} rows cleaned differently, not compared)")
+        before, after = before.filter(same), after.filter(same)
     if before.columns != after.columns:
         out.append(f"columns {before.columns} -> {after.columns}")
     for c in before.columns:
@@ -75,6 +83,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write", type=Path, help="write the scores to this folder")
     ap.add_argument("--against", type=Path, help="compare with the scores in this folder")
+    ap.add_argument("--unchanged-only", action="store_true",
+                    help="compare only the rows whose caption_clean did not change")
     a = ap.parse_args()
     if not a.write and not a.against:
         ap.error("give --write, --against or both")
@@ -92,8 +102,10 @@ def main() -> None:
                 print(f"{key}: no earlier scores")
                 bad += 1
                 continue
-            diff = differences(pl.read_parquet(path), df)
-            if diff:
+            diff = differences(pl.read_parquet(path), df, a.unchanged_only)
+            if a.unchanged_only and diff and all(d.startswith("(") for d in diff):
+                print(f"{key}: {diff[0]}")
+            elif diff:
                 bad += 1
                 print(f"{key}: " + "; ".join(diff))
         rows = sum(f.height for f in frames.values())

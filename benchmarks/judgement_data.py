@@ -4,8 +4,10 @@ Labels are stored as file + row + label + reason, never as caption text: the cap
 read from ``../shared/data`` (``CURATE_DATA``) by file and row. Two label files:
 
 * ``../shared/data/labels/caption_worth_3500.parquet``: 3,500 captions of every kind;
-* ``benchmarks/labels/caption_worth_extra.csv``: more captions labelled by the same rubric,
-  from images of the training half only (above all LAION alt-text and long descriptions).
+* ``benchmarks/labels/caption_worth_*.csv`` (:data:`EXTRAS`): more captions labelled by the
+  same rubric, from images of the training half only: ``caption_worth_extra.csv`` (above all
+  LAION alt-text and long descriptions), ``caption_worth_pass3.csv`` (web alt-text and other
+  languages; added with ``benchmarks/add_labels.py``, which checks them).
 
 Images are split in two halves by crc32 of ``group_id``: even = "tune" (training, and every
 constant chosen), odd = "held-out" (reported only; DESIGN convention 13).
@@ -20,7 +22,9 @@ import polars as pl
 from common import DATA, ROOT
 
 LABELS = DATA / "labels" / "caption_worth_3500.parquet"
-EXTRA = ROOT / "benchmarks" / "labels" / "caption_worth_extra.csv"
+#: The extra label files, read in name order; a caption labelled twice keeps its first label.
+EXTRAS = tuple(sorted((ROOT / "benchmarks" / "labels").glob("caption_worth_*.csv")))
+LABEL_COLUMNS = ["file", "row", "label", "reason", "labeller"]
 HALVES = {0: "tune", 1: "held-out"}
 
 
@@ -49,10 +53,10 @@ def labelled(extra: bool = True, data: Path = DATA) -> pl.DataFrame:
     base = pl.read_parquet(data / "labels" / LABELS.name).select(
         "file", pl.col("row").cast(pl.Int64), "label", "reason").with_columns(set=pl.lit("3500"))
     parts = [base]
-    if extra and EXTRA.is_file():
-        more = pl.read_csv(EXTRA, schema_overrides={"row": pl.Int64, "reason": pl.String}).select(
+    for path in EXTRAS if extra else ():
+        more = pl.read_csv(path, schema_overrides={"row": pl.Int64, "reason": pl.String}).select(
             "file", "row", "label", pl.col("reason").fill_null(""), set=pl.lit("extra"))
-        parts.append(more.join(base, on=["file", "row"], how="anti"))
+        parts.append(more.join(pl.concat(parts).select("file", "row"), on=["file", "row"], how="anti"))
     lab = pl.concat(parts)
     caps = captions(lab["file"].unique().to_list(), data)
     lab = lab.join(caps, on=["file", "row"], how="left")

@@ -16,7 +16,8 @@ STOCK = (
     r"(?-u:\b)stock (?:photo|photograph|image|picture|illustration|vector|footage)s?(?-u:\b)|(?-u:\b)royalty[- ]free(?-u:\b)"
     r"|(?-u:\b)(?:shutterstock|getty ?images|alamy|dreamstime|depositphotos|123rf|istock(?:photo)?|adobe stock|pond5)(?-u:\b)"
     r"|(?-u:\b)vector (?:illustration|image|graphic)(?-u:\b)|(?-u:\b)stockfoto(?-u:\b)|(?-u:\b)(?:photo|foto|fotografía) de stock(?-u:\b)"
-    r"|стоковая|стоковое|ストックフォト"
+    r"|стоковая|стоковое|ストックフォト|(?-u:\b)stockvectorbeeld|(?-u:\b)stok (?:fotoğraf|görsel|vektör|video)|videozáznamy"
+    r"|zdjęci[ea] stockowe|(?-u:\b)stockové (?:fotografie|video)"
 )
 #: Words that make up a boilerplate affix around a stock mark ("free", "editorial",
 #: "photography", "of", ids like "8915275"), without word boundaries.
@@ -25,6 +26,7 @@ ATOM_WORDS = (
     r"|illustrations?|vectors?|footage|videos?|fotografie|foto|clip ?art|art|graphics?|eps|jpe?g|png"
     r"|hd|4k|of|by|from|via|on|and|shutterstock|getty ?images|alamy|dreamstime|depositphotos|123rf"
     r"|istock(?:photo)?|adobe|pond5|\d{4,}"
+    r"|stockfoto|stockvectorbeeld|stok|fotoğraf(?:ı|lar)?|görsel|vektör|dostupné|videozáznamy|zdjęci[ea]|stockowe|stockové"
 )
 #: One affix word, as dedup's normalised text sees it (punctuation already gone).
 ATOM = rf"(?:{ATOM_WORDS})\b"
@@ -59,7 +61,7 @@ class Boilerplate(Transform):
     """
 
     name = "boilerplate"
-    version = 1
+    version = 2
 
     def apply(self, text: pl.Series) -> pl.Series:
         return on_rows(text, expr_on(text, pl.col("t").str.to_lowercase().str.contains(MARK)), self._fix)

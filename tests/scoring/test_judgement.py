@@ -43,25 +43,26 @@ def held_out(data_dir):
 def test_held_out_agreement_with_the_labels(held_out):
     df, per_file, targets = held_out
     got = {name: value for name, value, _ in targets}
-    assert got["agreement, all"] >= 0.81  # measured 0.836 (the previous default chain: 0.752)
-    assert got["agreement, web alt-text (c_*)"] >= 0.71  # measured 0.739 (previous: 0.612)
-    assert got["agreement, c_laion"] >= 0.69  # measured 0.733 (previous: 0.554)
-    assert per_file["c_cc3m_validation"] >= 0.78  # measured 0.817 (previous: 0.724)
+    assert got["agreement, all"] >= 0.83  # measured 0.848 (judgement model 1: 0.836; before it: 0.752)
+    assert got["agreement, web alt-text (c_*)"] >= 0.73  # measured 0.754 (model 1: 0.739; before: 0.612)
+    assert got["agreement, c_laion"] >= 0.71  # measured 0.736 (model 1: 0.733; before: 0.554)
+    assert per_file["c_cc3m_validation"] >= 0.80  # measured 0.834 (model 1: 0.817; before: 0.724)
+    assert per_file["c_redcaps_sample"] >= 0.67  # measured 0.703 (model 1: 0.673; before: 0.578)
 
 
 def test_held_out_good_captions_are_kept(held_out):
     df, per_file, targets = held_out
     got = {name: value for name, value, _ in targets}
-    assert got["human captions kept (a_*)"] >= 0.98  # measured 0.991 (previous: 1.000)
+    assert got["human captions kept (a_*)"] >= 0.99  # measured 0.996 (model 1: 0.991)
     assert got["long descriptions kept (d_*)"] >= 0.97  # measured 1.000 (previous: 0.980)
     for f in ("b_coco_cn_ext_zh", "b_flickr8k_cn_zh", "b_multi30k_task1_en_de_fr_cs"):
-        assert per_file[f] >= 0.92, f  # measured 1.0, 0.946, 0.979 (flickr8k_cn previous: 0.595)
+        assert per_file[f] >= 0.93, f  # measured 1.0, 1.0, 0.99 (flickr8k_cn before the judgement: 0.595)
 
 
 def test_held_out_fix_rows_are_cleaned(held_out):
     df, _, targets = held_out
     got = {name: value for name, value, _ in targets}
-    assert got["fix rows cleaned"] >= 0.72  # measured 0.755 (previous: 0.021; 0.333 changed at all)
+    assert got["fix rows cleaned"] >= 0.83  # measured 0.854 (model 1's cleaning: 0.755; before it: 0.021)
     model = df.filter(pl.col("file") == "d_comprecap_mllm_long")
     assert model["cleaned"].all()  # every "The image shows" opener removed
 
@@ -74,7 +75,8 @@ def test_shipped_weights_are_what_the_labels_give(data_dir):
     meta = json.loads((J.MODELS / J.META).read_text())
     tune = train.training_rows()
     assert train.labels_sha256(tune) == meta["training"]["labels_sha256"]
-    assert train.weights_text(tune, meta["c"]) == (J.MODELS / J.WEIGHTS).read_text(encoding="utf-8")
+    fs = J.FeatureSet.of(meta)
+    assert train.weights_text(tune, meta["c"], fs) == (J.MODELS / J.WEIGHTS).read_text(encoding="utf-8")
     assert (tune["half"] == 0).all()
 
 
@@ -84,11 +86,12 @@ def test_feature_keys_are_the_features(read_data):
     text = pl.concat([text, pl.Series(["", "a", "Ärger über 2 Äpfel!!", "x " * 400])])
     tab = pl.read_csv(J.MODELS / J.WEIGHTS, separator="\t", quote_char=None, schema={"f": pl.String, "w": pl.Float64})
     bias, weights = float(tab["w"][0]), tab.slice(1)
-    f = J.features(text)
+    fs = J.FeatureSet.of(json.loads((J.MODELS / J.META).read_text()))
+    f = J.features(text, fs)
     z = f.join(weights, on="f", how="left").group_by("i").agg(pl.col("w").fill_null(0.0).sum(), pl.len().alias("k"))
     ref = np.full(len(text), bias)
     ref[z["i"].to_numpy()] += (z["w"] / z["k"].sqrt()).to_numpy()
-    got = J.predict(text, J.key_table(weights), bias)
+    got = J.predict(text, J.key_table(weights), bias, fs)
     assert np.abs(got - 1 / (1 + np.exp(-ref))).max() < 1e-12
 
 
@@ -114,7 +117,7 @@ def test_explain_shows_a_drop_by_the_judgement(read_data, tmp_path):
     assert dropped.height >= 20
     e = explain(dropped["sample_id"][0], run=run)
     entry = next(s for s in e["scores"] if s["filter"] == "judgement")
-    assert entry["pass"] is False and entry["name"] == "judgement@1"
+    assert entry["pass"] is False and entry["name"] == "judgement@2"
     assert entry["score"] < entry["min"] == json.loads((J.MODELS / J.META).read_text())["threshold"]
 
 
@@ -148,6 +151,62 @@ def test_short_caption_language_id_per_language(data_dir):
     ("A photo booth at a wedding", "A photo booth at a wedding"),
     ("A photo by the river of a man fishing", "A photo by the river of a man fishing"),
     ("Stock", "Stock"),
+    ("View Image 2 of Red Canvas Tote Bag", "Red Canvas Tote Bag"),
+    ("Click to view larger image of Blue Glass Vase", "Blue Glass Vase"),
+    ("Display product reviews for Oak Garden Bench", "Oak Garden Bench"),
+    ("9f3b2c1d0e7a Yellow Rain Boots", "Yellow Rain Boots"),
+    ("Lighthouse at dusk watercolor - examplejournal.com", "Lighthouse at dusk watercolor"),
+    ('"Brass ""Anchor"" Door Knocker"', 'Brass "Anchor" Door Knocker'),
+    ("Walnut Desk Lamp view 3", "Walnut Desk Lamp"),
+    ("Mountain Lake Poster 24x36", "Mountain Lake Poster"),
+    ("Leather Hiking Boots RRP £120", "Leather Hiking Boots"),
+    ("Steel Jump Rings (100-Pcs)", "Steel Jump Rings"),
+    ("Round Pendant Lamp Brushed Nickel PL-20345", "Round Pendant Lamp Brushed Nickel"),
+    ("old_red_barn_in_the_snow", "old red barn in the snow"),
+    ("Harbour at night — Stok fotoğraf", "Harbour at night"),
+    ("A man in a well-known t-shirt", "A man in a well-known t-shirt"),
+    ("The B-52 bomber over the desert", "The B-52 bomber over the desert"),
+    ("just got this bike for $45", "just got this bike for $45"),
+    ("Clip art preview 1", "Clip art preview 1"),
+    ("Apollo 11 launch in 1969", "Apollo 11 launch in 1969"),
 ])
 def test_affixes(before, after):
-    assert TRANSFORMS["affixes"]().apply(pl.Series([before]))[0] == after
+    text = pl.Series([before])
+    for name in ("boilerplate", "affixes"):  # the default chain's order
+        text = TRANSFORMS[name]().apply(text)
+    assert text[0] == after
+
+
+def test_label_files_hold_tune_half_labels_only(data_dir):
+    """Every extra label (benchmarks/labels/caption_worth_*.csv) names a caption of the
+    data by file and row, of an image in the tune half, with a short reason that does not
+    copy the caption (``benchmarks/add_labels.py``'s checks)."""
+    add = _script("add_labels")
+    data = _script("judgement_data")
+    assert len(data.EXTRAS) >= 2
+    labels = add.read_inputs(list(data.EXTRAS))
+    assert labels.height >= 3000
+    assert add.problems(labels).height == 0
+    held = labels.head(3).with_columns(file=pl.lit("c_laion_web_alttext_sample"), row=pl.Series([0, 1, 2]))
+    assert (add.problems(held)["problem"] == "held-out image").sum() == 2  # rows 0 and 1 are held out
+
+
+def test_model_choice_follows_the_one_standard_error_rule():
+    """The shipped model is the cheapest candidate within one standard error of the best
+    cross-validated chain agreement on the tune half (``train_judgement.choose``)."""
+    train = _script("train_judgement")
+    meta = json.loads((J.MODELS / J.META).read_text())
+    cv = meta["cv_chain_agreement"]
+    assert len(cv) == len(train.FEATURE_SETS) * len(train.C_GRID)
+    fs = J.FeatureSet.of(meta)
+    chosen = cv[f"{' '.join(fs.kinds)} / {fs.max_tokens} tokens / C={meta['c']}"]
+    top = max(cv.values())
+    assert top - chosen <= np.sqrt(top * (1 - top) / meta["training"]["rows"])
+    assert "s" not in fs.kinds and meta["features"] < 9590  # fewer features than model 1
+
+
+def test_two_word_captions_are_judged_not_dropped_by_length(data_dir):
+    chain = load_chain(str(BENCH.parent / "filters" / "default.toml"))
+    out = score_frame(pl.DataFrame({"caption": ["white owl", "snowy owl", "owl"]}), chain)
+    assert out["reason"].to_list()[2] == "length"  # one word is still too short
+    assert out["keep"].to_list()[:2] == [True, True], out.select("caption", "reason", "score__judgement")

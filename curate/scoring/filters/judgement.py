@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,16 +35,38 @@ MODELS = Path(__file__).resolve().parent / "models"
 WEIGHTS, META = "judgement.tsv", "judgement.json"
 BIAS = "<bias>"
 #: How a caption is cut into features; a change here is a new feature set (and model).
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 #: A token: a run of letters and digits, or one other visible character (punctuation, symbol).
 TOKEN = r"[\p{L}\p{N}]+|[^\s\p{L}\p{N}]"
 #: Words of at least this many characters also give their first four and last three letters.
 AFFIX_MIN = 5
-#: Only a caption's first tokens give features (its length counts them all): a long
-#: description has said what it is by then, and the cost stays per caption, not per word.
-MAX_TOKENS = 24
-#: ... found in its first this many characters (the tokens past them are only counted).
-HEAD_CHARS = 160
+#: Feature kinds, in the order of their prefixes; a feature's key is a 64-bit mix of its
+#: kind and the hashes of its strings (:func:`feature_keys`).
+KINDS = ("w", "b", "s", "p", "sh", "n")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Which features a model uses (``judgement.json``'s ``feature_set``): the ``kinds``
+    of :func:`features`, from the first ``max_tokens`` tokens found in the first
+    ``head_chars`` characters of a caption (its length counts them all): a long description
+    has said what it is by then, and the cost stays per caption, not per word."""
+
+    kinds: tuple[str, ...] = ("w", "b", "sh", "n")
+    max_tokens: int = 16
+    head_chars: int = 110
+
+    @classmethod
+    def of(cls, meta: dict) -> "FeatureSet":
+        fs = meta.get("feature_set") or {}
+        kinds = tuple(fs.get("kinds", cls.kinds))
+        if not set(kinds) <= set(KINDS):
+            raise CurateError(f"the judgement model names unknown feature kinds {sorted(set(kinds) - set(KINDS))}; "
+                              "rebuild it with `make judgement-model`")
+        return cls(kinds, int(fs.get("max_tokens", cls.max_tokens)), int(fs.get("head_chars", cls.head_chars)))
+
+    def as_meta(self) -> dict:
+        return {"kinds": list(self.kinds), "max_tokens": self.max_tokens, "head_chars": self.head_chars}
 
 
 def shape(token: pl.Expr) -> pl.Expr:
@@ -53,33 +76,44 @@ def shape(token: pl.Expr) -> pl.Expr:
             .str.replace_all("xxx+", "xxx").str.replace_all("XXX+", "XXX").str.replace_all("ddd+", "ddd"))
 
 
-def features(text: pl.Series) -> pl.DataFrame:
+def tokens(text: pl.Series, fs: FeatureSet) -> pl.DataFrame:
+    """The first tokens of every caption, one row each: ``i`` (the caption's row), ``o``
+    (as written), ``w`` (lower-cased) and ``shaped`` (it has a capital or a digit: its
+    shape is a feature)."""
+    ex = (text.cast(pl.String).fill_null("").str.head(fs.head_chars).str.extract_all(TOKEN)
+          .list.head(fs.max_tokens).alias("o").to_frame().with_row_index("i").explode("o", empty_as_null=False))
+    ex = ex.with_columns(w=pl.col("o").str.to_lowercase())
+    return ex.with_columns(shaped=(pl.col("o") != pl.col("w")) | pl.col("o").str.contains(r"\p{N}"))
+
+
+def size_bucket(text: pl.Series) -> pl.Series:
+    """The length of the whole caption in bytes (UTF-8), log2-bucketed: free to read."""
+    size = text.cast(pl.String).fill_null("").str.len_bytes().clip(0, 1 << 15)
+    return ((size + 1).log(2).floor().cast(pl.Int32)).rename("n")
+
+
+def features(text: pl.Series, fs: FeatureSet = FeatureSet()) -> pl.DataFrame:
     """Every feature of every caption, one row each: ``i`` (the caption's row) and ``f``.
 
-    Per token of the first ``MAX_TOKENS`` in the first ``HEAD_CHARS`` characters
-    (lower-cased): ``w:`` the word, ``b:`` it and the next one, ``s:``/``p:`` the
-    last three and first four letters of a long word, ``sh:`` the shape of the token as
-    written (not for an all-lower-case word); per caption: ``n:`` the number of words
-    between spaces in the whole caption (log-bucketed)."""
-    frame = pl.DataFrame({"t": text.cast(pl.String).fill_null("")}).with_row_index("i")
-    counts = frame.select("i", (pl.col("t").str.count_matches(" ", literal=True) + 1).alias("n"))
-    toks = frame.select("i", pl.col("t").str.head(HEAD_CHARS).str.extract_all(TOKEN).list.head(MAX_TOKENS).alias("o"))
-    ex = toks.explode("o", empty_as_null=True).filter(pl.col("o").is_not_null())
-    ex = ex.with_columns(w=pl.col("o").str.to_lowercase())
+    Per token (:func:`tokens`): ``w:`` the word, ``b:`` it and the next one, ``s:``/``p:``
+    the last three and first four letters of a word of ``AFFIX_MIN``+ letters, ``sh:`` the
+    shape of a token with a capital or a digit; per caption: ``n:`` :func:`size_bucket`.
+    Only the kinds of ``fs``."""
+    ex = tokens(text, fs)
     same = pl.col("i").shift(-1) == pl.col("i")
-    words = ex.select("i", f="w:" + pl.col("w"))
-    pairs = ex.select("i", f=pl.when(same).then("b:" + pl.col("w") + " " + pl.col("w").shift(-1))).drop_nulls()
     long = ex.filter(pl.col("w").str.len_chars() >= AFFIX_MIN)
-    affixes = pl.concat([long.select("i", f="s:" + pl.col("w").str.tail(3)),
-                         long.select("i", f="p:" + pl.col("w").str.head(4))])
-    shapes = ex.filter(~pl.col("o").str.contains(r"^\p{Ll}+$")).select("i", f="sh:" + shape(pl.col("o")))
-    size = counts.select("i", f=pl.format("n:{}", (pl.col("n").clip(0, 400) + 1).log(2).floor().cast(pl.Int32)))
-    return pl.concat([words, pairs, affixes, shapes, size])
+    parts = {
+        "w": lambda: ex.select("i", f="w:" + pl.col("w")),
+        "b": lambda: ex.select("i", f=pl.when(same).then("b:" + pl.col("w") + " " + pl.col("w").shift(-1))).drop_nulls(),
+        "s": lambda: long.select("i", f="s:" + pl.col("w").str.tail(3)),
+        "p": lambda: long.select("i", f="p:" + pl.col("w").str.head(4)),
+        "sh": lambda: ex.filter(pl.col("shaped")).select("i", f="sh:" + shape(pl.col("o"))),
+        "n": lambda: size_bucket(text).to_frame().with_row_index("i").select("i", f=pl.format("n:{}", "n")),
+    }
+    frames = [parts[k]() for k in KINDS if k in fs.kinds]
+    return pl.concat(frames)
 
 
-#: Feature kinds, in the order of their prefixes; a feature's key is a 64-bit mix of its
-#: kind and the hashes of its strings (:func:`feature_keys`).
-KINDS = ("w", "b", "s", "p", "sh", "n")
 _K = np.uint64(0x9E3779B97F4A7C15)
 _SEED = 20
 
@@ -101,48 +135,43 @@ def _kind(name: str, n: int) -> np.ndarray:
     return np.full(n, KINDS.index(name) + 1, dtype=np.uint64)
 
 
-def feature_keys(text: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def feature_keys(text: pl.Series, fs: FeatureSet = FeatureSet()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The features of :func:`features` as 64-bit keys, computed from one hash per token:
     (caption row of each key, the keys, the number of features of each caption). The keys
     are only compared with keys made in the same process (:func:`key_table`), so Polars'
     hash need not be stable across versions."""
     n = len(text)
-    frame = pl.DataFrame({"t": text.cast(pl.String).fill_null("")})
-    spaced = pl.col("t").str.count_matches(" ", literal=True) + 1
-    size = frame.select((spaced.clip(0, 400) + 1).log(2).floor().cast(pl.Int32)).to_series()
-    ex = (frame.select(pl.col("t").str.head(HEAD_CHARS).str.extract_all(TOKEN).list.head(MAX_TOKENS).alias("o"))
-          .with_row_index("i").explode("o", empty_as_null=True))
-    ex = ex.filter(pl.col("o").is_not_null()).with_columns(w=pl.col("o").str.to_lowercase())
+    ex = tokens(text, fs).drop_nulls("o")
     i = ex["i"].to_numpy()
     hw = _h(ex["w"])
     m = len(i)
-    same = np.zeros(m, dtype=bool)
-    same[:-1] = i[1:] == i[:-1]
-    # a token's shape (not for an all-lower-case word): itself for a punctuation mark or
-    # symbol (its hash is the word's), the regular expressions for the rest only
-    kind = ex.select(plain=pl.col("o").str.contains(r"^\p{Ll}+$"), mark=~pl.col("o").str.contains(r"[\p{L}\p{N}]"))
-    plain, mark = kind["plain"].to_numpy(), kind["mark"].to_numpy()
-    shaped = ~plain
-    shapes = hw[shaped].copy()
-    rest = ~(plain | mark)
-    # shapes of the distinct tokens only ("The", "2", "New" recur), joined back
-    todo = ex["o"].filter(pl.Series(rest)).to_frame()
-    uniq = todo.unique().with_columns(h=shape(pl.col("o")).hash(seed=_SEED))
-    shapes[rest[shaped]] = todo.join(uniq, on="o", how="left", maintain_order="left")["h"].to_numpy()
-    long = ex.filter(pl.col("w").str.len_chars() >= AFFIX_MIN)
-    li = long["i"].to_numpy()
-    pair = same[:-1]
-    rows = [i, i[:-1][pair], li, li, i[shaped], np.arange(n)]
-    keys = [
-        _mix(hw, _kind("w", m)),
-        _mix(hw[:-1][pair], hw[1:][pair], _kind("b", int(pair.sum()))),
-        _mix(_h(long["w"].str.tail(3)), _kind("s", len(li))),
-        _mix(_h(long["w"].str.head(4)), _kind("p", len(li))),
-        _mix(shapes, _kind("sh", len(shapes))),
-        _mix(size.cast(pl.UInt64).to_numpy(), _kind("n", n)),
-    ]
-    rows_all = np.concatenate(rows)
-    return rows_all, np.concatenate(keys), np.bincount(rows_all, minlength=n)
+    rows, keys = [], []
+    if "w" in fs.kinds:
+        rows.append(i)
+        keys.append(_mix(hw, _kind("w", m)))
+    if "b" in fs.kinds:
+        pair = i[1:] == i[:-1]
+        rows.append(i[:-1][pair])
+        keys.append(_mix(hw[:-1][pair], hw[1:][pair], _kind("b", int(pair.sum()))))
+    if "s" in fs.kinds or "p" in fs.kinds:
+        long = ex.filter(pl.col("w").str.len_chars() >= AFFIX_MIN)
+        for name, part in (("s", long["w"].str.tail(3)), ("p", long["w"].str.head(4))):
+            if name in fs.kinds:
+                rows.append(long["i"].to_numpy())
+                keys.append(_mix(_h(part), _kind(name, long.height)))
+    if "sh" in fs.kinds:
+        # shapes of the distinct tokens only ("The", "2", "New" recur), joined back
+        todo = ex.filter(pl.col("shaped")).select("i", "o")
+        uniq = todo.select("o").unique().with_columns(h=shape(pl.col("o")).hash(seed=_SEED))
+        done = todo.join(uniq, on="o", how="left", maintain_order="left")
+        rows.append(done["i"].to_numpy())
+        keys.append(_mix(done["h"].to_numpy(), _kind("sh", done.height)))
+    if "n" in fs.kinds:
+        rows.append(np.arange(n, dtype=i.dtype))
+        keys.append(_mix(size_bucket(text).cast(pl.UInt64).to_numpy(), _kind("n", n)))
+    rows_all = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    found = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
+    return rows_all, found, np.bincount(rows_all, minlength=n)
 
 
 def key_table(weights: pl.DataFrame) -> pl.DataFrame:
@@ -187,6 +216,7 @@ def load_model(folder: str, stamp: tuple) -> tuple[pl.DataFrame, float, dict]:
     bias = table.filter(pl.col("f") == BIAS)["w"]
     if len(bias) != 1:
         raise CurateError(f"{tsv}: no {BIAS} line")
+    FeatureSet.of(meta)  # a one-line error now for unknown kinds, not at the first batch
     return key_table(table.filter(pl.col("f") != BIAS)), float(bias[0]), meta
 
 
@@ -195,11 +225,11 @@ def model_stamp(folder: Path) -> tuple:
                  for n in (WEIGHTS, META) if (folder / n).is_file())
 
 
-def predict(text: pl.Series, table: pl.DataFrame, bias: float) -> np.ndarray:
+def predict(text: pl.Series, table: pl.DataFrame, bias: float, fs: FeatureSet = FeatureSet()) -> np.ndarray:
     """P(keep) per caption: the logistic function of the summed weights of its features
     (joined by key with :func:`key_table`; an unseen one weighs 0), divided by the square
     root of its number of features (as in training)."""
-    rows, found, k = feature_keys(text)
+    rows, found, k = feature_keys(text, fs)
     w = (pl.DataFrame({"k": pl.Series(found, dtype=pl.UInt64)}).join(table, on="k", how="left", maintain_order="left")
          ["w"].fill_null(0.0).to_numpy())
     z = bias + np.bincount(rows, weights=w, minlength=len(text)) / np.sqrt(np.maximum(k, 1))
@@ -213,9 +243,9 @@ class Judgement(Filter):
     or broken text: drop).
 
     Rule: ``score__judgement`` is a logistic model's probability of "keep" (0 to 1) for the
-    cleaned caption, from its lower-cased words, word pairs, the first
-    four and last three letters of words of 5+ letters, the shapes of its tokens ("Xxxx",
-    "ddd") and its length; a feature's weight was learned from labelled captions, and an
+    cleaned caption, from the first tokens' lower-cased words and word pairs, the shapes
+    of those with a capital or a digit ("Xxxx", "ddd") and its length (the feature set is
+    in ``models/judgement.json``); a feature's weight was learned from labelled captions, and an
     unseen one weighs nothing. Default threshold: ``min`` from ``models/judgement.json``,
     chosen on the training half. Trained with scikit-learn's logistic regression (L2) on
     captions of ``../shared/data`` labelled by ``labels/RUBRIC.md``, by image on one half
@@ -225,7 +255,7 @@ class Judgement(Filter):
     """
 
     name = "judgement"
-    version = 1
+    version = 2
     params = {"model": ""}
 
     def __init__(self, **params) -> None:
@@ -245,5 +275,5 @@ class Judgement(Filter):
         return {f"judgement/{WEIGHTS}": file_sha256(self.folder / WEIGHTS)}
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        weights, bias, _ = self._model()
-        return pl.DataFrame({column: predict(batch[TEXT], weights, bias)})
+        weights, bias, meta = self._model()
+        return pl.DataFrame({column: predict(batch[TEXT], weights, bias, FeatureSet.of(meta))})

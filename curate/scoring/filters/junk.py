@@ -68,7 +68,7 @@ SCREEN = [
     ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".heic", ".svg",
     "http", "www.", ".com", ".net", ".org", ".io", ".co.uk", ".htm", ".php", ".asp", "<", "&",
     "stock", "royalty", "getty", "alamy", "dreamstime", "depositphotos", "123rf", "pond5", "vector ",
-    "стоков", "ストック", "click here", "read more", "buy now", "shop now", "order now", "free shipping",
+    "стоков", "ストック", "stok ", "videozáznam", "click here", "read more", "buy now", "shop now", "order now", "free shipping",
     "add to ", "download", "learn more", "subscribe", "sign up", "best price", "on sale", "limited offer",
     "#", "|", "for sale", "clearance", "free delivery", "in stock", "sold out", "wholesale", "discount",
     "$", "€", "£", "¥", "₹", "\ufffd", "ã", "â€", "lorem ipsum",
@@ -118,7 +118,7 @@ class Junk(Filter):
     """
 
     name = "junk"
-    version = 2
+    version = 3
     params = {}
     default_min = None
     default_max = 0.5
