@@ -104,3 +104,32 @@ def test_language_script_counts_equal_the_counts_over_every_row(captions):
     got = lang._scripts(text)
     assert got.equals(want)
     assert (got["cjk"] > 0).sum() > 1000 and got["kana"].sum() > 1 and (got["hangul"] > 0).sum() > 0
+
+
+def test_scoring_a_batch_imports_neither_pandas_nor_wordfreq(data_dir):
+    """Every worker process pays for what scoring imports: pandas (pulled in by
+    ``pa.array``) and wordfreq (a quarter of a CPU-second each) are not needed to score."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, polars as pl\n"
+        "from curate.scoring.chain import load_chain\n"
+        "from curate.scoring.frame import score_frame\n"
+        f"df = pl.concat([pl.read_parquet(f, columns=['caption']).head(300) for f in "
+        f"sorted(__import__('pathlib').Path({str(data_dir)!r}).glob('[abcd]_*.parquet'))])\n"
+        "out = score_frame(df, load_chain(None))\n"
+        "assert out.height == df.height and out['lang'].n_unique() > 5\n"
+        "print(sorted(m for m in ('pandas', 'wordfreq') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_table_languages_are_wordfreqs_small_lists():
+    import wordfreq
+
+    from curate.scoring.filters.specificity_tables import table_languages
+
+    assert table_languages() == frozenset(wordfreq.available_languages("small"))
