@@ -26,8 +26,8 @@ class Repetition(Filter):
     Computed on the batch's words as one long column (``tokens.words_of``): n-gram keys
     combine word hashes arithmetically, and one group-by per n (on the sorted row number)
     counts the distinct ones (no per-row lists). Only rows with a repeated long word are
-    searched for the most frequent one, and a row without a repeated bigram has no repeated
-    3- or 4-gram, so those are counted only for rows with one.
+    searched for the most frequent one, and 3- and 4-grams are counted only in rows whose
+    repeated bigrams allow a share above the score so far (none without a repeated bigram).
     """
 
     name = "repetition"
