@@ -8,15 +8,16 @@ command, and its ratio to a bare one-thread fastText predict.
 PYTHONPATH; ``git worktree add`` or ``git archive REV curate | tar -x -C DIR`` make one).
 Each pair runs ``profile_score.py`` once with each checkout, back to back, in alternating
 order, one polars thread (``POLARS_MAX_THREADS=1``; each filter timed ``--repeat`` times per
-batch, the least CPU kept: a loaded machine adds to CPU time too, never takes from it), and ``bare_lid.py`` (fasttext-new, one
-thread) beside them, so that each side sees the same load. It prints the median CPU seconds
-per 100k captions of every stage (batches 2.., the one-off loads of batch 1 apart), and the
+batch, the least CPU kept: a loaded machine adds to CPU time too, never takes from it), and
+``bare_lid.py`` (fasttext-new, one thread) beside them, so that each side sees the same
+load. It prints the median CPU seconds per 100k captions of every stage (batches 2.., the one-off loads of batch 1 apart), and the
 chain's CPU against the bare predict's on the same captions: ``2 x bare / chain`` is the
 ratio that ``bench_score.py --lid`` reports for the whole command (the chain on 2 cores
 against the predict on one). With ``--whole-rows N`` it also runs ``bench_score.py --rows N
 --lid`` with each checkout (the whole ``curate score`` command, workers, reading, the run's
 statistics) and prints both ratios. The machine (cores) and the load average before each
-run are printed; CPU time moves with the load less than the wall clock, not at all.
+run are printed: CPU time moves with the load far less than the wall clock, but it moves
+(caches shared with other work), so compare only the figures of one pair.
 """
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def main() -> None:
     ap.add_argument("--new", type=Path, default=ROOT, help="root of the checkout measured (default: this one)")
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--pairs", type=int, default=3)
-    ap.add_argument("--repeat", type=int, default=3, help="profile_score.py --repeat: each filter's best of N per batch")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="profile_score.py --repeat: each filter's best of N per batch")
     ap.add_argument("--whole-rows", type=int, default=0, help="also run bench_score.py --lid on this many rows")
     a = ap.parse_args()
     sides = {"before": a.old.resolve(), "after": a.new.resolve()}
@@ -90,7 +92,8 @@ def main() -> None:
                   f"(load average before: {load})", flush=True)
         load = loadavg()
         bares.append(bare(folder))
-        print(f"pair {i + 1}: bare fastText predict {bares[-1]:.2f} CPU-s/100k (load average before: {load})", flush=True)
+        print(f"pair {i + 1}: bare fastText predict {bares[-1]:.2f} CPU-s/100k (load average before: {load})",
+              flush=True)
     stages = list(runs["after"][0]["cpu_per_100k"])
     med = {n: {k: statistics.median(r["cpu_per_100k"].get(k, 0.0) for r in runs[n]) for k in stages} for n in runs}
     print(f"\nCPU seconds per 100k captions, median of {a.pairs} paired runs ({a.rows:,} captions, batches of "
