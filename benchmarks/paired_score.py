@@ -11,9 +11,9 @@ order, one polars thread (``POLARS_MAX_THREADS=1``; each filter timed ``--repeat
 batch, the least CPU kept: a loaded machine adds to CPU time too, never takes from it), and
 ``bare_lid.py`` (fasttext-new, one thread) beside them, so that each side sees the same
 load. It prints the median CPU seconds per 100k captions of every stage (batches 2.., the
-one-off loads of batch 1 apart), and the chain's CPU against the bare predict's on the same captions: ``2 x bare / chain`` is the
-ratio that ``bench_score.py --lid`` reports for the whole command (the chain on 2 cores
-against the predict on one). With ``--whole-rows N`` it also runs ``bench_score.py --rows N
+one-off loads of batch 1 apart), and the chain's CPU against the bare predict's on the same
+captions: ``2 x bare / chain``, the ratio that ``bench_score.py --lid`` reports for the
+whole command (the chain on 2 cores against the predict on one). With ``--whole-rows N`` it also runs ``bench_score.py --rows N
 --lid`` with each checkout (the whole ``curate score`` command, workers, reading, the run's
 statistics) and prints both ratios. The machine (cores) and the load average before each
 run are printed: CPU time moves with the load far less than the wall clock, but it moves
