@@ -13,11 +13,12 @@ batch, the least CPU kept: a loaded machine adds to CPU time too, never takes fr
 load. It prints the median CPU seconds per 100k captions of every stage (batches 2.., the
 one-off loads of batch 1 apart), and the chain's CPU against the bare predict's on the same
 captions: ``2 x bare / chain``, the ratio that ``bench_score.py --lid`` reports for the
-whole command (the chain on 2 cores against the predict on one). With ``--whole-rows N`` it also runs ``bench_score.py --rows N
---lid`` with each checkout (the whole ``curate score`` command, workers, reading, the run's
-statistics) and prints both ratios. The machine (cores) and the load average before each
-run are printed: CPU time moves with the load far less than the wall clock, but it moves
-(caches shared with other work), so compare only the figures of one pair.
+whole command (the chain on 2 cores against the predict on one). With ``--whole-rows N`` it
+also runs ``bench_score.py --rows N --lid`` with each checkout (the whole ``curate score``
+command, workers, reading, the run's statistics) and prints both ratios. The machine (cores)
+and the load average before each run are printed: CPU time moves with the load far less than
+the wall clock, but it moves (caches shared with other work), so compare only the figures of
+one pair.
 """
 from __future__ import annotations
 
