@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from curate.clean.boilerplate import STOCK
@@ -88,18 +89,26 @@ def screen(t: pl.Expr) -> pl.Expr:
     )
 
 
-def _mostly_codes(t: pl.Expr) -> pl.Expr:
-    """At least two words with digits, and they make up half of the words or more."""
-    coded = t.str.count_matches(r"\S*[0-9]\S*")
-    return (coded >= 2) & (coded * 2 >= t.str.count_matches(r"\S+"))
+def _mostly_codes(frame: pl.DataFrame) -> pl.Series:
+    """At least two words with digits, and they make up half of the words or more (``t``
+    the text, ``words`` its words); words with digits are counted only where there is one."""
+    t = pl.col("t")
+    digits = frame.select(t.str.contains(r"[0-9]")).to_series().arg_true()
+    coded = pl.Series(np.zeros(frame.height, dtype=np.uint32)).scatter(
+        digits, frame["t"].gather(digits).str.count_matches(r"\S*[0-9]\S*"))
+    return (coded >= 2) & (coded * 2 >= frame["words"])
 
 
-def _keyword_list(t: pl.Expr) -> pl.Expr:
+def _keyword_list(frame: pl.DataFrame) -> pl.Series:
     """"a | b | c" (two or more pipes), or six or more comma-separated items of at most 30
-    characters each with no article, preposition or "and" (a sentence has them)."""
+    characters each with no article, preposition or "and" (a sentence has them); looked for
+    only in text with a comma or a pipe."""
+    t = pl.col("t")
+    rows = frame.select(t.str.contains_any([",", "|"])).to_series().arg_true()
     pipes = t.str.count_matches("|", literal=True) >= 2
     commas = (t.str.count_matches(",", literal=True) >= 5) & ~t.str.contains(r"[^,]{31}")
-    return pipes | (commas & ~t.str.contains(FUNCTION_WORDS))
+    found = frame[rows].select(pipes | (commas & ~t.str.contains(FUNCTION_WORDS))).to_series()
+    return pl.Series(np.zeros(frame.height, dtype=bool)).scatter(rows, found)
 
 
 class Junk(Filter):
@@ -137,24 +146,21 @@ class Junk(Filter):
 
 
 def evaluate(cand: pl.DataFrame, column: str) -> pl.DataFrame:
-    """Every pattern on every row of ``cand`` (columns ``i`` and lower-cased text ``t``)."""
+    """Every pattern on every row of ``cand`` (columns ``i`` and lower-cased text ``t``):
+    each pattern once (a column of hits), then the weights and the first kind from them."""
     t = pl.col("t")
-    unquoted = t.str.replace_all(QUOTED, " ")
-    long = t.str.count_matches(r"\S+") >= LONG_WORDS
-    hits, weights = [], []
-    for kind, w, pat in PATTERNS:
-        if kind == "codes":
-            hit = _mostly_codes(t)
-        else:
-            hit = (unquoted if kind in EMBEDDED else t).str.contains(f"(?s){pat}")
-        if kind == "seo":
-            hit = hit | _keyword_list(t)
-        hits.append(hit)
-        weights.append(pl.when(long & pl.lit(kind in EMBEDDED)).then(w / 2).otherwise(w) * hit.cast(pl.Float64))
+    frame = cand.with_columns(unquoted=t.str.replace_all(QUOTED, " "), words=t.str.count_matches(r"\S+"))
+    hits = frame.select(
+        (pl.col("unquoted" if kind in EMBEDDED else "t").str.contains(f"(?s){pat}").alias(kind)
+         for kind, _, pat in PATTERNS if pat is not None)
+    ).with_columns(codes=_mostly_codes(frame))
+    hits = hits.with_columns(pl.col("seo") | _keyword_list(frame))
+    long = pl.Series(frame["words"] >= LONG_WORDS)
+    weights = [pl.when(long & pl.lit(kind in EMBEDDED)).then(w / 2).otherwise(w) * pl.col(kind).cast(pl.Float64)
+               for kind, w, _ in PATTERNS]
     kind = pl.lit(None, pl.String)
-    for h, (k, _, _) in reversed(list(zip(hits, PATTERNS))):
-        kind = pl.when(h).then(pl.lit(k)).otherwise(kind)
-    # lazily: the optimiser evaluates each pattern once for both the score and the kind
-    return cand.lazy().select(
-        "i", pl.min_horizontal(pl.sum_horizontal(weights), pl.lit(1.0)).alias(column), kind.alias("junk_kind"),
-    ).collect()
+    for k, _, _ in reversed(PATTERNS):
+        kind = pl.when(pl.col(k)).then(pl.lit(k)).otherwise(kind)
+    return hits.select(
+        cand["i"], pl.min_horizontal(pl.sum_horizontal(weights), pl.lit(1.0)).alias(column), kind.alias("junk_kind"),
+    )

@@ -224,32 +224,35 @@ def short_uncertain(out: pl.DataFrame, text: pl.Series, prob: pl.Series) -> pl.D
     a caption has at most ``SHORT_WORDS`` words, the script did not settle it and the model's
     probability is below ``SHORT_P``, ``lang`` is ``und`` and the score is the share of its
     words that have a letter (so a short caption is not dropped for its language, but a row
-    of numbers still is)."""
-    words = pl.col("t").str.count_matches(WORD)
-    short = (words <= SHORT_WORDS) & (pl.col("p") < SHORT_P) & (pl.col("p") > 0) & pl.col("lang").is_not_null()
-    lettered = pl.col("t").str.count_matches(r"\p{N}*\p{L}[\p{L}\p{N}]*")
-    frame = out.with_columns(t=text, p=prob)
-    return frame.select(
-        pl.when(short).then(pl.lit("und")).otherwise("lang").alias("lang"),
-        pl.when(short).then((lettered.clip(0) / words.clip(1)).cast(pl.Float64)).otherwise("score").alias("score"),
-    )
+    of numbers still is). Words are counted only in the rows whose probability is low (a
+    few percent)."""
+    unsure = ((prob < SHORT_P) & (prob > 0) & out["lang"].is_not_null()).arg_true()
+    t = text.gather(unsure)
+    words = t.str.count_matches(WORD)
+    short = (words <= SHORT_WORDS).arg_true()
+    lettered = t.gather(short).str.count_matches(r"\p{N}*\p{L}[\p{L}\p{N}]*")
+    share = (lettered.clip(0) / words.gather(short).clip(1)).cast(pl.Float64)
+    at = unsure.gather(short)
+    return pl.DataFrame({"lang": out["lang"].scatter(at, "und"), "score": out["score"].scatter(at, share)})
 
 
 def _scripts(text: pl.Series) -> pl.DataFrame:
     """Script counts per row, in words as ``word_count`` counts them: ``cjk`` (Han and kana
     characters / 2), ``hangul`` (runs), ``other`` (words in other scripts), ``kana`` (any),
-    and ``empty``. They are counted only where there is Han, kana or Hangul; elsewhere they
-    are 0 (a null string costs nothing to scan, so other rows are scanned once, not four
-    times)."""
-    t = pl.col("t")
-    east = pl.when(t.str.contains(_EAST_ASIAN)).then(t)
-    return pl.DataFrame({"t": text}).select(
-        cjk=east.str.count_matches(_CJK).fill_null(0).cast(pl.Float64) / 2,
-        hangul=east.str.count_matches(r"\p{Hangul}+").fill_null(0).cast(pl.Float64),
-        other=east.str.count_matches(_OTHER_WORD).fill_null(0).cast(pl.Float64),
-        kana=east.str.contains(_KANA).fill_null(False),
-        empty=t.str.strip_chars() == "",
+    and ``empty``. They are counted only in rows with Han, kana or Hangul, which are searched
+    for only in rows with a character outside ASCII; elsewhere they are 0."""
+    n = len(text)
+    wide = (text.str.len_bytes() != text.str.len_chars()).arg_true()
+    east = wide.gather(text.gather(wide).str.contains(_EAST_ASIAN).arg_true())
+    found = text.gather(east).to_frame("t").select(
+        cjk=pl.col("t").str.count_matches(_CJK).cast(pl.Float64) / 2,
+        hangul=pl.col("t").str.count_matches(r"\p{Hangul}+").cast(pl.Float64),
+        other=pl.col("t").str.count_matches(_OTHER_WORD).cast(pl.Float64),
+        kana=pl.col("t").str.contains(_KANA),
     )
+    out = {c: pl.Series(c, np.zeros(n, dtype=bool if c == "kana" else float)).scatter(east, found[c])
+           for c in found.columns}  # (a loop over four columns)
+    return pl.DataFrame({**out, "empty": text.str.strip_chars() == ""})
 
 
 _WORDS = pl.col("cjk") + pl.col("hangul") + pl.col("other")
@@ -279,12 +282,14 @@ def _decide(df: pl.DataFrame) -> pl.DataFrame:
     model's label ``lab`` and probability ``p`` (rules 1-5 of :class:`Language`)."""
     t = pl.col("t")
     kana, hangul, han_text, empty = pl.col("kana"), pl.col("hangul") > 0, _HAN_TEXT, pl.col("empty")
-    label = pl.col("lab").replace(MACRO).replace({c: "zh" for c in CHINESE})
-    # Letters are looked at only where the model's label is one that a letter rule can correct.
-    df = df.with_columns(
-        pl.when(label.is_in(_LETTER_RULE_LABELS)).then(t).alias("lt"), lab=label
-    )
+    df = df.with_columns(lab=pl.col("lab").replace(MACRO).replace({c: "zh" for c in CHINESE}))
     label = pl.col("lab")
+    # Most rows keep the model's label and probability: the rules below run only on rows
+    # that the script settles and rows whose label a letter rule can correct.
+    ruled = label.is_in(_LETTER_RULE_LABELS)
+    rows = df.select(_SETTLED | ruled).to_series().arg_true()
+    # Letters are looked at only where the model's label is one that a letter rule can correct.
+    sub = df[rows].with_columns(pl.when(ruled).then(t).alias("lt"))
     has = pl.col("lt").str.contains
     lang = (
         pl.when(empty).then(None)
@@ -304,4 +309,6 @@ def _decide(df: pl.DataFrame) -> pl.DataFrame:
     )
     script = pl.when(kana | han_text).then(_CJK_SHARE).when(hangul).then(_HANGUL_SHARE)
     score = pl.when(empty).then(0.0).otherwise(pl.coalesce(script, pl.col("p")).clip(0.0, 1.0))
-    return df.select(lang.alias("lang"), score.alias("score"))
+    done = sub.select(lang.alias("lang"), score.alias("score"))
+    return pl.DataFrame({"lang": df["lab"].alias("lang").scatter(rows, done["lang"]),
+                         "score": df["p"].clip(0.0, 1.0).alias("score").scatter(rows, done["score"])})

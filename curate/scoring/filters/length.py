@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.scoring.filters.base import TEXT, Filter, word_count
+from curate.scoring.filters.base import CJK, TEXT, WORD, Filter, word_count
 
 
 class Length(Filter):
@@ -29,6 +29,14 @@ class Length(Filter):
         return (3.0, None) if self.p["unit"] == "words" else (10.0, 2000.0)
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        text = pl.col(TEXT)
-        value = word_count(text) if self.p["unit"] == "words" else text.str.len_chars().cast(pl.Float64)
-        return batch.select(value.alias(column))
+        text = batch[TEXT]
+        if self.p["unit"] == "chars":
+            return pl.DataFrame({column: text.str.len_chars().cast(pl.Float64)})
+        # Han and kana are searched for only in rows with a character outside ASCII; rows
+        # without them count their words alone (the same as word_count, for less)
+        value = text.str.count_matches(WORD).cast(pl.Float64)
+        wide = (text.str.len_bytes() != text.str.len_chars()).arg_true()
+        cjk = wide.gather(text.gather(wide).str.contains(f"[{CJK}]").arg_true())
+        if len(cjk):
+            value = value.scatter(cjk, text.gather(cjk).to_frame("t").select(word_count(pl.col("t"))).to_series())
+        return pl.DataFrame({column: value})

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from curate.scoring.filters.base import TEXT, Filter
+from curate.scoring.filters.tokens import words_of
 
-K = 0x9E3779B97F4A7C15  # odd 64-bit multiplier for combining word hashes into n-gram keys
+K = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier for combining word hashes into n-gram keys
+#: rounding allowance of the bound below which longer n-grams cannot change a score
+MARGIN = 1e-9
 
 
 class Repetition(Filter):
@@ -19,10 +23,11 @@ class Repetition(Filter):
     caption repeats little ("a man next to a man" scores 0.2); a model stuck in a loop or a
     list of keywords scores 0.4 and up. Default ``max = 0.35``.
 
-    Computed on the batch's words exploded into one long column: n-gram keys combine word
-    hashes arithmetically, and one group-by per n counts them (no per-row lists).
-    A row without a repeated bigram has no repeated 3- or 4-gram, so those are counted only
-    for rows with one.
+    Computed on the batch's words as one long column (``tokens.words_of``): n-gram keys
+    combine word hashes arithmetically, and one group-by per n (on the sorted row number)
+    counts the distinct ones (no per-row lists). Only rows with a repeated long word are
+    searched for the most frequent one, and 3- and 4-grams are counted only in rows whose
+    repeated bigrams allow a share above the score so far (none without a repeated bigram).
     """
 
     name = "repetition"
@@ -31,33 +36,50 @@ class Repetition(Filter):
     default_max = 0.35
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        words = batch.select(
-            pl.col(TEXT).str.to_lowercase().str.extract_all(r"[\p{L}\p{N}]+(?:'[\p{L}\p{N}]+)*").alias("w")
-        ).with_row_index("i")
-        nw = words.select(pl.col("i"), pl.col("w").list.len().alias("nw"))
-        ex = (
-            words.filter(pl.col("w").list.len() >= self.p["min_words"])
-            .explode("w")
-            .select("i", pl.col("w").hash(seed=1).alias("h"), (pl.col("w").str.len_chars() >= self.p["min_word_chars"]).alias("long"))
-        )
-        top = ex.filter("long").group_by("i").agg((pl.col("h").unique_counts().max() - 1).alias("extra"))
-        key = pl.col("h")
-        shares = []
-        rows = ex
-        for n in (2, 3, 4):
-            key = key * pl.lit(K, pl.UInt64) + pl.col("h").shift(-(n - 1))
-            grams = rows.select("i", key.alias("g"), (pl.col("i").shift(-(n - 1)) == pl.col("i")).alias("ok")).filter("ok")
-            stats = grams.group_by("i").agg(
-                (1 - pl.col("g").n_unique() / pl.len()).alias(f"r{n}"), pl.len().alias("total")
-            ).filter(pl.col("total") >= 2).drop("total")
-            shares.append(stats)
-            if n == 2:  # only rows with a repeated bigram can repeat longer n-grams
-                rows = ex.filter(pl.col("i").is_in(stats.filter(pl.col("r2") > 0)["i"].implode()))
-        out = nw
-        for part in [top] + shares:
-            out = out.join(part, on="i", how="left")
-        value = pl.max_horizontal(
-            pl.col("extra").fill_null(0) / pl.col("nw"), *[pl.col(f"r{n}").fill_null(0.0) for n in (2, 3, 4)]
-        )
-        value = pl.when(pl.col("nw") >= self.p["min_words"]).then(value).otherwise(0.0)
-        return out.sort("i").select(value.cast(pl.Float64).fill_null(0.0).alias(column))
+        n = batch.height
+        words, nw = words_of(batch[TEXT].str.to_lowercase())
+        enough = np.repeat(nw >= self.p["min_words"], nw)
+        row = np.repeat(np.arange(n, dtype=np.uint32), nw)[enough]
+        words = words.filter(pl.Series(enough))
+        ex = pl.DataFrame({"i": pl.Series(row).set_sorted(), "h": words.hash(seed=1),
+                           "long": words.str.len_chars() >= self.p["min_word_chars"]})
+        share = _stuffing(ex.filter("long"), n) / np.maximum(nw, 1)
+        h = ex["h"].to_numpy()
+        key, at = h, np.arange(len(h))  # key: the n-gram starting at each word ``at``
+        for k in (2, 3, 4):
+            at_end = at + k - 1
+            fits = at_end < len(h)
+            at, at_end, key = at[fits], at_end[fits], key[fits]
+            same = row[at_end] == row[at]  # (a start that fails here fails for every longer n)
+            at, key = at[same], key[same] * K + h[at_end[same]]
+            grams = pl.DataFrame({"i": pl.Series(row[at]).set_sorted(), "g": key})
+            stats = grams.group_by("i").agg(pl.col("g").n_unique().alias("u"), pl.len().alias("total"))
+            stats = stats.filter(pl.col("total") >= 2)
+            repeated = np.zeros(n)
+            repeated[stats["i"].to_numpy()] = 1 - stats["u"].to_numpy() / stats["total"].to_numpy()
+            share = np.maximum(share, repeated)
+            if k == 2:
+                # A repeated 3-gram or 4-gram repeats its first bigram, so a row with d
+                # repeated of its t bigrams has at most d of its t - 1 3-grams and t - 2
+                # 4-grams repeated: only rows where d / (t - 2) could raise the score are
+                # counted further (none without a repeated bigram).
+                total = np.zeros(n)
+                total[stats["i"].to_numpy()] = stats["total"].to_numpy()
+                bound = repeated * total / np.maximum(total - 2, 1)
+                look = ((repeated > 0) & (bound + MARGIN > share))[row[at]]
+                at, key = at[look], key[look]
+        share[nw < self.p["min_words"]] = 0.0
+        return pl.DataFrame({column: share})
+
+
+def _stuffing(long: pl.DataFrame, n: int) -> np.ndarray:
+    """Extra occurrences of each row's most frequent long word (``i``, ``h``): count - 1,
+    0 for a row without long words. Searched only in rows where one repeats."""
+    out = np.zeros(n)
+    counts = long.group_by("i").agg(pl.col("h").n_unique().alias("u"), pl.len().alias("k"))
+    rows = counts.filter(pl.col("u") < pl.col("k"))["i"]
+    if len(rows):
+        top = long.filter(pl.col("i").is_in(rows.implode())).group_by("i").agg(
+            (pl.col("h").unique_counts().max() - 1).alias("extra"))
+        out[top["i"].to_numpy()] = top["extra"].to_numpy()
+    return out
