@@ -64,8 +64,10 @@ def _whole(where: str, key: str, v: Any) -> int:
     return v
 
 
-def parse_balance(where: str, d: Any) -> Balance:
-    """The ``[balance]`` table of a recipe; one-line errors that name the valid options."""
+def parse_balance(where: str, d: Any, repeats: dict[str, int] | None = None) -> Balance:
+    """The ``[balance]`` table of a recipe; one-line errors that name the valid options.
+    ``repeats``: each source's ``repeat``; a balanced source may not repeat rows (using the
+    balance's rows again to fill a quota would bring back the head it thinned)."""
     where = f"{where}: [balance]"
     if not isinstance(d, dict):
         raise CurateError(f"{where} must be a table")
@@ -81,6 +83,10 @@ def parse_balance(where: str, d: Any) -> Balance:
         if d["unmatched"] not in UNMATCHED:
             raise CurateError(f"{where}: unmatched must be one of {', '.join(UNMATCHED)}, got {d['unmatched']!r}")
         b.unmatched = d["unmatched"]
+    again = sorted(name for name, n in (repeats or {}).items() if n > 1)
+    if b.per_concept is not None and again:
+        raise CurateError(f"{where}: per_concept takes each row the balance keeps once; remove repeat from "
+                          f"source(s) {', '.join(again)} (a source short of its quota takes what the balance keeps)")
     if "max_per_opening" in d:
         b.max_per_opening = _whole(where, "max_per_opening", d["max_per_opening"])
     if "length_mix" in d:
