@@ -6,6 +6,7 @@ model captions (d_*), multilingual captions (b_*).
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -258,11 +259,59 @@ def test_balanced_mixtures_cover_more_entries_and_more_of_the_tail(mixes, pool):
     assert stats["tail"]["tail_share"] > stats["plain"]["tail_share"]
 
 
-def test_balanced_manifest_is_byte_identical_across_reruns(mixes, tmp_path):
-    recipe = mixes["balanced"] / "recipe.toml"
-    build_mixture(recipe, tmp_path / "again", threads=1)
-    for f in ("manifest.parquet", "query.sql"):
-        assert (tmp_path / "again" / f).read_bytes() == (mixes["balanced"] / f).read_bytes()
+@pytest.fixture(scope="module")
+def whole(runs, head_vocab, pool, tmp_path_factory):
+    """One recipe without and with per_concept whose size is the whole pool (each source's
+    weight its eligible rows): MetaCLIP's comparison of the balanced set with the pool."""
+    rows, _ = pool
+    n = dict(rows.group_by("run").len().iter_rows())
+    d = tmp_path_factory.mktemp("balance-whole")
+    out = {}
+    for name, bal in (("plain", ""), ("balanced", f"[balance]\nper_concept = {T}\n")):
+        path = write_recipe(d / name / "recipe.toml", runs, {k: {"weight": n[k]} for k in ("web", "human")},
+                            size=sum(n.values()), seed=5, quality=QUALITY)
+        path.write_text(path.read_text() + bal)
+        build_mixture(path, d / name / "mix")
+        out[name] = d / name / "mix"
+    return out
+
+
+def test_balance_halves_the_commonest_entry_of_the_same_recipe(whole, pool):
+    """Quotas are ceilings under per_concept: the balanced recipe takes the rows the balance
+    keeps and is not filled up again, so against the same recipe without balancing (the
+    whole pool) the commonest entry falls to at most half, no entry is lost and the share
+    of matches on tail entries rises."""
+    rows, pairs = pool
+    tails = set(pairs.filter(pl.col("count") < T_TAIL)["entry"].to_list())
+    stats = {}
+    for name, mix in whole.items():
+        m = pl.read_parquet(mix / "manifest.parquet", columns=["run", "sample_id", "row", "repeat"])
+        e = m.join(rows, on=["run", "sample_id", "row"]).select(pl.col("concepts").explode()).drop_nulls()
+        stats[name] = {"rows": m.height, "top": e["concepts"].value_counts()["count"].max(),
+                       "covered": e["concepts"].n_unique(), "tail_share": e["concepts"].is_in(list(tails)).mean()}
+        assert (m["repeat"] == 1).all()
+    plain, bal = stats["plain"], stats["balanced"]
+    assert plain["rows"] == rows.height and bal["rows"] < plain["rows"] / 2
+    assert bal["top"] <= plain["top"] / 2
+    assert bal["covered"] >= plain["covered"]
+    assert bal["tail_share"] > plain["tail_share"]
+    info = json.loads((whole["balanced"] / "manifest.json").read_text())["counts"]["balance"]["concepts"]
+    assert all(q["rows"] < q["quota"] for q in info["quotas"].values())
+    assert sum(q["rows"] for q in info["quotas"].values()) == bal["rows"]
+
+
+def test_per_concept_with_repeat_is_a_one_line_error(tmp_path):
+    base = {"size": 10, "source": [{"name": "a", "run": "r", "share": 1.0, "repeat": 3}]}
+    with pytest.raises(CurateError, match="per_concept takes each row the balance keeps once; remove repeat") as e:
+        parse_recipe({**base, "balance": {"per_concept": 5}}, "r.toml", tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_balanced_manifest_is_byte_identical_across_reruns(mixes, whole, tmp_path):
+    for i, mix in enumerate((mixes["balanced"], whole["balanced"])):
+        build_mixture(mix / "recipe.toml", tmp_path / str(i), threads=1)
+        for f in ("manifest.parquet", "query.sql"):
+            assert (tmp_path / str(i) / f).read_bytes() == (mix / f).read_bytes()
 
 
 def test_per_concept_without_concepts_is_a_one_line_error(runs, tmp_path):
