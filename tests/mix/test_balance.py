@@ -23,6 +23,7 @@ from curate.audit.explain import explain
 from curate.cli import cli
 from curate.errors import CurateError
 from curate.layout import concepts_json_path, concepts_path
+from curate.mix.balance import tail_shares
 from curate.mix.balance_sql import concept_u
 from curate.mix.build import build_mixture, inspect_sources
 from curate.mix.concepts import annotate, concepts, concepts_problem
@@ -242,6 +243,27 @@ def test_balancing_halves_the_commonest_entry_of_the_pool(pool):
     assert after.height == before.height
 
 
+def test_tail_shares_are_metaclips_t_to_p_and_p_to_t(head_vocab, pool):
+    """concepts.json relates T to the counts as MetaCLIP's curate.py does (t_to_p, p_to_t)."""
+    c = pool[1].group_by("concept_vocab", "entry").agg(pl.col("count").first())["count"].to_numpy()
+    got = tail_shares(c)
+
+    def t_to_p(t):  # metaclip/curation/curate.py
+        return float(c[c < t].sum() / c.sum())
+
+    def p_to_t(p):
+        s = np.sort(c)
+        return int(s[np.abs(np.cumsum(s) / s.sum() - p).argmin()])
+
+    assert [x["per_concept"] for x in got["ladder"]][:4] == [1, 2, 5, 10]
+    for x in got["ladder"]:
+        assert x["tail_share"] == pytest.approx(t_to_p(x["per_concept"]), abs=1e-6)
+        assert x["entries_below"] == int((c < x["per_concept"]).sum())
+    assert got["per_concept_for"] == {str(p): p_to_t(p) for p in (0.05, 0.1, 0.25, 0.5)}
+    assert 0 < got["per_concept_for"]["0.05"] < got["per_concept_for"]["0.5"] <= c.max()
+    assert head_vocab[0]["tail_shares"]["ladder"][0]["per_concept"] == 1
+
+
 def test_balanced_mixtures_cover_more_entries_and_more_of_the_tail(mixes, pool):
     """Mixtures of the same size with and without balancing: entries covered do not fall,
     and the share of matches on tail entries (fewer than T_TAIL rows in the pool) rises."""
@@ -428,7 +450,7 @@ def test_cli_concepts_and_balance(runs, mixes, tmp_path):
     voc.write_text("# entries\nimage\nwhite\n")
     r = CliRunner().invoke(cli, ["concepts", str(runs["long"]), "--vocabulary", str(voc)])
     assert r.exit_code == 0, r.output
-    assert "rows match an entry" in r.output
+    assert "rows match an entry" in r.output and "per_concept for a tail share" in r.output
     r = CliRunner().invoke(cli, ["balance", str(mixes["balanced"])])
     assert r.exit_code == 0, r.output
     assert "tail share" in r.output and "distinct-2" in r.output
