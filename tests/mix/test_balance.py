@@ -474,3 +474,8 @@ def test_unmatched_rows_are_dropped_or_kept_as_the_recipe_says(runs, tmp_path):
     none = got["keep"].filter(pl.col("concepts").list.len() == 0)
     assert none.height > 50 and none["concept_drawn_by"].null_count() == none.height
     assert got["keep"].filter(pl.col("concepts").list.len() > 0)["concept_drawn_by"].null_count() == 0
+
+
+def test_the_shipped_balanced_recipe_parses():
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "mixtures" / "balanced.toml")
+    assert recipe.balance.per_concept == 50 and all(s.repeat == 1 for s in recipe.sources)
