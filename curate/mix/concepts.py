@@ -114,22 +114,16 @@ def template(norm: pl.Series) -> pl.Series:
 
 
 def match(norm: pl.Series, pats: list[str]) -> pl.Series:
-    """Entries whose pattern occurs in each normalised text: unique, sorted, without spaces.
-
-    One Aho-Corasick pass over the batch; every match becomes its pattern's index (a cast to
-    an Enum of the patterns, sorted by entry), then one sort of 64-bit (row, index) keys
-    orders and de-duplicates every row's entries at once."""
+    """Entries whose pattern occurs in each normalised text: unique, sorted, without spaces."""
     if not pats:
         return _lists(pl.Series([], dtype=pl.String), np.zeros(len(norm), dtype=np.int64))
-    found = norm.str.extract_many(pats, overlapping=True)
-    lens = found.list.len().fill_null(0).to_numpy()
-    ids = pl.from_arrow(found.rechunk().to_arrow().flatten()).cast(pl.Enum(pats)).to_physical()
-    rows = np.repeat(np.arange(len(norm), dtype=np.uint64), lens) << np.uint64(32)
-    key = pl.Series(rows | ids.cast(pl.UInt64).to_numpy()).sort().to_numpy()
-    key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
+    pairs = _flat(norm.str.extract_many(pats, overlapping=True))
+    rank = pairs["v"].replace_strict(pats, range(len(pats)), return_dtype=pl.UInt64)
+    # one 64-bit key per (row, entry): sorted and without repeats in one pass
+    key = ((pairs["i"].cast(pl.UInt64) * 2**32) + rank).unique().sort().to_numpy()
     entries = pl.Series([p.strip(" ") for p in pats], dtype=pl.String)
-    per_row = np.bincount((key >> np.uint64(32)).astype(np.int64), minlength=len(norm))
-    return _lists(entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), per_row)
+    rows = (key >> np.uint64(32)).astype(np.int64)
+    return _lists(entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), np.bincount(rows, minlength=len(norm)))
 
 
 def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
@@ -142,15 +136,12 @@ def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
         normalise(pl.col("t")).alias("n"),
         pl.when(lang.is_in(own)).then(lang).otherwise(fallback).alias("concept_vocab"),
     )
-    norm, keys = f["n"], f["concept_vocab"]
-    groups = f.group_by("concept_vocab").agg("i").rows()
-    if len(groups) == 1:  # one list for the whole batch: matched in place
-        concepts = match(norm, vocab.lists.get(groups[0][0], []) if groups[0][0] is not None else [])
-    else:  # each list over its rows, then put back in row order
-        got = [match(norm.gather(i), vocab.lists.get(k, []) if k is not None else []) for k, i in groups]
-        where = np.concatenate([np.asarray(i, dtype=np.int64) for _, i in groups])
-        concepts = pl.concat(got).gather(pl.Series(np.argsort(where)))
-    return pl.DataFrame([concepts.alias("concepts"), keys, template(norm).alias("template")])
+    parts = []
+    for key, part in f.partition_by("concept_vocab", as_dict=True, include_key=True).items():
+        pats = vocab.lists.get(key[0], []) if key[0] is not None else []
+        parts.append(part.with_columns(match(part["n"], pats).alias("concepts")))
+    out = pl.concat(parts).sort("i") if parts else f.with_columns(pl.lit([], pl.List(pl.String)).alias("concepts"))
+    return out.select("concepts", "concept_vocab", template(out["n"]).alias("template"))
 
 
 def _batches(run: Path, text: str, lang: bool, size: int = BATCH) -> Iterator[pl.DataFrame]:
