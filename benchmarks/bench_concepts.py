@@ -20,6 +20,7 @@ printed with it.
 
     python benchmarks/bench_concepts.py                   # 1M rows, 2 threads
     python benchmarks/bench_concepts.py --rows 10000000
+    python benchmarks/bench_concepts.py --rows 10000000 --steps mix   # the mixtures alone (concepts made)
 """
 from __future__ import annotations
 
@@ -93,16 +94,34 @@ def write_recipe(path: Path, runs: dict[str, Path], size: int, balance: dict | N
     lines = [f"size = {size}", "seed = 7", f"quality = {json.dumps(QUALITY)}"]
     for name, share in zip(runs, (0.5, 0.3, 0.2)):
         lines += ["[[source]]", f"name = {json.dumps(name)}", f"run = {json.dumps(str(runs[name]))}",
-                  f"share = {share}", "repeat = 10"]
+                  f"share = {share}"]
     if balance:
         lines += ["[balance]"] + [f"{k} = {v}" for k, v in balance.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def mix_pass(recipe: Path, out: Path, rows: int, threads: int) -> dict:
+def commonest(mix: Path, runs: dict[str, Path], memory: str) -> dict:
+    """The mixture's commonest entry (rows holding it) and entries covered, its rows joined
+    with the runs' concepts in DuckDB (a plain mixture's manifest has no concepts column)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{memory}'")
+    parts = " UNION ALL ".join(
+        f"SELECT sample_id, source, \"row\", concepts FROM read_parquet('{r / 'concepts' / 'concepts.parquet'}')"
+        for r in runs.values())
+    sql = (f"WITH c AS ({parts}), m AS (SELECT DISTINCT sample_id, source, \"row\" FROM "
+           f"read_parquet('{mix / 'manifest.parquet'}')), e AS (SELECT unnest(c.concepts) AS e FROM m JOIN c "
+           "USING (sample_id, source, \"row\")) SELECT e, count(*) AS n FROM e GROUP BY e ORDER BY n DESC, e")
+    got = con.execute(sql).fetchall()
+    return {"commonest": got[0][0], "rows": int(got[0][1]), "entries_covered": len(got)}
+
+
+def mix_pass(recipe: Path, out: Path, rows: int, threads: int, memory: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    m = run_measured(curate_cmd() + ["mix", str(recipe), "--out", str(out), "--threads", str(threads)])
+    m = run_measured(curate_cmd() + ["mix", str(recipe), "--out", str(out), "--threads", str(threads),
+                                     "--memory-limit", memory])
     if m.returncode != 0:
         sys.exit(f"curate mix failed (exit {m.returncode}); run `curate mix {recipe} --out {out}` to see why")
     info = json.loads((out / "manifest.json").read_text())
@@ -122,7 +141,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None, help="rows in the mixture (default: rows / 10)")
     ap.add_argument("--per-concept", type=int, default=20_000, help="T of [balance] per_concept (MetaCLIP: 20,000)")
     ap.add_argument("--threads", type=int, default=2, help="DuckDB threads")
+    ap.add_argument("--steps", default="default,file,kinds,mix",
+                    help="which parts to run, comma-separated: default (concepts with the default vocabulary), file "
+                         "(concepts with that vocabulary given), kinds (short and long captions apart), mix")
+    ap.add_argument("--memory-limit", default="6GB", help="memory a mixture's query may use (curate mix --memory-limit)")
     args = ap.parse_args()
+    args.steps = set(args.steps.split(","))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     size = args.size or args.rows // 10
     print(f"balanced-mixture benchmark: {args.rows:,} scored rows, mixture of {size:,}, per_concept "
@@ -131,23 +155,31 @@ def main() -> None:
     base = OUT / f"concepts-{args.rows}"
     runs = synthetic_runs(seeds, base, args.rows)
     results = {"rows": args.rows, "size": size, "per_concept": args.per_concept, "cores": cores()}
-    results["concepts_default"] = concepts_pass(runs, args.rows, None)
     vocab = base / "vocabulary.json"
-    shutil.copyfile(runs["web"] / "concepts" / "concepts.json", vocab)
-    results["concepts_file"] = concepts_pass(runs, args.rows, vocab)
-    results["per_kind"] = per_kind(vocab)
-    results["mix_plain"] = mix_pass(write_recipe(base / "plain.toml", runs, size, None), base / "mix-plain",
-                                    args.rows, args.threads)
-    balance = {"per_concept": args.per_concept, "max_per_opening": max(1, size // 100),
-               "length_mix": '{ "0-12" = 0.4, "13-" = 0.6 }'}
-    results["mix_balanced"] = mix_pass(write_recipe(base / "balanced.toml", runs, size, balance),
-                                       base / "mix-balanced", args.rows, args.threads)
-    rate = results["concepts_file"]["match_captions_per_s"]
-    print(f"target: matching >= {TARGET:,} captions/s on 2 cores: {'meets' if rate >= TARGET else 'misses'} it "
-          f"on this corpus ({rate:,.0f} captions/s wall in process, "
-          f"{args.rows / results['concepts_file']['cpu_s']:,.0f} captions per CPU-second of the command)")
-    (base / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {base / 'results.json'}")
+    if "default" in args.steps:
+        results["concepts_default"] = concepts_pass(runs, args.rows, None)
+        shutil.copyfile(runs["web"] / "concepts" / "concepts.json", vocab)
+    if "file" in args.steps:
+        results["concepts_file"] = concepts_pass(runs, args.rows, vocab)
+        rate = results["concepts_file"]["match_captions_per_s"]
+        print(f"target: matching >= {TARGET:,} captions/s on 2 cores: {'meets' if rate >= TARGET else 'misses'} it "
+              f"on this corpus ({rate:,.0f} captions/s wall in process, "
+              f"{args.rows / results['concepts_file']['cpu_s']:,.0f} captions per CPU-second of the command)")
+    if "kinds" in args.steps:
+        results["per_kind"] = per_kind(vocab)
+    if "mix" in args.steps:
+        results["mix_plain"] = mix_pass(write_recipe(base / "plain.toml", runs, size, None), base / "mix-plain",
+                                        args.rows, args.threads, args.memory_limit)
+        balance = {"per_concept": args.per_concept, "max_per_opening": max(1, size // 100),
+                   "length_mix": '{ "0-12" = 0.4, "13-" = 0.6 }'}
+        results["mix_balanced"] = mix_pass(write_recipe(base / "balanced.toml", runs, size, balance),
+                                           base / "mix-balanced", args.rows, args.threads, args.memory_limit)
+        for name in ("plain", "balanced"):
+            got = results[f"mix_{name}"]["concepts"] = commonest(base / f"mix-{name}", runs, args.memory_limit)
+            print(f"  mix {name}: commonest entry {got['commonest']!r} in {got['rows']:,} rows; "
+                  f"{got['entries_covered']:,} entries covered")
+    (base / f"results-{'-'.join(sorted(args.steps))}.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {base}/results-{'-'.join(sorted(args.steps))}.json")
 
 
 if __name__ == "__main__":

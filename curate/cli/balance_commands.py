@@ -42,6 +42,10 @@ def concepts(runs, vocabulary, min_df, max_df, max_entries, as_json):
                    f"{r['entries_matched']:,} entries matched of {sum(r['vocabulary_source']['entries'].values()):,}; "
                    f"{fmt(r['timings']['rows_per_s'])} rows/s")
         click.echo(f"  commonest: {top}")
+        pick = r["tail_shares"]["per_concept_for"]
+        if pick:
+            click.echo("  per_concept for a tail share (matches on entries with fewer rows) of "
+                       + ", ".join(f"{float(p):.0%}: {t:,}" for p, t in pick.items()))
 
 
 @click.command()

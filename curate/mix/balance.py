@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from curate.errors import CurateError
 
 KEYS = ("per_concept", "unmatched", "max_per_opening", "length_mix")
@@ -64,8 +66,10 @@ def _whole(where: str, key: str, v: Any) -> int:
     return v
 
 
-def parse_balance(where: str, d: Any) -> Balance:
-    """The ``[balance]`` table of a recipe; one-line errors that name the valid options."""
+def parse_balance(where: str, d: Any, repeats: dict[str, int] | None = None) -> Balance:
+    """The ``[balance]`` table of a recipe; one-line errors that name the valid options.
+    ``repeats``: each source's ``repeat``; a balanced source may not repeat rows (using the
+    balance's rows again to fill a quota would bring back the head it thinned)."""
     where = f"{where}: [balance]"
     if not isinstance(d, dict):
         raise CurateError(f"{where} must be a table")
@@ -81,6 +85,10 @@ def parse_balance(where: str, d: Any) -> Balance:
         if d["unmatched"] not in UNMATCHED:
             raise CurateError(f"{where}: unmatched must be one of {', '.join(UNMATCHED)}, got {d['unmatched']!r}")
         b.unmatched = d["unmatched"]
+    again = sorted(name for name, n in (repeats or {}).items() if n > 1)
+    if b.per_concept is not None and again:
+        raise CurateError(f"{where}: per_concept takes each row the balance keeps once; remove repeat from "
+                          f"source(s) {', '.join(again)} (a source short of its quota takes what the balance keeps)")
     if "max_per_opening" in d:
         b.max_per_opening = _whole(where, "max_per_opening", d["max_per_opening"])
     if "length_mix" in d:
@@ -112,6 +120,32 @@ def _bins(where: str, mix: Any) -> tuple[dict[str, float], list[LengthBin]]:
     for x in bins:
         x.share /= total
     return {k: float(v) for k, v in mix.items()}, bins
+
+
+#: tail shares for which ``curate concepts`` names a per_concept (MetaCLIP 2's p)
+TAIL_SHARES = (0.05, 0.1, 0.25, 0.5)
+
+
+def tail_shares(counts: Any) -> dict[str, Any]:
+    """How T relates to the entry counts (rows per entry), as MetaCLIP reads its t: for a
+    ladder of T (1, 2, 5, 10, 20, 50, ... up to the largest count) the tail share (the share
+    of all matches that fall on entries with fewer than T rows, MetaCLIP's ``t_to_p``) and
+    the entries below T; and for each p of :data:`TAIL_SHARES` the T whose tail share is
+    nearest p (MetaCLIP 2's ``p_to_t``, which keeps p equal across languages)."""
+    c = np.sort(np.asarray(counts, dtype=np.int64))
+    c = c[c > 0]
+    if not len(c):
+        return {"ladder": [], "per_concept_for": {}}
+    cum = np.concatenate([[0], np.cumsum(c)])
+    total = cum[-1]
+    ladder = np.array([m * 10**k for k in range(13) for m in (1, 2, 5) if m * 10**k <= c[-1]] or [1])
+    below = np.searchsorted(c, ladder)
+    share = cum[below] / total
+    portion = cum[1:] / total
+    pick = {str(p): int(c[int(np.argmin(np.abs(portion - p)))]) for p in TAIL_SHARES}
+    return {"ladder": [{"per_concept": int(t), "tail_share": round(float(s), 6), "entries_below": int(b)}
+                       for t, s, b in zip(ladder, share, below)],
+            "per_concept_for": pick}
 
 
 def split(n: int, shares: list[Fraction]) -> list[int]:

@@ -301,7 +301,7 @@ def _build_pinned(recipe: Recipe, recipe_path, out: Path, stage: Path, threads: 
                 raise CurateError(short)
             for r in runs:
                 s = stats["per_source"][r.name]
-                if s["rows"] < recipe.quotas[r.name]:
+                if s["rows"] < recipe.quotas[r.name] and recipe.balance.per_concept is None:
                     _check_share(recipe, r.src, s["samples"], "eligible after the caps")
             if recipe.balance.active:
                 stats["balance"] = balance_stats(con, tmp, recipe, runs)

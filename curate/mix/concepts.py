@@ -50,6 +50,7 @@ from curate.layout import (
     read_json,
     score_parts,
 )
+from curate.mix.balance import tail_shares
 from curate.mix.vocabulary import (
     DEFAULT_MAX_DF,
     DEFAULT_MAX_ENTRIES,
@@ -236,6 +237,7 @@ def _write(run: Path, info: dict, vocab: Vocabulary, text: str, lang: bool, t_vo
                 "spaced out and tab, newline, carriage return made spaces (MetaCLIP); no space beside "
                 "characters of scripts written without spaces",
         "top_entries": [{"entry": e, "rows": int(c)} for e, c in counts.head(20).iter_rows()],
+        "tail_shares": tail_shares(counts["rows"].to_numpy()),
         "vocabulary_source": vocab.describe(),
         "timings": {"vocabulary_s": round(t_vocab, 3), "match_s": round(t_match, 3),
                     "rows_per_s": round(n / t_match) if t_match > 0 else None},

@@ -307,7 +307,7 @@ def parse_recipe(data: dict, where: str = "recipe", base: Path | None = None) ->
         s.share = Fraction(s.amount) / total
     recipe = Recipe(name, desc, size, seed, alpha, caps, sources, kind, path=where)
     if "balance" in data:
-        recipe.balance = parse_balance(where, data["balance"])
+        recipe.balance = parse_balance(where, data["balance"], {s.name: s.repeat for s in sources})
     recipe.quotas = quotas(size, sources)
     return recipe
 

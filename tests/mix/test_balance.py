@@ -6,6 +6,7 @@ model captions (d_*), multilingual captions (b_*).
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -22,6 +23,7 @@ from curate.audit.explain import explain
 from curate.cli import cli
 from curate.errors import CurateError
 from curate.layout import concepts_json_path, concepts_path
+from curate.mix.balance import tail_shares
 from curate.mix.balance_sql import concept_u
 from curate.mix.build import build_mixture, inspect_sources
 from curate.mix.concepts import annotate, concepts, concepts_problem
@@ -241,6 +243,27 @@ def test_balancing_halves_the_commonest_entry_of_the_pool(pool):
     assert after.height == before.height
 
 
+def test_tail_shares_are_metaclips_t_to_p_and_p_to_t(head_vocab, pool):
+    """concepts.json relates T to the counts as MetaCLIP's curate.py does (t_to_p, p_to_t)."""
+    c = pool[1].group_by("concept_vocab", "entry").agg(pl.col("count").first())["count"].to_numpy()
+    got = tail_shares(c)
+
+    def t_to_p(t):  # metaclip/curation/curate.py
+        return float(c[c < t].sum() / c.sum())
+
+    def p_to_t(p):
+        s = np.sort(c)
+        return int(s[np.abs(np.cumsum(s) / s.sum() - p).argmin()])
+
+    assert [x["per_concept"] for x in got["ladder"]][:4] == [1, 2, 5, 10]
+    for x in got["ladder"]:
+        assert x["tail_share"] == pytest.approx(t_to_p(x["per_concept"]), abs=1e-6)
+        assert x["entries_below"] == int((c < x["per_concept"]).sum())
+    assert got["per_concept_for"] == {str(p): p_to_t(p) for p in (0.05, 0.1, 0.25, 0.5)}
+    assert 0 < got["per_concept_for"]["0.05"] < got["per_concept_for"]["0.5"] <= c.max()
+    assert head_vocab[0]["tail_shares"]["ladder"][0]["per_concept"] == 1
+
+
 def test_balanced_mixtures_cover_more_entries_and_more_of_the_tail(mixes, pool):
     """Mixtures of the same size with and without balancing: entries covered do not fall,
     and the share of matches on tail entries (fewer than T_TAIL rows in the pool) rises."""
@@ -258,11 +281,59 @@ def test_balanced_mixtures_cover_more_entries_and_more_of_the_tail(mixes, pool):
     assert stats["tail"]["tail_share"] > stats["plain"]["tail_share"]
 
 
-def test_balanced_manifest_is_byte_identical_across_reruns(mixes, tmp_path):
-    recipe = mixes["balanced"] / "recipe.toml"
-    build_mixture(recipe, tmp_path / "again", threads=1)
-    for f in ("manifest.parquet", "query.sql"):
-        assert (tmp_path / "again" / f).read_bytes() == (mixes["balanced"] / f).read_bytes()
+@pytest.fixture(scope="module")
+def whole(runs, head_vocab, pool, tmp_path_factory):
+    """One recipe without and with per_concept whose size is the whole pool (each source's
+    weight its eligible rows): MetaCLIP's comparison of the balanced set with the pool."""
+    rows, _ = pool
+    n = dict(rows.group_by("run").len().iter_rows())
+    d = tmp_path_factory.mktemp("balance-whole")
+    out = {}
+    for name, bal in (("plain", ""), ("balanced", f"[balance]\nper_concept = {T}\n")):
+        path = write_recipe(d / name / "recipe.toml", runs, {k: {"weight": n[k]} for k in ("web", "human")},
+                            size=sum(n.values()), seed=5, quality=QUALITY)
+        path.write_text(path.read_text() + bal)
+        build_mixture(path, d / name / "mix")
+        out[name] = d / name / "mix"
+    return out
+
+
+def test_balance_halves_the_commonest_entry_of_the_same_recipe(whole, pool):
+    """Quotas are ceilings under per_concept: the balanced recipe takes the rows the balance
+    keeps and is not filled up again, so against the same recipe without balancing (the
+    whole pool) the commonest entry falls to at most half, no entry is lost and the share
+    of matches on tail entries rises."""
+    rows, pairs = pool
+    tails = set(pairs.filter(pl.col("count") < T_TAIL)["entry"].to_list())
+    stats = {}
+    for name, mix in whole.items():
+        m = pl.read_parquet(mix / "manifest.parquet", columns=["run", "sample_id", "row", "repeat"])
+        e = m.join(rows, on=["run", "sample_id", "row"]).select(pl.col("concepts").explode()).drop_nulls()
+        stats[name] = {"rows": m.height, "top": e["concepts"].value_counts()["count"].max(),
+                       "covered": e["concepts"].n_unique(), "tail_share": e["concepts"].is_in(list(tails)).mean()}
+        assert (m["repeat"] == 1).all()
+    plain, bal = stats["plain"], stats["balanced"]
+    assert plain["rows"] == rows.height and bal["rows"] < plain["rows"] / 2
+    assert bal["top"] <= plain["top"] / 2
+    assert bal["covered"] >= plain["covered"]
+    assert bal["tail_share"] > plain["tail_share"]
+    info = json.loads((whole["balanced"] / "manifest.json").read_text())["counts"]["balance"]["concepts"]
+    assert all(q["rows"] < q["quota"] for q in info["quotas"].values())
+    assert sum(q["rows"] for q in info["quotas"].values()) == bal["rows"]
+
+
+def test_per_concept_with_repeat_is_a_one_line_error(tmp_path):
+    base = {"size": 10, "source": [{"name": "a", "run": "r", "share": 1.0, "repeat": 3}]}
+    with pytest.raises(CurateError, match="per_concept takes each row the balance keeps once; remove repeat") as e:
+        parse_recipe({**base, "balance": {"per_concept": 5}}, "r.toml", tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_balanced_manifest_is_byte_identical_across_reruns(mixes, whole, tmp_path):
+    for i, mix in enumerate((mixes["balanced"], whole["balanced"])):
+        build_mixture(mix / "recipe.toml", tmp_path / str(i), threads=1)
+        for f in ("manifest.parquet", "query.sql"):
+            assert (tmp_path / str(i) / f).read_bytes() == (mix / f).read_bytes()
 
 
 def test_per_concept_without_concepts_is_a_one_line_error(runs, tmp_path):
@@ -379,7 +450,7 @@ def test_cli_concepts_and_balance(runs, mixes, tmp_path):
     voc.write_text("# entries\nimage\nwhite\n")
     r = CliRunner().invoke(cli, ["concepts", str(runs["long"]), "--vocabulary", str(voc)])
     assert r.exit_code == 0, r.output
-    assert "rows match an entry" in r.output
+    assert "rows match an entry" in r.output and "per_concept for a tail share" in r.output
     r = CliRunner().invoke(cli, ["balance", str(mixes["balanced"])])
     assert r.exit_code == 0, r.output
     assert "tail share" in r.output and "distinct-2" in r.output
@@ -403,3 +474,8 @@ def test_unmatched_rows_are_dropped_or_kept_as_the_recipe_says(runs, tmp_path):
     none = got["keep"].filter(pl.col("concepts").list.len() == 0)
     assert none.height > 50 and none["concept_drawn_by"].null_count() == none.height
     assert got["keep"].filter(pl.col("concepts").list.len() > 0)["concept_drawn_by"].null_count() == 0
+
+
+def test_the_shipped_balanced_recipe_parses():
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "mixtures" / "balanced.toml")
+    assert recipe.balance.per_concept == 50 and all(s.repeat == 1 for s in recipe.sources)
