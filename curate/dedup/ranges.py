@@ -37,7 +37,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate.atomic import write_parquet
-from curate.dedup.groups import similarity
+from curate.dedup.groups import groups_from_arrays, similarity
 from curate.layout import numbered
 
 #: texts per range (a range's arrays: about 40 bytes a text; its pairs about 20 a neighbour)
@@ -176,12 +176,12 @@ def jump_unit(unit, plan):
 
 
 def range_groups(files: list[Path], hashes: np.ndarray, rule: str, threshold: float, folder: Path,
-                 run_map: RunMap | None = None, size: int = RANGE_TEXTS) -> tuple[RangePlan, dict]:
+                 run_map: RunMap | None = None, size: int | None = None) -> tuple[RangePlan, dict]:
     """Steps 1 to 3 over the neighbour table ``files`` for the texts whose clean hashes are
     ``hashes`` (in text order); returns the plan (its final generation is ``info["rounds"]``)
     and counters."""
     run_map = run_map or local_map
-    plan = RangePlan(len(hashes), max(1, size), str(folder))
+    plan = RangePlan(len(hashes), max(1, size or RANGE_TEXTS), str(folder))
     shutil.rmtree(folder, ignore_errors=True)
     Path(folder).mkdir(parents=True)
     pairs = run_map(split_unit, list(enumerate(map(str, files))), (text_index(hashes), plan, rule))
@@ -207,6 +207,16 @@ def read_result(plan: RangePlan, rounds: int) -> tuple[np.ndarray, ...]:
             best["nearest_cosine"].to_numpy(), root[: plan.n])
 
 
-def work_folder(out: Path) -> Path:
-    """A fresh folder for the range files beside the neighbour table (removed by the caller)."""
-    return Path(tempfile.mkdtemp(prefix="groups-by-range-", dir=out))
+def groups_by_range(rows: pl.DataFrame, texts: pl.DataFrame, files: list[Path], cfg: dict, out: Path,
+                    run_map: RunMap, size: int | None = None) -> tuple[pl.DataFrame, dict]:
+    """The groups table of :func:`curate.dedup.groups.groups`, with the decision and the
+    representatives computed by range (:func:`range_groups`) from the neighbour table
+    ``files``; the work files live in a fresh folder under ``out``, removed at the end."""
+    folder = Path(tempfile.mkdtemp(prefix="groups-by-range-", dir=out))
+    try:
+        plan, info = range_groups(files, texts["clean_hash"].to_numpy(), cfg["rule"], cfg["threshold"],
+                                  folder, run_map, size)
+        score, target, nb, ncos, root = read_result(plan, info["rounds"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return groups_from_arrays(rows, texts, score, target, nb, ncos, cfg["threshold"], root=root), info
