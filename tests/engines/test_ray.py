@@ -10,7 +10,6 @@ installs the ``ray`` extra), where they fail.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import polars as pl
