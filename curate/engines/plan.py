@@ -5,8 +5,9 @@ A stage plans its units itself, from its inputs, before any engine is involved:
 * ``curate dedup``: blocks of vectors to assign to k-means partitions
   (:func:`curate.dedup.index.partition`), parts of the neighbour table and ranges of texts
   (:mod:`curate.dedup.ranges`: split, best neighbour, rounds of pointer jumping);
-* ``curate score``: input parts (:func:`curate.engines.ray_score.plan_units`; a unit is a
-  run of row groups whose first row is known from the footer).
+* ``curate score``: input parts (:func:`curate.scoring.units.plan_units`; a unit is a run
+  of row groups whose first row is known from the footer), which the Ray engine hands to
+  Ray Data actors that load the chain's models once.
 
 and calls ``run_map(fn, units, shared)``: ``fn(unit, shared)`` for every unit, the results
 in the order of the units. ``fn`` is a module-level function (it travels by name), ``shared``
