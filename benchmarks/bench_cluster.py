@@ -39,6 +39,21 @@ DRIVER = ("import sys; from curate.dedup import ranges; ranges.RANGE_TEXTS = int
           "from curate.cli import main; main()")
 
 
+def status_kib(pid: int) -> dict[str, int]:
+    """RssAnon, RssFile and RssShmem of one process (KiB): the shared part of a Ray process
+    is the object store's pages that it touched, not its own memory."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                    k, v = line.split()[:2]
+                    out[k[:-1]] = int(v)
+    except OSError:
+        pass
+    return out
+
+
 def title(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -62,9 +77,16 @@ class Peaks:
         self.titles: dict[int, set] = {}
         self.ticks: dict[int, int] = {}
         self.stop = threading.Event()
+        self.driver: dict[str, int] = {}  # the root's peak RssAnon / RssFile / RssShmem
+        self.timeline: list[tuple[float, int, int]] = []  # (seconds, root's RSS, its RssAnon)
 
     def poll(self) -> None:
+        t0 = time.perf_counter()
         while not self.stop.is_set():
+            st = status_kib(self.root)
+            for k, v in st.items():
+                self.driver[k] = max(self.driver.get(k, 0), v)
+            self.timeline.append((time.perf_counter() - t0, rss_kib(self.root), st.get("RssAnon", 0)))
             for p in tree_pids(self.root):  # a loop over processes, a few dozen
                 r = rss_kib(p)
                 t = cpu_ticks(p)
@@ -101,7 +123,8 @@ def run_dedup(run: Path, range_texts: int) -> dict:
     workers = {p: r for p, r in peaks.rss.items() if any(t.startswith("ray::") for t in peaks.titles[p])}
     services = {p: r for p, r in peaks.rss.items() if p != proc.pid and p not in workers}
     return {"wall": wall, "cpu": peaks.cpu_seconds(), "load_before": load, "load_after": loadavg(),
-            "driver_kib": peaks.rss.get(proc.pid, 0), "workers": workers, "services": services,
+            "driver_kib": peaks.rss.get(proc.pid, 0), "driver_parts": peaks.driver,
+            "timeline": peaks.timeline, "workers": workers, "services": services,
             "titles": peaks.titles, "info": info}
 
 
@@ -110,7 +133,12 @@ def report(rows: int, m: dict) -> None:
     mib = 1024
     print(f"\n{rows:,} captions ({info['counts']['texts']:,} distinct texts): {m['wall']:.1f} s wall, "
           f"{m['cpu']:.0f} CPU-s (process tree), load average {m['load_before']} before, {m['load_after']} after")
-    print(f"  driver peak RSS {m['driver_kib'] / mib:,.0f} MiB")
+    parts = ", ".join(f"{k} {v / mib:,.0f}" for k, v in m["driver_parts"].items())
+    print(f"  driver peak RSS {m['driver_kib'] / mib:,.0f} MiB (peaks of its parts, MiB: {parts})")
+    tl = m["timeline"]
+    every = max(1, len(tl) // 24)
+    print("  driver over time (s: RSS/RssAnon MiB): " + ", ".join(
+        f"{t:.0f}: {r / mib:,.0f}/{a / mib:,.0f}" for t, r, a in tl[::every]))
     for p, r in sorted(m["workers"].items(), key=lambda x: -x[1]):
         names = sorted(t for t in m["titles"][p] if t.startswith("ray::") and t != "ray::IDLE")
         print(f"  worker {p}: peak RSS {r / mib:,.0f} MiB ({', '.join(names) or 'idle'})")
@@ -139,9 +167,11 @@ def main() -> None:
     if len(results) > 1:
         a, b = results[min(results)], results[max(results)]
         ta, tb = a["info"]["counts"]["texts"], b["info"]["counts"]["texts"]
-        grow = (b["driver_kib"] - a["driver_kib"]) / 1024
-        print(f"\ndriver peak: {a['driver_kib'] / 1024:,.0f} MiB at {ta:,} texts, {b['driver_kib'] / 1024:,.0f} MiB at "
-              f"{tb:,} texts: {grow:+,.0f} MiB ({grow / max(tb - ta, 1) * 1e6:,.0f} MiB per million distinct texts)")
+        for what, ka, kb in (("RSS", a["driver_kib"], b["driver_kib"]),
+                             ("RssAnon", a["driver_parts"].get("RssAnon", 0), b["driver_parts"].get("RssAnon", 0))):
+            grow = (kb - ka) / 1024
+            print(f"driver peak {what}: {ka / 1024:,.0f} MiB at {ta:,} texts, {kb / 1024:,.0f} MiB at {tb:,} texts: "
+                  f"{grow:+,.0f} MiB ({grow / max(tb - ta, 1) * 1e6:,.0f} MiB per million distinct texts)")
         wa = max(a["workers"].values(), default=0) / 1024
         wb = max(b["workers"].values(), default=0) / 1024
         print(f"largest worker: {wa:,.0f} MiB, then {wb:,.0f} MiB")
