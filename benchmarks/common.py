@@ -245,3 +245,7 @@ def cores() -> str:
     except AttributeError:
         avail = n
     return f"{n} logical cores ({avail} available to this process)"
+
+
+#: public names for other benchmarks' per-process readings
+tree_pids, rss_kib, cpu_ticks = _tree, _rss_kib, _cpu_ticks

@@ -116,3 +116,25 @@ def run_scores(inputs, out: Path, **opts) -> pl.DataFrame:
     """Score ``inputs`` with the default chain into ``out``; the run's rows by source and row."""
     score([str(p) for p in inputs], out, load_chain(None), ScoreOptions(**opts))
     return pl.read_parquet(out / "scores" / "*.parquet").sort("source", "row")
+
+
+def local_ray(cpus: int = 2):
+    """A local Ray with ``cpus`` CPUs for a module's tests (a generator for a fixture): skips
+    without Ray, fails under CI (``make test`` installs the ``ray`` extra)."""
+    import os
+
+    import pytest
+
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"Ray is required under CI (make test installs curate[ray]): {e}")
+        pytest.skip(f"Ray is not installed ({e}); pip install 'curate[ray]' to run the engine comparison")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -68,14 +68,16 @@ def groups(rows: pl.DataFrame, texts: pl.DataFrame, pairs: pl.DataFrame, rule: s
 
 
 def groups_from_arrays(rows: pl.DataFrame, texts: pl.DataFrame, score: np.ndarray, target: np.ndarray,
-                       nb: np.ndarray, nb_cos: np.ndarray, threshold: float) -> pl.DataFrame:
+                       nb: np.ndarray, nb_cos: np.ndarray, threshold: float,
+                       root: np.ndarray | None = None) -> pl.DataFrame:
     """The groups table from per-text arrays: :func:`best_better`'s (score, target) and
     :func:`nearest`'s (neighbour, cosine); the out-of-core path accumulates them part by part
-    (:class:`curate.dedup.stream.TextArrays`)."""
+    (:class:`curate.dedup.stream.TextArrays`). ``root``: each text's representative when it
+    was computed elsewhere (:mod:`curate.dedup.ranges`), else by :func:`roots` here."""
     n = texts.height
     dup = score > threshold
-    parent = np.where(dup, target, np.arange(n))
-    root = roots(parent)
+    if root is None:
+        root = roots(np.where(dup, target, np.arange(n)))
     heads = texts["head"].to_numpy()
     tx = pl.DataFrame({
         "text": np.arange(n, dtype=np.int64),

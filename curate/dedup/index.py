@@ -40,6 +40,8 @@ KMEANS_ITER = 10
 SEED = 1234
 #: vectors read, projected or assigned at a time by :func:`partition`
 ASSIGN_STEP = 32_768
+#: steps of ASSIGN_STEP rows in one unit of assignment work (an engine's task)
+ASSIGN_BLOCK_STEPS = 8
 
 Progress = Callable[[float], None]
 
@@ -98,13 +100,14 @@ def two_level(train: np.ndarray, nlist: int, coarse: int) -> np.ndarray:
 
 
 def knn(vecs: np.ndarray, k: int, progress: Progress | None = None,
-        search_clusters: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        search_clusters: Callable | None = None, run_map: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Each vector's ``k`` nearest other vectors: (ids [n, k] int64, cosines [n, k] float32,
     params). Missing neighbours are -1 with cosine -inf; a vector never lists itself.
 
     ``search_clusters(vecs, owner, bounds, k, out_ids, out_sims, progress)`` replaces the
     local thread pool that searches the partitions (the Ray engine runs them as tasks); it
-    must fill ``out_*[lo:hi]`` with :func:`search_cluster` for every cluster."""
+    must fill ``out_*[lo:hi]`` with :func:`search_cluster` for every cluster; ``run_map``
+    assigns the vectors to partitions (:func:`partition`)."""
     vecs = np.ascontiguousarray(vecs, dtype=np.float32)
     n, dim = vecs.shape
     p = plan(n, dim, k)
@@ -114,7 +117,7 @@ def knn(vecs: np.ndarray, k: int, progress: Progress | None = None,
     if p["exact"]:
         ids, sims = _flat(vecs, np.arange(n), k, progress)
         return ids, sims, p
-    assign = partition(vecs, p)
+    assign = partition(vecs, p, run_map)
     # members of each cluster, cluster by cluster (a vector is in NPROBE clusters)
     owner = np.repeat(np.arange(n), NPROBE)
     order = np.argsort(assign.ravel(), kind="stable")
@@ -149,10 +152,33 @@ def search_local(vecs, owner, bounds, k, out_ids, out_sims, progress) -> None:
     _threaded(search, np.argsort(-sizes, kind="stable"))
 
 
-def partition(vecs: np.ndarray, p: dict) -> np.ndarray:
-    """Each vector's NPROBE nearest k-means centroids, [n, NPROBE] int32.
+def partition(vecs: np.ndarray, p: dict, run_map: Callable | None = None) -> np.ndarray:
+    """Each vector's NPROBE nearest k-means centroids, [n, NPROBE] int32: the centroids are
+    trained on a sample (:func:`train_partition`), then every vector is assigned in blocks
+    (:func:`assign_block`), by ``run_map(assign_block, blocks, (vecs, model))`` when an
+    engine gives one (Ray tasks), else here. The blocks and their results are the same
+    either way."""
+    model = train_partition(vecs, p)
+    n = len(vecs)
+    step = model["step"] * ASSIGN_BLOCK_STEPS
+    blocks = [(s, min(n, s + step)) for s in range(0, n, step)]
+    if run_map is None:
+        model = {**model, "index": load_index(model)}  # deserialised once for every block
+        run_map = local_assign
+    return np.concatenate(run_map(assign_block, blocks, (vecs, model)) or [np.zeros((0, NPROBE), np.int32)])
 
-    The k-means sample is read :data:`ASSIGN_STEP` rows at a time, twice: once for its mean
+
+def local_assign(fn: Callable, units: list, shared) -> list:
+    return [fn(u, shared) for u in units]
+
+
+def train_partition(vecs: np.ndarray, p: dict) -> dict:
+    """The partition's model from a sample of ``p["kmeans_train"]`` vectors (at most
+    :data:`KMEANS_TRAIN_MAX`; the same rows for every engine): PCA mean and projection to
+    ``kmeans_dims``, and the centroids in a FAISS index, serialised (a few MB) so that it can
+    travel to other processes.
+
+    The sample is read :data:`ASSIGN_STEP` rows at a time, twice: once for its mean
     and covariance (float64 sums), once for its PCA projection; only the projected sample
     (``kmeans_dims`` float32 a point) is held, never the sample in full dimension."""
     import faiss
@@ -175,17 +201,11 @@ def partition(vecs: np.ndarray, p: dict) -> np.ndarray:
         proj = np.ascontiguousarray(eigvec[:, ::-1][:, :d], dtype=np.float32)
     else:
         proj = np.eye(dim, dtype=np.float32)
-    mean = mean.astype(np.float32)
-
-    def project(x: np.ndarray) -> np.ndarray:
-        y = (x - mean) @ proj
-        y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(y, dtype=np.float32)
-
+    model = {"mean": mean.astype(np.float32), "proj": proj, "nprobe": 0, "step": ASSIGN_STEP}
     train = np.empty((len(sample), d), np.float32)
     at = 0
     for b in batches:
-        train[at:at + len(b)] = project(np.asarray(vecs[b], np.float32))
+        train[at:at + len(b)] = project(model, np.asarray(vecs[b], np.float32))
         at += len(b)
     if "levels" in p:
         centroids = two_level(train, p["nlist"], p["levels"]["coarse"])
@@ -196,18 +216,48 @@ def partition(vecs: np.ndarray, p: dict) -> np.ndarray:
         index.cp.min_points_per_centroid = 1
         index.train(centroids)
         index.add(centroids)
-        index.nprobe = p["assign"]["nprobe"]
+        model["nprobe"] = index.nprobe = p["assign"]["nprobe"]
     else:
         km = faiss.Kmeans(d, p["nlist"], niter=KMEANS_ITER, seed=SEED, spherical=True,
                           max_points_per_centroid=TRAIN_PER_CENTROID, verbose=False)
         km.train(train)
         del train
         index = km.index
-    assign = np.empty((n, NPROBE), np.int32)
-    for s in range(0, n, ASSIGN_STEP):  # bounded: a batch's projection holds a few float32 copies of it
-        _, found = index.search(project(np.asarray(vecs[s:s + ASSIGN_STEP], np.float32)), NPROBE)
-        assign[s:s + ASSIGN_STEP] = found
-    return assign
+    model["index"] = faiss.serialize_index(index)
+    return model
+
+
+def project(model: dict, x: np.ndarray) -> np.ndarray:
+    y = (x - model["mean"]) @ model["proj"]
+    y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def load_index(model: dict):
+    """The model's FAISS index (deserialised when it travelled as bytes)."""
+    import faiss
+
+    index = model["index"]
+    if isinstance(index, np.ndarray):
+        index = faiss.deserialize_index(index)
+        if model["nprobe"]:
+            index.nprobe = model["nprobe"]
+    return index
+
+
+def assign_block(block: tuple[int, int], shared) -> np.ndarray:
+    """Rows ``[lo, hi)``'s NPROBE nearest centroids, :data:`ASSIGN_STEP` rows per search
+    (bounded: a step's projection holds a few float32 copies of it). ``shared``: (vectors,
+    model of :func:`train_partition`)."""
+    vecs, model = shared
+    index = load_index(model)
+    lo, hi = block
+    out = np.empty((hi - lo, NPROBE), np.int32)
+    step = model["step"]
+    for s in range(lo, hi, step):  # a loop over steps, not rows
+        e = min(hi, s + step)
+        out[s - lo:e - lo] = index.search(project(model, np.asarray(vecs[s:e], np.float32)), NPROBE)[1]
+    return out
 
 
 def _threaded(fn: Callable[[int], None], items) -> None:

@@ -64,7 +64,7 @@ from curate.dedup.runs import (
     run_paths,
     set_info,
 )
-from curate.storage.fs import is_url
+from curate.dedup.ranges import groups_by_range
 from curate.dedup.stream import OUT_OF_CORE_TEXTS, build_neighbors_stream, text_arrays
 from curate.dedup.text import texts_of
 from curate.errors import CurateError
@@ -83,6 +83,7 @@ from curate.layout import (
     scores_glob,
     pinned_scores_glob,
 )
+from curate.storage.fs import is_url
 from curate.version import __version__
 
 #: name -> (embedder, threshold, rule). Measured rates: see the README and tests/dedup/test_dedup.py.
@@ -205,14 +206,17 @@ def check_run(run: Path) -> dict:
 
 
 def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter | None = None,
-                    neighbors: Callable | None = None, also: tuple = ()) -> tuple[pl.DataFrame, dict]:
+                    neighbors: Callable | None = None, also: tuple = (),
+                    run_map: Callable | None = None) -> tuple[pl.DataFrame, dict]:
     """The groups table for ``rows`` (sample_id, caption, rank: 0 = best) and its info.
 
     ``cfg`` comes from :func:`resolve`; ``out`` holds the embedding cache and the neighbour
     table (``neighbors/``, described by ``neighbors/neighbors.json``, written last), which is
     reused when the texts, the embedder and ``k`` are the same. ``neighbors`` builds the
     table (default :func:`build_neighbors`; ``curate.engines`` passes Ray's); ``also`` names
-    other embedding caches to take vectors from.
+    other embedding caches to take vectors from. ``run_map`` (an engine's map over units of
+    work) computes the groups by text range (:mod:`curate.dedup.ranges`) and assigns the
+    vectors to partitions; the result is the same.
     """
     from curate.embed import check_device, load_embedder
 
@@ -227,35 +231,41 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
     key = neighbor_key(emb.model_hash, texts, cfg["k"])
     mode = cfg.get("memory", "auto")
     ooc = mode == "out" or (mode == "auto" and texts.height >= OUT_OF_CORE_TEXTS)
-    pairs = arrays = None
+    pairs = arrays = files = None
     meta = out / NEIGHBORS / NEIGHBORS_META
     nb = read_json(meta)
     t_read_table = time.perf_counter()
     if nb.get("key") == key:
-        if ooc:
-            files = [numbered(out / NEIGHBORS, "part", p) for p in range(nb["parts"])]
-            arrays = text_arrays(files, texts, cfg["rule"])
+        parts = [numbered(out / NEIGHBORS, "part", p) for p in range(nb["parts"])]
+        if run_map is not None:
+            files = parts if all(f.is_file() for f in parts) else None
+        elif ooc:
+            arrays = text_arrays(parts, texts, cfg["rule"])
         else:
             pairs = load_neighbors(out, texts, nb["parts"])
-        if pairs is not None or arrays is not None:
+        if pairs is not None or arrays is not None or files is not None:
             info = {"index": nb["index"], "parts": nb["parts"], "rows": nb["rows"], "reused": True,
                     "embedding": {**nb.get("embedding", {}), "embedded": 0, "cached": texts.height,
                                   "embed_s": 0.0, "problem": None},
                     "timings": {"embed_s": 0.0, "index_s": 0.0, "pairs_s": 0.0,
                                 "table_read_s": round(time.perf_counter() - t_read_table, 3)}}
-    if pairs is None and arrays is None:
+    if pairs is None and arrays is None and files is None:
         build = neighbors or (build_neighbors_stream if ooc else build_neighbors)
-        extra = {"out_of_core": ooc} if neighbors is not None else {}
+        extra = {"out_of_core": ooc, "run_map": run_map} if neighbors is not None else {}
         pairs, info = build(texts, emb, out, cfg["k"], reporter, also=also, **extra)
         info["reused"] = False
         write_json({"key": key, **{x: info[x] for x in ("index", "parts", "rows", "embedding")}}, meta)
-        if ooc:  # the arrays were accumulated while the table was written
+        if run_map is not None:
+            files, pairs = [numbered(out / NEIGHBORS, "part", p) for p in range(info["parts"])], None
+        elif ooc:  # the arrays were accumulated while the table was written
             arrays = pairs.result(cfg["rule"])
             pairs = None
     info["key"] = key
     info["out_of_core"] = ooc
     t_nb = time.perf_counter()
-    if ooc:
+    if files is not None:
+        table, info["groups_by_range"] = groups_by_range(rows, texts, files, cfg, out, run_map)
+    elif ooc:
         table = groups_from_arrays(rows, texts, *arrays, cfg["threshold"])
     else:
         table = groups(rows, texts, pairs, cfg["rule"], cfg["threshold"])
@@ -268,7 +278,7 @@ def find_duplicates(rows: pl.DataFrame, cfg: dict, out: Path, reporter: Reporter
 
 
 def dedup(runs, opts: DedupOptions | None = None, reporter: Reporter | None = None,
-          neighbors: Callable | None = None) -> dict:
+          neighbors: Callable | None = None, run_map: Callable | None = None) -> dict:
     """Find duplicate groups in one scored run, or in several together (one group space);
     write each run's ``RUN/dedup/``; return the first run's ``dedup.json``.
 
@@ -288,11 +298,11 @@ def dedup(runs, opts: DedupOptions | None = None, reporter: Reporter | None = No
     prefer = prefer_index(paths, opts.prefer)
     cache = cache_folder(paths, opts.cache)
     with lock_runs(paths, cache):
-        return _dedup_locked(paths, prefer, cache, opts, cfg, reporter, neighbors)
+        return _dedup_locked(paths, prefer, cache, opts, cfg, reporter, neighbors, run_map)
 
 
 def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: DedupOptions, cfg: dict,
-                  reporter, neighbors) -> dict:
+                  reporter, neighbors, run_map=None) -> dict:
     t_start = time.perf_counter()
     checked = [check_run(p) for p in paths]
     order, notes = parse_order(opts.order, common_schema([c["schema"] for c in checked]))
@@ -312,7 +322,7 @@ def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: Dedup
     also = tuple(p / DEDUP / EMBEDDINGS for p in paths)
     hold = [rows]
     del rows  # find_duplicates holds the only reference: the captions go once their texts are made
-    table, info = find_duplicates(hold.pop(), cfg, cache, reporter, neighbors, also=also)
+    table, info = find_duplicates(hold.pop(), cfg, cache, reporter, neighbors, also=also, run_map=run_map)
     for note in foreign_caches(paths, info["embedder"]["model_sha256"]):
         (reporter or Reporter()).note(note)
         notes.append(note)
@@ -353,7 +363,7 @@ def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: Dedup
             "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index", "out_of_core")},
             "counts": tally,
             "set_counts": total,
-            **({"engine_info": info["engine_info"]} if "engine_info" in info else {}),
+            **{x: info[x] for x in ("engine_info", "groups_by_range") if x in info},
             "timings": {"read_s": round(t_read - t_start, 3), **info["timings"],
                         "write_s": round(time.perf_counter() - t_w, 3),
                         "total_s": round(time.perf_counter() - t_start, 3)},

@@ -121,12 +121,13 @@ def merge_batch(best_ids: np.ndarray, best_sims: np.ndarray, own: np.ndarray, id
 
 
 def knn_stream(vecs, k: int, progress: Callable | None = None,
-               search_clusters: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+               search_clusters: Callable | None = None, run_map: Callable | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """:func:`curate.dedup.index.knn` over a :class:`VectorFile` (or any array) in bounded
     memory: (ids [n, k] int32, cosines [n, k] float32, params), the same values.
 
     ``search_clusters`` has :func:`curate.dedup.index.search_local`'s signature; it is called
-    once per batch with the batch's vectors and batch-local ids."""
+    once per batch with the batch's vectors and batch-local ids; ``run_map`` assigns the
+    vectors to partitions (:func:`curate.dedup.index.partition`)."""
     n, dim = vecs.shape
     p = plan(n, dim, k)
     k = p["k"]
@@ -138,7 +139,7 @@ def knn_stream(vecs, k: int, progress: Callable | None = None,
         if progress:
             progress(n)
         return found[0].astype(np.int32), found[1], p
-    flat = partition(vecs, p).ravel()
+    flat = partition(vecs, p, run_map).ravel()
     order = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[order], np.arange(p["nlist"] + 1))
     del flat
@@ -269,10 +270,12 @@ def text_arrays(files: list[Path], texts: pl.DataFrame, rule: str):
 
 
 def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter, embed_texts=None,
-                           search_clusters=None, also=()) -> tuple["TextArrays", dict]:
+                           search_clusters=None, also=(), run_map=None,
+                           accumulate: bool = True) -> tuple["TextArrays | None", dict]:
     """:func:`curate.dedup.neighbors.build_neighbors` out of core: writes the same table to
-    ``out/neighbors/``; returns (the table's :class:`TextArrays`, info). Hooks as there (``embed_texts`` must accept
-    ``out_file``; ``search_clusters`` as :func:`knn_stream`'s)."""
+    ``out/neighbors/``; returns (the table's :class:`TextArrays`, or None without
+    ``accumulate``, info). Hooks as there (``embed_texts`` must accept ``out_file``;
+    ``search_clusters`` and ``run_map`` as :func:`knn_stream`'s)."""
     from curate.dedup.embed_process import embed_texts_child
 
     bound_allocator()
@@ -292,7 +295,7 @@ def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter
             reporter.note(einfo["problem"])
         t1 = time.perf_counter()
         vf = VectorFile(vfile)
-        ids, sims, params = knn_stream(vf, k, reporter.stage("searching", texts.height), search_clusters)
+        ids, sims, params = knn_stream(vf, k, reporter.stage("searching", texts.height), search_clusters, run_map)
         release()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -300,7 +303,7 @@ def build_neighbors_stream(texts: pl.DataFrame, emb, out: Path, k: int, reporter
     folder = out / NEIGHBORS
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    acc = TextArrays(texts.height)
+    acc = TextArrays(texts.height) if accumulate else None
     nparts, rows = write_pairs(ids, sims, texts, folder, acc)
     t3 = time.perf_counter()
     info = {"index": {**params, "dim": int(vf.shape[1]), "out_of_core": True}, "embedding": einfo,

@@ -27,6 +27,9 @@ class Engine:
     description: str
     score_backend: Callable[[], Callable | None]
     dedup_neighbors: Callable[[str | None], Callable | None]
+    #: opens the engine for one command and yields its map over units of work
+    #: (:mod:`curate.engines.plan`), or None for the stages' own local code
+    session: Callable = lambda address: _local_session(address)
     needs: str | None = None  # a module that must be importable
     install: str = ""
     takes_address: bool = False
@@ -36,6 +39,18 @@ def _ray_score():
     from curate.engines.ray_score import score_files
 
     return score_files
+
+
+def _local_session(address: str | None):
+    from curate.engines.plan import local_session
+
+    return local_session(address)
+
+
+def _ray_session(address: str | None):
+    from curate.engines.plan import ray_session
+
+    return ray_session(address)
 
 
 def _ray_neighbors(address: str | None):
@@ -50,7 +65,7 @@ def _ray_neighbors(address: str | None):
 #: come from this dictionary).
 ENGINES: dict[str, Engine] = {
     "local": Engine("processes on this machine", lambda: None, lambda address: None),
-    "ray": Engine(f"Ray Data and Ray tasks ({RAY_INSTALL})", _ray_score, _ray_neighbors,
+    "ray": Engine(f"Ray Data and Ray tasks ({RAY_INSTALL})", _ray_score, _ray_neighbors, _ray_session,
                   needs="ray", install=RAY_INSTALL, takes_address=True),
 }
 
@@ -85,4 +100,5 @@ def dedup(runs, opts=None, reporter=None) -> dict:
 
     opts = opts or DedupOptions()
     engine = check_engine(opts.engine, opts.address)
-    return run_dedup(runs, opts, reporter, neighbors=engine.dedup_neighbors(opts.address))
+    with engine.session(opts.address) as run_map:
+        return run_dedup(runs, opts, reporter, neighbors=engine.dedup_neighbors(opts.address), run_map=run_map)

@@ -1,7 +1,8 @@
 """``curate dedup --engine ray``: the embedding and search stages of dedup on Ray.
 
-Everything else (texts, ranking, groups, outputs, the embedding cache) is the local code in
-:mod:`curate.dedup`; this module only supplies the two stages that
+Texts, ranking, outputs and the embedding cache are the local code in :mod:`curate.dedup`;
+the groups are computed by text range (:mod:`curate.dedup.ranges`) as Ray tasks through
+:func:`curate.engines.plan.ray_map`. This module supplies the stages that
 :func:`curate.dedup.neighbors.build_neighbors` accepts as hooks:
 
 * **Embedding.** The distinct texts that the embedding cache lacks go through Ray Data:
@@ -9,8 +10,12 @@ Everything else (texts, ranking, groups, outputs, the embedding cache) is the lo
   actors that each load the embedder once, in their constructor (one GPU each with
   ``--device cuda``, one CPU each otherwise). The driver writes the vectors to the same
   cache, so the vectors (stored and read back as float16) are the local engine's.
-* **Search.** The k-means partition is computed on the driver, as in
-  :func:`curate.dedup.index.knn`; the exact search inside each cluster
+* **Partition.** The driver trains the k-means centroids on a bounded sample
+  (:func:`curate.dedup.index.train_partition`: at most ``KMEANS_TRAIN_MAX`` vectors, the
+  local engine's sample); assigning every vector to its partitions runs as Ray tasks over
+  blocks of rows (:func:`curate.dedup.index.assign_block`, through
+  :func:`curate.engines.plan.ray_map`).
+* **Search.** The exact search inside each cluster
   (:func:`curate.dedup.index.search_cluster`) runs as Ray tasks, clusters dealt round-robin
   (largest first) to a few tasks per CPU. Corpora small enough for one exact search
   (``FLAT_MAX``) are searched on the driver, as locally.
@@ -133,10 +138,13 @@ def _search_clusters(ray, cluster: dict, vecs, owner, bounds, k, out_ids, out_si
 
 
 def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
-                        address: str | None, also=(), out_of_core: bool = False) -> tuple[pl.DataFrame | None, dict]:
+                        address: str | None, also=(), out_of_core: bool = False,
+                        run_map=None) -> tuple[pl.DataFrame | None, dict]:
     """:func:`curate.dedup.neighbors.build_neighbors` (or, ``out_of_core``,
     :func:`curate.dedup.stream.build_neighbors_stream`: the same float16 shards, one batch of
-    partitions at a time in the object store) with embedding and search on Ray."""
+    partitions at a time in the object store) with embedding and search on Ray; ``run_map``
+    (:func:`curate.engines.plan.ray_map`) assigns the vectors to partitions as tasks, and the
+    groups are then computed by range (the per-text arrays are not accumulated here)."""
     from curate.dedup.index import knn
     from curate.dedup.neighbors import build_neighbors
     from curate.dedup.stream import build_neighbors_stream
@@ -152,11 +160,12 @@ def build_neighbors_ray(texts: pl.DataFrame, emb, out: Path, k: int, reporter,
         embed = partial(_embed_texts, ray, cluster)
         if out_of_core:
             pairs, info = build_neighbors_stream(texts, emb, out, k, reporter, embed_texts=embed,
-                                                 search_clusters=search, also=also)
+                                                 search_clusters=search, also=also, run_map=run_map,
+                                                 accumulate=run_map is None)
         else:
             pairs, info = build_neighbors(
                 texts, emb, out, k, reporter, also=also, embed_texts=embed,
-                knn=lambda vecs, kk, progress=None: knn(vecs, kk, progress, search_clusters=search))
+                knn=lambda vecs, kk, progress=None: knn(vecs, kk, progress, search_clusters=search, run_map=run_map))
         info["engine_info"] = {"engine": "ray", "address": address or "local", "ray_version": ray.__version__,
                                "cluster_cpus": cluster["cpus"], "cluster_gpus": cluster["gpus"],
                                "ray_s": round(time.perf_counter() - t0, 3)}

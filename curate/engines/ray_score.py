@@ -5,16 +5,10 @@ each) -> a small table of per-unit row counts that the driver streams for progre
 actor parses the chain and loads its models (fastText) once, in its constructor.
 
 Provenance. ``sample_id`` derives from (source path as given, row index within the file), so
-every row must know its index in its file. A *unit* is a slice of one input whose first row
-is known before any data is read:
-
-* Parquet: a run of consecutive row groups that begins and ends on a part boundary (a
-  multiple of ``batch_rows``, or the end of the file). Its first row and first part number
-  come from the file's footer (row counts per row group), so units are read in parallel
-  and each reads only its own row groups. With row groups of at most ``batch_rows`` rows (the
-  benchmark's, and the usual writers'), a unit is one part.
-* JSONL / CSV / TSV: the whole file (a line's row number needs every line before it), read
-  by the same reader as the local engine; such inputs are parallel across files only.
+every row must know its index in its file. The units are the stage's
+(:mod:`curate.scoring.units`: runs of Parquet row groups that begin on a part boundary, or a
+whole JSONL/CSV file), so Parquet inputs are read in parallel, each unit only its own row
+groups; with row groups of at most ``batch_rows`` rows a unit is one part.
 
 An actor reads its unit with :func:`curate.ingest.readers.read_batches`, cuts it into exact parts of
 ``batch_rows`` rows, adds provenance with the local engine's code, scores and writes each
@@ -31,7 +25,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,50 +33,16 @@ import polars as pl
 from curate.engines.ray_runtime import ACTOR_ENV, import_ray, quiet_data
 from curate.engines.ray_runtime import start as start_ray
 from curate.errors import CurateError
-from curate.ingest.formats import FORMATS
 from curate.ingest.inputs import InputFile
 from curate.ingest.readers import read_batches
 from curate.layout import part_path
 from curate.scoring.chain import Chain, parse_chain
 from curate.scoring.runner import Progress, ScoreOptions, file_parts
+from curate.scoring.units import Unit, plan_units, unit_parts
 from curate.scoring.workers import chain_to_data, score_and_write
 from curate.tables import exact_tables
 
 #: Each actor uses one core; its polars must not start a thread per core of the node.
-
-
-@dataclass
-class Unit:
-    file: int  # index into the run's input files
-    row_groups: tuple[int, int] | None  # Parquet: [first, last) row group; None: whole file
-    start: int  # first row within the file
-    stop: int | None  # end row (Parquet), None when unknown before reading
-    first_part: int  # part number of the first row
-
-
-def plan_units(files: list[InputFile], batch_rows: int) -> list[Unit]:
-    """Cut the inputs into units whose first row is known (see the module's docstring): a
-    format with row groups (Parquet) by them, another one unit per file."""
-    units: list[Unit] = []
-    for fi, inp in enumerate(files):
-        counts = FORMATS[inp.format].row_groups
-        if counts is None:
-            units.append(Unit(fi, None, 0, None, 0))
-            continue
-        groups = counts(inp)
-        total = sum(groups)
-        g0 = start = end = 0
-        for g, n in enumerate(groups):
-            end += n
-            if end > start and (end % batch_rows == 0 or end == total):
-                units.append(Unit(fi, (g0, g + 1), start, end, start // batch_rows))
-                g0, start = g + 1, end
-    return units
-
-
-def _unit_parts(unit: Unit, batch_rows: int) -> range:
-    assert unit.stop is not None
-    return range(unit.first_part, -(-unit.stop // batch_rows))
 
 
 def _exact_batches(batches, size: int):
@@ -153,8 +112,8 @@ def score_files(files: list[InputFile], out: Path, chain: Chain, opts: ScoreOpti
     kept: list[Path] = []
     todo: list[Unit] = []
     for u in units:
-        if u.stop is not None and all(part_path(out, u.file, b).exists() for b in _unit_parts(u, opts.batch_rows)):
-            kept += [part_path(out, u.file, b) for b in _unit_parts(u, opts.batch_rows)]
+        if u.stop is not None and all(part_path(out, u.file, b).exists() for b in unit_parts(u, opts.batch_rows)):
+            kept += [part_path(out, u.file, b) for b in unit_parts(u, opts.batch_rows)]
             rows[u.file] += u.stop - u.start
             if progress:
                 progress(u.stop - u.start)

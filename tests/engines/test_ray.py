@@ -10,7 +10,6 @@ installs the ``ray`` extra), where they fail.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import polars as pl
@@ -23,25 +22,14 @@ from curate.engines import score
 from curate.errors import CurateError
 from curate.scoring.chain import load_chain
 from curate.scoring.runner import ScoreOptions
+from helpers import local_ray
 
 BATCH = 500
 
 
 @pytest.fixture(scope="module")
 def ray_local():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"Ray is required under CI (make test installs curate[ray]): {e}")
-        pytest.skip(f"Ray is not installed ({e}); pip install 'curate[ray]' to run the engine comparison")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
+    yield from local_ray(2)
 
 
 @pytest.fixture(scope="module")
