@@ -1,14 +1,13 @@
 """The commands over mixtures: mix, export, explain, verify, diff."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
 from curate.cli.common import fmt, friendly, make_console, print_json
 from curate.export.writers import SHARD_FORMATS, TRAINERS
-from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
-from curate.storage.fs import join
+from curate.layout import CURRENT, INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
+from curate.storage.fs import is_url, join
 
 
 @click.command()
@@ -117,8 +116,10 @@ def _print_trainer_export(console, index: dict, out) -> None:
         console.print(f"left out: {index['left_out']:,} rows without an image "
                       f"({'open_clip trains on image-text pairs' if index['for'] == 'open_clip' else 'sources with images take image-bearing rows'})",
                       style="yellow", soft_wrap=True)
-    console.print(f"{index['rows']:,} samples, {index['images_copied']:,} images copied; mix with "
-                  f"{Path(out) / index['mix_file']}", soft_wrap=True)
+    where = (f"{index['mix_file']} of the version {join(out, CURRENT)} names" if is_url(out)
+             else join(out, index["mix_file"]))
+    console.print(f"{index['rows']:,} samples, {index['images_copied']:,} images copied; mix with {where}",
+                  soft_wrap=True)
     console.print(f"load with: {index['load_with']}", soft_wrap=True, markup=False, highlight=False)
 
 

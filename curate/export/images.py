@@ -2,8 +2,9 @@
 
 ``curate score`` indexed each WebDataset sample's first image member: its name
 (``image_member``), the offset of its data in the tar (``image_offset``) and its length
-(``image_size``). :func:`image_column` gathers the selected members' bytes from the memory-
-mapped source tars with one numpy gather per source file (no per-row loop), byte for byte.
+(``image_size``). :func:`image_column` gathers the selected members' bytes from the source
+tars (memory-mapped on local disk; in a store, only the selected members, read by byte
+range) with one gather per source file (no per-row loop), byte for byte.
 Before reading, each member's header in the source must still carry its name and size, and
 its bytes their content hash (``image_hash``, where the run recorded one); else the source
 changed since it was scored and the export stops (as the tar writer does).
@@ -15,8 +16,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curate.errors import CurateError
-from curate.export.tar import IMAGE_COLUMNS, check_copied_images, open_source
+from curate.export.tar import IMAGE_COLUMNS, check_copied_images, source_members
 
 #: The image file name extension of a member name (``000042.jpg`` -> ``jpg``), as webdataset splits it.
 EXT = r"^(?:.*/)?[^./]+\.([^/]*)$"
@@ -64,13 +64,11 @@ def image_column(df: pl.DataFrame) -> pa.Array:
         sel = (src == path).to_numpy()
         u, first, back = np.unique(offset[sel], return_index=True, return_inverse=True)
         s = size[sel][first]
-        if (u[1:] < u[:-1] + s[:-1]).any():
-            raise CurateError(f"{path}: two image members overlap; score it again")
-        mm = open_source(path, u, s, members.filter(pl.Series(sel)).gather(first))
+        mm, at = source_members(path, u, s, members.filter(pl.Series(sel)).gather(first))
         if hashes is not None:
-            check_copied_images(mm, u, s, hashes.filter(pl.Series(sel)).gather(first),
+            check_copied_images(mm, at, s, hashes.filter(pl.Series(sel)).gather(first),
                                 ids.filter(pl.Series(sel)).gather(first), path)
-        bounds = np.stack([u, u + s], axis=1).ravel()  # member, gap, member, ..., member
+        bounds = np.stack([at, at + s], axis=1).ravel()  # member, gap, member, ..., member
         view = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(bounds) - 1,
                                                 [None, pa.py_buffer(bounds), pa.py_buffer(mm)])
         pieces.append(view.take(pa.array(2 * back.ravel())))

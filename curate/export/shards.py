@@ -72,16 +72,23 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
         raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(SHARD_FORMATS)}")
     if is_url(out):  # written locally, then switched in on the store (curate.storage.commit)
         with store_write(os.fspath(out), "an export", INDEX_JSON, overwrite) as w:
-            mix, m, local = open_export(mix, w.output_folder(), shard_rows, False)
-            check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
-            index = write_staged(local, False, lambda stage: _export(mix, m, fmt, w.version_url, stage, shard_rows,
-                                                                     expand_repeats))
+            local = w.output_folder()
+            index = _export_into(mix, fmt, local, shard_rows, expand_repeats, False, w.version_url)
             w.commit_folder(local, INDEX_JSON)
         return index
+    return _export_into(mix, fmt, out, shard_rows, expand_repeats, overwrite, None)
+
+
+def _export_into(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows: int, expand_repeats: bool,
+                 overwrite: bool, final: str | None) -> dict:
+    """Export into the local folder ``out``; ``index.json`` names ``final`` (the store
+    version's URL), or ``out`` itself."""
+    origin = os.fspath(mix) if is_url(mix) else None
     mix, m, out = open_export(mix, out, shard_rows, overwrite)
     check_added(pq.read_schema(mix / MANIFEST).names, ["copy"] if expand_repeats else [])
     with lock_output(out):
-        return write_staged(out, overwrite, lambda stage: _export(mix, m, fmt, out, stage, shard_rows, expand_repeats))
+        return write_staged(out, overwrite, lambda stage: _export(mix, m, fmt, final or out, stage, shard_rows,
+                                                                  expand_repeats, origin))
 
 
 def open_export(mix: str | os.PathLike, out: str | os.PathLike, shard_rows: int, overwrite: bool
@@ -140,7 +147,8 @@ def check_added(columns: list[str], added: list[str]) -> None:
                               f"name (curate score) and mix again")
 
 
-def _export(mix: Path, m: dict, fmt: str, out: Path | str, stage: Path, shard_rows: int, expand_repeats: bool) -> dict:
+def _export(mix: Path, m: dict, fmt: str, out: Path | str, stage: Path, shard_rows: int, expand_repeats: bool,
+            origin: str | None = None) -> dict:
     """Write every shard and, last, ``index.json`` into ``stage`` (named for ``out``)."""
     writer = SHARD_FORMATS[fmt]
     shards = []
@@ -160,7 +168,7 @@ def _export(mix: Path, m: dict, fmt: str, out: Path | str, stage: Path, shard_ro
     index = {
         "mixture": m["mixture"],
         "content_hash": m["content_hash"],
-        "from": str(mix),
+        "from": origin or str(mix),
         "format": fmt,
         "rows": rows,
         "samples": m["counts"]["samples"],

@@ -3,8 +3,8 @@
 Every sample is ``<key>.txt`` (the caption), ``<key>.json`` (every other manifest column)
 and, where its source is a WebDataset shard, ``<key>.<ext>``: the original image member,
 copied byte for byte from the source tar by the offset and size that ``curate score``
-indexed. Only the selected members are read (the source is memory-mapped and gathered in
-512-byte blocks); the member's header in the source must still carry the member's name and
+indexed. Only the selected members are read (a local source is memory-mapped and gathered in
+512-byte blocks; a source in a store is read by byte range, :mod:`curate.export.ranges`); the member's header in the source must still carry the member's name and
 size, and the copied bytes must have the content hash that ``curate score`` recorded
 (``image_hash``), else the source changed since it was scored and the export stops.
 """
@@ -17,8 +17,12 @@ import polars as pl
 import pyarrow as pa
 
 from curate.errors import CurateError
+from curate.export import ranges
+from curate.export.ranges import spread
 from curate.hashing import member_hashes
 from curate.ingest.tarscan import header_matches
+from curate.storage.fs import is_url
+from curate.storage.listing import size as object_size
 
 IMAGE_COLUMNS = ("image_member", "image_offset", "image_size")
 
@@ -47,12 +51,6 @@ def strings(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, offsets
 
 
-def _spread(dest: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Flat indices ``dest[i] + 0 .. dest[i] + lens[i] - 1`` for every i, in order."""
-    offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    return np.repeat(dest.astype(np.int64) - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
-
-
 def _headers(names: pl.Series, sizes: np.ndarray) -> np.ndarray:
     data, offs = strings(names)
     lens = np.diff(offs)
@@ -60,7 +58,7 @@ def _headers(names: pl.Series, sizes: np.ndarray) -> np.ndarray:
         raise CurateError(f"tar member name longer than 100 bytes: {names[int(lens.argmax())]!r}")
     h = np.tile(_HEADER, (len(sizes), 1))
     flat = h.reshape(-1)
-    flat[_spread(np.arange(len(sizes), dtype=np.int64) * 512, lens)] = data[offs[0]:offs[-1]]
+    flat[spread(np.arange(len(sizes), dtype=np.int64) * 512, lens)] = data[offs[0]:offs[-1]]
     _octal(h, 124, sizes, 11)
     _octal(h, 148, h.sum(axis=1, dtype=np.int64), 6)
     h[:, 154] = 0
@@ -112,7 +110,7 @@ def tar_bytes(t: pa.Table, expand: bool, meta: pl.DataFrame) -> bytes:
     for col, values, offs in ((0, txt, txt_off), (1, js, js_off)):
         ls = np.diff(offs)
         if ls.sum():
-            buf[_spread((m_start[slot[:, col]] + 1) * 512, ls)] = values[_spread(offs[:-1], ls)]
+            buf[spread((m_start[slot[:, col]] + 1) * 512, ls)] = values[spread(offs[:-1], ls)]
     if img_ok.any():
         _copy_images(df, img, img_ok, blocks, buf, m_start[slot[img_ok, 2]] + 1)
     return buf.tobytes()
@@ -127,36 +125,44 @@ def _copy_images(df: pl.DataFrame, img: pl.DataFrame, ok: np.ndarray, blocks: np
     member = df["image_member"].filter(pl.Series(ok))
     for path in src.unique(maintain_order=True).to_list():
         sel = (src == path).to_numpy()
-        o, s, d = off[sel], size[sel], dest_block[sel]
-        mm = open_source(path, o, s, member.filter(pl.Series(sel)))
-        src_blocks = mm[: os.path.getsize(path) // 512 * 512].reshape(-1, 512)
+        u, first, back = np.unique(off[sel], return_index=True, return_inverse=True)
+        mm, at = source_members(path, u, size[sel][first], member.filter(pl.Series(sel)).gather(first))
+        o, s, d = at[back.ravel()], size[sel], dest_block[sel]
+        src_blocks = mm[: len(mm) // 512 * 512].reshape(-1, 512)
         full = s // 512
         if full.sum():
-            blocks[_spread(d, full)] = src_blocks[_spread(o // 512, full)]
+            blocks[spread(d, full)] = src_blocks[spread(o // 512, full)]
         tail = s % 512
         if tail.sum():
-            buf[_spread((d + full) * 512, tail)] = mm[_spread(o + full * 512, tail)]
+            buf[spread((d + full) * 512, tail)] = mm[spread(o + full * 512, tail)]
         del mm, src_blocks
         if "image_hash" in df.columns:
             rows = df.filter(pl.Series(ok)).filter(pl.Series(sel))
             check_copied_images(buf, d * 512, s, rows["image_hash"], rows["sample_id"], path)
 
 
-def open_source(path: str, o: np.ndarray, s: np.ndarray, members: pl.Series) -> np.ndarray:
-    """The source tar of image members (data at offsets ``o``, sizes ``s``), memory-mapped, once
-    each member's header is checked to still carry its name (:func:`header_matches`) and size."""
-    if not os.path.isfile(path):
+def source_members(path: str, o: np.ndarray, s: np.ndarray, members: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes that hold the image members of the source tar ``path`` (data at offsets
+    ``o``, ascending and distinct; sizes ``s``) and where each member's data lies in them:
+    a tar on local disk memory-mapped whole (the offsets as given); a tar in a store, only the
+    members' blocks, read by byte range (:mod:`curate.export.ranges`). Each member's header
+    must still carry its name (:func:`header_matches`) and size."""
+    o, s = np.asarray(o, np.int64), np.asarray(s, np.int64)
+    url = is_url(path)
+    if not url and not os.path.isfile(path):
         raise CurateError(f"image source {path!r} is not there (export from the folder where "
                           f"`curate score` ran, or keep the shards where they were)")
-    total = os.path.getsize(path)
+    total = object_size(path) if url else os.path.getsize(path)
     if (o % 512).any() or (o < 512).any() or (o + s > total).any():
         raise CurateError(f"{path}: the tar changed since it was scored (an image member lies "
                           f"outside the file); score it again")
-    mm = np.memmap(path, np.uint8, "r")
-    if not header_matches(mm[: total // 512 * 512].reshape(-1, 512)[o // 512 - 1], members, s).all():
+    if (o[1:] < o[:-1] + s[:-1]).any():
+        raise CurateError(f"{path}: two image members overlap; score it again")
+    mm, at = ranges.read_members(path, o, s, total) if url else (np.memmap(path, np.uint8, "r"), o)
+    if not header_matches(mm[: len(mm) // 512 * 512].reshape(-1, 512)[at // 512 - 1], members, s).all():
         raise CurateError(f"{path}: the tar changed since it was scored (a member is not where it "
                           f"was); score it again")
-    return mm
+    return mm, at
 
 
 def check_copied_images(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, want: pl.Series,

@@ -39,7 +39,6 @@ import contextlib
 import io
 import json
 import os
-import shlex
 from pathlib import Path
 
 import polars as pl
@@ -51,9 +50,11 @@ from curate.db import connect, sql_str
 from curate.errors import CurateError
 from curate.export import mds, tar
 from curate.export.images import EXT, image_column
+from curate.export.mixfiles import mix_file_text
 from curate.export.shards import check_added, manifest_tables, open_export, write_staged
 from curate.export.writers import TRAINERS, json_frame
 from curate.layout import INDEX_JSON, MANIFEST, lock_output
+from curate.storage.commit import store_write
 from curate.storage.fs import is_url
 
 #: The image members open_clip's WebDataset pipeline reads (``rename(image="jpg;png;jpeg;webp")``).
@@ -65,9 +66,20 @@ def export_for(mix: str | os.PathLike, trainer: str, out: str | os.PathLike, sha
                overwrite: bool = False, model_caption: str | None = None) -> dict:
     if trainer not in TRAINERS:
         raise CurateError(f"unknown trainer {trainer!r}; trainers: {', '.join(TRAINERS)}")
-    if is_url(out):  # the trainers' files name their shards by absolute local paths
-        raise CurateError(f"--for {trainer} writes a local folder (its files name the shards by path); export to "
-                          "a local --out, or use --format to write shards to a store")
+    if is_url(out):  # written locally, its files naming the version's URLs, then switched in
+        with store_write(os.fspath(out), "an export", INDEX_JSON, overwrite) as w:
+            local = w.output_folder()
+            index = _export_for(mix, trainer, local, shard_rows, False, model_caption, w.version_url)
+            w.commit_folder(local, INDEX_JSON)
+        return index
+    return _export_for(mix, trainer, out, shard_rows, overwrite, model_caption, None)
+
+
+def _export_for(mix: str | os.PathLike, trainer: str, out: str | os.PathLike, shard_rows: int, overwrite: bool,
+                model_caption: str | None, final: str | None) -> dict:
+    """Export into the local folder ``out``; its files name the shards under ``final`` (the
+    store version's URL), or under ``out`` itself."""
+    origin = os.fspath(mix) if is_url(mix) else None
     mix, m, out = open_export(mix, out, shard_rows, overwrite)
     columns = pq.read_schema(mix / MANIFEST).names
     if model_caption is not None and model_caption not in columns:
@@ -78,11 +90,11 @@ def export_for(mix: str | os.PathLike, trainer: str, out: str | os.PathLike, sha
     if trainer == "energon":
         _energon()  # before anything is written
     plan = source_plan(mix / MANIFEST, [i["name"] for i in m.get("inputs", [])], trainer)
-    runs = {i["name"]: Path(i["run"]) for i in m.get("inputs", [])}
-    final = out.resolve()
+    runs = {i["name"]: i["run"] if is_url(i["run"]) else Path(i["run"]) for i in m.get("inputs", [])}
+    final = final or str(out.resolve())
     with lock_output(out):
         return write_staged(out, overwrite, lambda stage: _write(mix, m, trainer, final, stage, plan, runs,
-                                                                 shard_rows, model_caption))
+                                                                 shard_rows, model_caption, origin))
 
 
 def image_sql(columns: list[str], exts: tuple[str, ...] | None) -> str:
@@ -130,8 +142,8 @@ def source_plan(manifest: Path, names: list[str], trainer: str) -> list[dict]:
     return plan
 
 
-def _write(mix: Path, m: dict, trainer: str, final: Path, stage: Path, plan: list[dict], runs: dict[str, Path],
-           shard_rows: int, model_caption: str | None) -> dict:
+def _write(mix: Path, m: dict, trainer: str, final: str, stage: Path, plan: list[dict], runs: dict,
+           shard_rows: int, model_caption: str | None, origin: str | None) -> dict:
     for p in plan:
         if not p["exported"]:
             p["shards"] = []
@@ -144,10 +156,10 @@ def _write(mix: Path, m: dict, trainer: str, final: Path, stage: Path, plan: lis
         if trainer == "energon":
             _prepare_energon(folder, p)
     mix_file = TRAINERS[trainer].mix_file
-    text, load_with = _mix_file(trainer, final, [p for p in plan if p["exported"]])
+    text, load_with = mix_file_text(trainer, final, [p for p in plan if p["exported"]])
     write_text(text, stage / mix_file)
     index = {
-        "mixture": m["mixture"], "content_hash": m["content_hash"], "from": str(mix), "for": trainer,
+        "mixture": m["mixture"], "content_hash": m["content_hash"], "from": origin or str(mix), "for": trainer,
         "mix_file": mix_file, "load_with": load_with, "shard_rows": shard_rows, "expand_repeats": True,
         "rows": sum(p["exported"] for p in plan),
         "images_copied": sum(p.get("images_copied", 0) for p in plan),
@@ -227,33 +239,3 @@ def _prepare_energon(folder: Path, p: dict) -> None:
     yaml = ("sample_type:\n  __module__: megatron.energon\n  __class__: " + p["sample_type"] + "\nfield_map:\n"
             + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in fields.items()))
     write_text(yaml, folder / ".nv-meta" / "dataset.yaml")
-
-
-def _mix_file(trainer: str, final: Path, plan: list[dict]) -> tuple[str, str]:
-    """The mixing file's text and how to load the export with it."""
-    names = [p["name"] for p in plan]
-    shares = [p["share"] for p in plan]
-    mix_file = final / TRAINERS[trainer].mix_file
-    if trainer == "open_clip":
-        urls = "::".join(f"{final / p['name']}/shard-{{00000..{len(p['shards']) - 1:05d}}}.tar" for p in plan)
-        factors = "::".join(f"{p['factor']:.9g}" for p in plan)
-        args = ["--dataset-type", "webdataset", "--dataset-resampled", "--train-data", urls,
-                "--train-data-upsampling-factors", factors, "--train-num-samples", str(sum(p["exported"] for p in plan))]
-        return shlex.join(args) + "\n", f'eval "python -m open_clip_train.main $(cat {mix_file}) ..."'
-    if trainer == "energon":
-        lines = ["__module__: megatron.energon", "__class__: MetadatasetV2", "splits:", "  train:", "    blend:"]
-        for n, w in zip(names, shares):
-            lines += [f"      - weight: {w!r}", f"        path: ./{n}", "        subflavors:", f"          source: {n}"]
-        return "\n".join(lines) + "\n", f"megatron.energon.get_train_dataset('{mix_file}', ...)"
-    if trainer == "mds":
-        streams = [{"name": n, "local": str(final / n), "proportion": w} for n, w in zip(names, shares)]
-        return (json.dumps({"streams": streams}, indent=1) + "\n",
-                "StreamingDataset(streams=[Stream(local=s['local'], proportion=s['proportion']) for s in streams])")
-    if trainer == "litdata":
-        return (json.dumps({"datasets": [{"name": n, "input_dir": str(final / n)} for n in names], "weights": shares},
-                           indent=1) + "\n",
-                "CombinedStreamingDataset([StreamingDataset(d['input_dir'], item_loader=ParquetLoader()) ...], "
-                "weights=weights, iterate_over_all=False)")
-    files = {n: str(final / n / "train-*.parquet") for n in names}
-    return (json.dumps({"data_files": files, "probabilities": shares}, indent=1) + "\n",
-            "interleave_datasets([load_dataset('parquet', data_files=f, split='train') ...], probabilities=...)")
