@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import types
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import polars as pl
 from click.testing import CliRunner
@@ -52,6 +56,26 @@ def point_aws_at(mp, endpoint: str) -> None:
     mp.setenv("AWS_ACCESS_KEY_ID", "testing")
     mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
     mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@contextmanager
+def module_bucket(endpoint: str, name: str) -> Iterator[types.SimpleNamespace]:
+    """A bucket on the S3 server at ``endpoint`` for a whole test module, the AWS environment
+    pointed at it while the module runs; ``.url("key")`` -> ``s3://name/key``, ``.mp`` the
+    module's MonkeyPatch (for more environment)."""
+    import boto3
+    import pytest
+
+    from curate.storage.fs import clear_clients
+
+    with pytest.MonkeyPatch.context() as mp:
+        point_aws_at(mp, endpoint)
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket=name)
+        clear_clients()
+        yield types.SimpleNamespace(name=name, client=client, endpoint=endpoint, mp=mp,
+                                    url=lambda key="": f"s3://{name}/{key}".rstrip("/"))
+        clear_clients()
 
 
 # -- mixtures over real runs ---------------------------------------------------------------
@@ -138,3 +162,22 @@ def local_ray(cpus: int = 2):
     yield ray
     if started:
         ray.shutdown()
+
+
+def import_without_torchvision(monkeypatch, module: str, stand_ins: tuple[str, ...]):
+    """Import ``module`` beside the CPU torch. PyPI's torchvision is built for a CUDA torch
+    and fails to import here ("operator torchvision::nms does not exist"); open_clip_train.data
+    imports ``torchvision.datasets`` at the top for ImageNet folders only, and ``streaming``
+    imports its ``streaming.vision`` datasets (CIFAR, ImageNet) at the top. Neither is used by
+    the pipeline under test, so those modules (``stand_ins``) are empty namespaces while
+    ``module`` is imported, and only where torchvision itself cannot be imported."""
+    try:
+        import torchvision.datasets  # noqa: F401
+    except Exception:
+        for name in stand_ins:
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        if "torchvision" in stand_ins:
+            sys.modules["torchvision"].datasets = sys.modules["torchvision.datasets"]
+    import pytest
+
+    return pytest.importorskip(module)

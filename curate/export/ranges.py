@@ -29,11 +29,13 @@ def member_blocks(o: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return o - 512, o + (s + 511) // 512 * 512
 
 
-def coalesce(starts: np.ndarray, ends: np.ndarray, gap: int = GAP, span: int = SPAN) -> tuple[np.ndarray, np.ndarray]:
+def coalesce(starts: np.ndarray, ends: np.ndarray, gap: int | None = None, span: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Requests ``[first, last)`` that cover the ascending, disjoint ranges ``[starts, ends)``:
-    a range joins the request before it when it begins within ``gap`` bytes of that
-    request's end and the request stays within ``span`` bytes (a range longer than ``span``
-    is a request of its own)."""
+    a range joins the request before it when it begins within ``gap`` (:data:`GAP`) bytes
+    of that request's end and the request stays within ``span`` (:data:`SPAN`) bytes (a
+    range longer than ``span`` is a request of its own)."""
+    gap, span = GAP if gap is None else gap, SPAN if span is None else span
     starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
     if not len(starts):
         return starts, ends

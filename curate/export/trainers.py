@@ -207,14 +207,30 @@ def _write_source(trainer: str, folder: Path, tables) -> list[dict]:
                 entries.append(mds.shard_entry(MDS_COLUMNS, name, t.num_rows, len(data)))
             else:
                 name = f"train-{i:05d}.parquet"
+                t = t.append_column("image", img)
                 with atomic_path(folder / name) as tmp:
-                    pq.write_table(t.append_column("image", img), tmp, compression="zstd")
+                    pq.write_table(t, tmp, compression="zstd")
+                entries.append({"chunk_bytes": (folder / name).stat().st_size, "chunk_size": t.num_rows,
+                                "dim": None, "filename": name, "types": [str(f.type) for f in t.schema]})
         shards.append({"file": name, "rows": t.num_rows, "images": images})
     if trainer == "open_clip":
         write_json({s["file"]: s["rows"] for s in shards}, folder / "sizes.json")
     if trainer == "mds":
         write_json(mds.index(entries), folder / INDEX_JSON)  # MDS names its index as curate does
+    if trainer == "litdata":
+        write_json(litdata_index(entries), folder / INDEX_JSON)  # so does LitData
     return shards
+
+
+def litdata_index(parts: list[dict]) -> dict:
+    """The ``index.json`` that ``litdata.index_parquet_dataset`` writes for a folder of Parquet
+    parts: a StreamingDataset reads a folder in a store only through it. ``updated_at`` "0":
+    LitData then keys its cache by the folder's URL, which names one export version."""
+    types = parts[0]["types"] if parts else []
+    config = {"chunk_bytes": None, "chunk_size": None, "compression": None, "data_format": types,
+              "data_spec": None, "encryption": None, "item_loader": "ParquetLoader", "types": None}
+    return {"chunks": [{k: v for k, v in p.items() if k != "types"} for p in parts], "config": config,
+            "updated_at": "0"}
 
 
 def _energon():

@@ -18,7 +18,6 @@ import collections
 import io
 import json
 import shlex
-import sys
 import types
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import invoke
+from helpers import import_without_torchvision, invoke
 
 from curate.errors import CurateError
 from curate.export.trainers import export_for
@@ -129,27 +128,10 @@ def _check_tar_images(folder: Path, members: dict) -> int:
 # -- open_clip ------------------------------------------------------------------------------
 
 
-def _import_without_torchvision(monkeypatch, module: str, stand_ins: tuple[str, ...]):
-    """Import ``module`` beside the CPU torch. PyPI's torchvision is built for a CUDA torch
-    and fails to import here ("operator torchvision::nms does not exist"); open_clip_train.data
-    imports ``torchvision.datasets`` at the top for ImageNet folders only, and ``streaming``
-    imports its ``streaming.vision`` datasets (CIFAR, ImageNet) at the top. Neither is used by
-    the pipeline under test, so those modules (``stand_ins``) are empty namespaces while
-    ``module`` is imported, and only where torchvision itself cannot be imported."""
-    try:
-        import torchvision.datasets  # noqa: F401
-    except Exception:
-        for name in stand_ins:
-            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-        if "torchvision" in stand_ins:
-            sys.modules["torchvision"].datasets = sys.modules["torchvision.datasets"]
-    return pytest.importorskip(module)
-
-
 def test_open_clip_reads_its_args_file_at_the_recipe_shares(pool, tmp_path, monkeypatch):
     import torch
 
-    data = _import_without_torchvision(monkeypatch, "open_clip_train.data", ("torchvision", "torchvision.datasets"))
+    data = import_without_torchvision(monkeypatch, "open_clip_train.data", ("torchvision", "torchvision.datasets"))
     params = pytest.importorskip("open_clip_train.params")
     out = tmp_path / "oc"
     # open_clip draws whole shards: one sample a shard gives the shares per sample (a smaller
@@ -231,7 +213,7 @@ def test_energon_reads_the_blend_at_the_recipe_shares(pool, tmp_path):
 
 
 def test_mds_streams_read_at_the_recipe_shares(pool, tmp_path, monkeypatch):
-    streaming = _import_without_torchvision(monkeypatch, "streaming", ("streaming.vision",))
+    streaming = import_without_torchvision(monkeypatch, "streaming", ("streaming.vision",))
     out = tmp_path / "mds"
     export_for(pool.mix, "mds", out, shard_rows=700)
     streaming.base.util.clean_stale_shared_memory()
@@ -254,7 +236,7 @@ def test_mds_streams_read_at_the_recipe_shares(pool, tmp_path, monkeypatch):
 
 
 def test_mds_shards_are_the_bytes_mdswriter_writes(tmp_path, monkeypatch):
-    streaming = _import_without_torchvision(monkeypatch, "streaming", ("streaming.vision",))
+    streaming = import_without_torchvision(monkeypatch, "streaming", ("streaming.vision",))
     from curate.export import mds
 
     rows = [{"key": "a", "image": b"\xff\xd8x", "json": {"a": 1, "b": None, "c": "\u4e2d"}, "caption": "h\u00e9"},
