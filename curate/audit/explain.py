@@ -28,7 +28,7 @@ from curate.audit.lookup import (
 from curate.db import duck_error, first_row, sql_str
 from curate.dedup.runs import set_of, set_problem
 from curate.errors import CurateError
-from curate.layout import MANIFEST, RUN_JSON, groups_path, load_run, pinned_groups, pinned_scores_glob
+from curate.layout import MANIFEST, RUN_JSON, groups_path, load_run, pinned_groups, pinned_run, pinned_scores_glob
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import Recipe
 from curate.mix.sql import UNIFORM, RunSource, render_sql, sampling_u
@@ -209,8 +209,11 @@ def _other_runs(run: Path, group: int, out: dict) -> dict:
         return {}
     found = []
     for m in the_set["runs"]:
-        g = groups_path(m["path"])
-        if Path(m["path"]) == Path(run).resolve() or not g.is_file():
+        p = m["path"]
+        if (p == str(run).rstrip("/")) if is_url(p) or is_url(run) else Path(p) == Path(run).resolve():
+            continue
+        g = groups_path(pinned_run(p) if is_url(p) else p)
+        if not (exists(g) if is_url(p) else g.is_file()):
             continue
         rows = (pl.scan_parquet(g).filter(pl.col("dup_group") == group)
                 .select("sample_id", "is_representative", "dup_kind", "score__neardup").head(MAX_OTHERS).collect())

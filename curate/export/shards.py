@@ -50,8 +50,9 @@ from curate.layout import (
     lock_output,
     output_folder,
     replace_folder,
+    pinned_run,
     score_parts,
-    pinned_scores_glob,
+    scores_glob,
     staging_folder,
 )
 from curate.mix.manifest import load_mixture
@@ -207,7 +208,9 @@ def manifest_tables(manifest: Path, shard_rows: int, expand: bool, runs: dict[st
     ``runs`` (name -> run folder), each row also gets its scores from its run (``score__*``,
     ``lang``, ``keep``, ``reason``), for the WebDataset ``.json`` members; with ``where``
     (DuckDB SQL over the manifest's columns), only the rows it selects."""
-    scored = {name: path for name, path in (runs or {}).items() if score_parts(path)}
+    # each run's current version, resolved once (a run on a store: the version its pointer names)
+    versions = {name: pinned_run(path) for name, path in (runs or {}).items()}
+    scored = {name: scores_glob(v) for name, v in versions.items() if score_parts(v)}
     if expand or scored or where:
         con = connect()
         register_stores(con, scored.values())
@@ -234,15 +237,16 @@ def manifest_tables(manifest: Path, shard_rows: int, expand: bool, runs: dict[st
             con.close()
 
 
-def _with_scores(con, base: str, runs: dict[str, Path]) -> str:
-    """The manifest rows joined with their runs' scores (by run, sample_id, source, row)."""
+def _with_scores(con, base: str, runs: dict[str, str]) -> str:
+    """The manifest rows joined with their runs' scores (``runs``: name -> the glob of its
+    version's parts), by run, sample_id, source, row."""
     from curate.db import ident
 
     parts = []
     have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {base}").fetchall()}
     names: list[str] = []
     for name, path in runs.items():
-        glob = sql_str(pinned_scores_glob(path))
+        glob = sql_str(path)
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({glob})").fetchall()]
         take = [c for c in cols if (c.startswith("score__") or c in ("lang", "keep", "reason")) and c not in have]
         names += [c for c in take if c not in names]
