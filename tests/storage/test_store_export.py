@@ -154,6 +154,22 @@ def test_webdataset_export_of_tars_in_the_store_copies_each_selected_member_by_r
     assert all((tmp_path / "sparse" / n).read_bytes() == b for n, b in local.items())
 
 
+def test_a_shard_from_tars_in_the_store_is_the_shard_from_the_same_tars_on_disk(s3, pool):
+    """The same rows, their sources once the store's objects and once local copies of them:
+    the same tar, byte for byte (ranged reads versus a memory-mapped file)."""
+    from curate.export import tar
+    from curate.export.images import image_column
+    from curate.export.writers import json_frame
+
+    rows = pl.read_parquet(pool.mix / "manifest.parquet")
+    local = rows.with_columns(pl.col("source").str.replace(s3.url("inputs/"), str(pool.dir) + "/", literal=True))
+    assert (local["source"] != rows["source"]).sum() > 500
+    meta = json_frame(rows.to_arrow()).drop("caption")
+    from_store = tar.tar_bytes(rows.to_arrow(), False, meta)
+    assert from_store == tar.tar_bytes(local.to_arrow(), False, meta)
+    assert image_column(rows).equals(image_column(local))  # the MDS and Parquet exports' image column
+
+
 def test_a_tar_in_the_store_that_changed_since_it_was_scored_stops_the_export(s3, pool, tmp_path):
     from helpers import fails_in_one_line
 
