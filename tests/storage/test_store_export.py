@@ -342,25 +342,57 @@ def test_each_trainer_export_is_one_version_with_the_local_shards(trainer_export
 # -- a killed export ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("after_s", [2.0, 5.0])
-def test_kill_9_of_an_export_into_s3_leaves_the_old_export_or_the_new_one_whole(s3, pool, after_s):
-    url = s3.url(f"exports/killed-{after_s}")
+def _wait_for(check, timeout: float = 120.0) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("moment", ["writing shards", "uploading"])
+def test_kill_9_of_an_export_into_s3_leaves_the_old_export_or_the_new_one_whole(s3, pool, moment):
+    """Killed while it writes its shards (it holds the lock) or while it uploads the new
+    version: the pointer still names the old export, whole; the next export is not blocked."""
+    url = s3.url(f"exports/killed-{moment.replace(' ', '-')}")
     ok("export", pool.mix, "--format", "webdataset", "--out", url, "--shard-rows", "800")
     old = pinned_store(url)
     old_index = cat(f"{old}/index.json")
+    fs, path = filesystem(url)
+
+    def seen(what: str) -> bool:
+        fs.invalidate_cache()
+        if what == "writing shards":
+            return fs.exists(f"{path}/.curate-lock")
+        return len(fs.ls(f"{path}/.v", detail=False)) > 1
+
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "export", str(pool.mix), "--for", "mds", "--out", url,
-                             "--shard-rows", "20", "--overwrite"], env=env, stdout=subprocess.DEVNULL,
+                             "--shard-rows", "5", "--overwrite"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(after_s)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    now = pinned_store(url)
+    try:
+        assert _wait_for(lambda: seen(moment) or proc.poll() is not None)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed before it switched
     files = version_files(url)
-    index = json.loads(files["index.json"])  # whole: index.json is uploaded last
-    if now == old:
-        assert files["index.json"] == old_index and len([n for n in files if n.endswith(".tar")]) == 2
-    else:
-        assert index["for"] == "mds" and all(f"{s['name']}/{p['file']}" in files
-                                             for s in index["sources"] for p in s["shards"])
-    ok("export", pool.mix, "--format", "webdataset", "--out", url, "--shard-rows", "800", "--overwrite")
+    assert pinned_store(url) == old and files["index.json"] == old_index
+    assert sorted(n for n in files if n.endswith(".tar")) == ["shard-00000.tar", "shard-00001.tar"]
+    ok("export", pool.mix, "--for", "mds", "--out", url, "--shard-rows", "300", "--overwrite")
+    index = json.loads(cat(f"{pinned_store(url)}/index.json"))
+    files = version_files(url)
+    assert index["for"] == "mds" and all(f"{s['name']}/{p['file']}" in files for s in index["sources"]
+                                         for p in s["shards"])
+
+
+def test_a_second_writer_of_an_export_gets_one_line(s3, pool):
+    from helpers import fails_in_one_line
+
+    from curate.storage.lock import StoreLock
+
+    url = s3.url("exports/busy")
+    with StoreLock(url + "/.curate-lock", url, "curate export m --out " + url):
+        msg = fails_in_one_line("export", pool.mix, "--for", "hf", "--out", url)
+    assert "being written by another curate process" in msg and "curate export m" in msg
