@@ -119,7 +119,8 @@ def main() -> None:
             if out.returncode:
                 sys.exit(out.stderr[-3000:])
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{where:5s}: {r['images']:,} images in {r['wall_s']:.2f} s, {r['images'] / r['wall_s']:,.0f} images/s, "
+            print(f"{where:5s}: {r['images']:,} images in {r['wall_s']:.2f} s, "
+                  f"{r['images'] / r['wall_s']:,.0f} images/s, "
                   f"{r['out_bytes'] / 1e6 / r['wall_s']:,.1f} MB/s of shards written; {r['requests']:,} range requests "
                   f"in {r['calls']:,} rounds, {r['bytes'] / 1e6:,.1f} MB fetched; CPU {r['cpu_s']:.2f} s, "
                   f"peak RSS {r['peak_rss_mb']:,.0f} MB")

@@ -37,7 +37,8 @@ def mix_file_text(trainer: str, final: str, plan: list[dict]) -> tuple[str, str]
         urls = "::".join(f"pipe:aws s3 cp {s} -" if remote else s for s in shards)
         factors = "::".join(f"{p['factor']:.9g}" for p in plan)
         args = ["--dataset-type", "webdataset", "--dataset-resampled", "--train-data", urls,
-                "--train-data-upsampling-factors", factors, "--train-num-samples", str(sum(p["exported"] for p in plan))]
+                "--train-data-upsampling-factors", factors,
+                "--train-num-samples", str(sum(p["exported"] for p in plan))]
         read = f"aws s3 cp {mix_file} -" if remote else f"cat {mix_file}"
         return shlex.join(args) + "\n", f'eval "python -m open_clip_train.main $({read}) ..."'
     if trainer == "energon":

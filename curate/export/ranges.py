@@ -4,7 +4,8 @@ An export copies image members by the offset and size that ``curate score`` inde
 on local disk is memory-mapped; a tar in a store (``s3://...``) is not downloaded: each
 selected member's header block and data blocks are one byte range, neighbouring ranges
 (at most :data:`GAP` bytes apart) are joined into one request of at most :data:`SPAN`
-bytes, and the requests are fetched concurrently in rounds of at most :data:`ROUND` bytes.
+bytes, and the requests are fetched concurrently in rounds of about :data:`ROUND` bytes (a
+round ends with the request that passes it).
 What is kept is only the members' blocks, packed one after another in tar order, so memory
 is the selected images of one shard plus one round of requests.
 """
@@ -18,7 +19,8 @@ from curate.storage.fs import filesystem, storage_errors
 GAP = 256 << 10
 #: The longest single request.
 SPAN = 16 << 20
-#: Bytes requested at once (concurrently) before the members are copied out.
+#: Bytes requested at once (concurrently) before the members are copied out: a round takes the
+#: requests that begin before this many bytes of requests have been asked for.
 ROUND = 64 << 20
 
 

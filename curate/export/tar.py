@@ -4,8 +4,9 @@ Every sample is ``<key>.txt`` (the caption), ``<key>.json`` (every other manifes
 and, where its source is a WebDataset shard, ``<key>.<ext>``: the original image member,
 copied byte for byte from the source tar by the offset and size that ``curate score``
 indexed. Only the selected members are read (a local source is memory-mapped and gathered in
-512-byte blocks; a source in a store is read by byte range, :mod:`curate.export.ranges`); the member's header in the source must still carry the member's name and
-size, and the copied bytes must have the content hash that ``curate score`` recorded
+512-byte blocks; a source in a store is read by byte range, :mod:`curate.export.ranges`);
+the member's header in the source must still carry the member's name and size, and the
+copied bytes must have the content hash that ``curate score`` recorded
 (``image_hash``), else the source changed since it was scored and the export stops.
 """
 from __future__ import annotations

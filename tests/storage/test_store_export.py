@@ -144,7 +144,8 @@ def test_webdataset_export_of_tars_in_the_store_copies_each_selected_member_by_r
     monkeypatch.setattr(fs, "cat_ranges", counted)
     got = export(pool.mix, "webdataset", tmp_path / "again", shard_rows=400)
     # 4 shards x 3 tars: about one request each (two where 256 KB or more of a tar lie unselected)
-    assert 4 <= sum(n for n, _ in calls) <= 4 * 3 * 2 and got["shards"] == json.loads((tmp_path / "wds" / "index.json").read_text())["shards"]
+    assert 4 <= sum(n for n, _ in calls) <= 4 * 3 * 2
+    assert got["shards"] == json.loads((tmp_path / "wds" / "index.json").read_text())["shards"]
     monkeypatch.setattr(ranges, "GAP", 0)
     calls.clear()
     export(pool.mix, "webdataset", tmp_path / "sparse", shard_rows=400)
@@ -250,12 +251,14 @@ def test_energon_reads_the_blend_from_the_store_through_msc(trainer_exports, s3,
     pytest.importorskip("multistorageclient")
     cfg = tmp_path / "msc.yaml"
     cfg.write_text(f"profiles:\n  store:\n    storage_provider:\n      type: s3\n      options:\n"
-                   f"        base_path: {s3.name}\n        endpoint_url: {s3.endpoint}\n        region_name: us-east-1\n")
+                   f"        base_path: {s3.name}\n        endpoint_url: {s3.endpoint}\n"
+                   "        region_name: us-east-1\n")
     monkeypatch.setenv("MSC_CONFIG", str(cfg))
     url, index = trainer_exports["energon"]
     version = pinned_store(url)
     key = version.split("/", 3)[3]
-    assert index["load_with"] == f"megatron.energon.get_train_dataset('msc://PROFILE/{s3.name}/{key}/energon_blend.yaml', ...)"
+    blend = f"msc://PROFILE/{s3.name}/{key}/energon_blend.yaml"
+    assert index["load_with"] == f"megatron.energon.get_train_dataset('{blend}', ...)"
     wc = energon.WorkerConfig(rank=0, world_size=1, num_workers=0)
     ds = energon.get_train_dataset(f"msc://store/{key}/energon_blend.yaml", worker_config=wc, batch_size=None,
                                    shuffle_buffer_size=None, max_samples_per_sequence=None)
