@@ -122,8 +122,8 @@ def demo(out, rows):
 
 
 @click.command()
-@click.argument("target", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write; its numbers go to the same name with .json.")
+@click.argument("target")
+@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write (a path or a URL on a store); its numbers go to the same name with .json; a missing folder is created.")
 @friendly
 def report(target, out):
     """Write a self-contained HTML report of a run or a mixture (plots embedded).
@@ -140,7 +140,9 @@ def report(target, out):
     from curate.report.html import build_report
 
     result = build_report(target, out)
-    make_console().print(f"wrote {result['html']} ({result['sections']} sections) and {result['json']}")
+    made = f" (created the folder {result['created']})" if result.get("created") else ""
+    make_console().print(f"wrote {result['html']} ({result['sections']} sections) and {result['json']}{made}",
+                         soft_wrap=True, markup=False, highlight=False)
 
 
 @click.command()

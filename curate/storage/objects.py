@@ -1,0 +1,59 @@
+"""Single files written to a store whole: a report and its numbers, a CSV of captions to label.
+
+An object is replaced in one PUT, so a reader sees the old object or the new one, never a
+part. A command that writes several objects that belong together (``report.html`` and
+``report.json``) holds a lock object beside the first (``.NAME.curate-lock``, the same lease
+as a run's lock: :class:`curate.storage.lock.StoreLock`) and uploads them in a fixed order,
+the file people open last.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from curate.layout import LOCK
+from curate.storage.fs import filesystem, storage_errors
+from curate.storage.listing import dirname
+from curate.storage.lock import StoreLock, command_line, s3_key
+
+
+def put_file(local: str | os.PathLike, url: str) -> None:
+    """Upload one local file as the object ``url`` (one PUT, or one multipart upload that the
+    store completes in one step)."""
+    fs, p = filesystem(url)
+    with storage_errors(url):
+        fs.put_file(os.fspath(local), p)
+        fs.invalidate_cache(p)
+
+
+def head_bytes(url: str, n: int = 4096) -> bytes | None:
+    """The first ``n`` bytes of an object (one ranged GET), or None when there is none."""
+    fs, p = filesystem(url)
+    with storage_errors(url):
+        try:
+            return fs.cat_file(p, start=0, end=n)
+        except FileNotFoundError:
+            return None
+
+
+def lock_beside(url: str) -> str:
+    """The lock object of a file output ``url``: a hidden object beside it."""
+    url = url.rstrip("/")
+    return f"{dirname(url)}/.{url.rsplit('/', 1)[-1]}{LOCK}"
+
+
+@contextmanager
+def object_write(url: str) -> Iterator[Path]:
+    """Hold the lock beside the file output ``url`` (one writer at a time) and yield a local
+    temporary folder to write the files in before they are uploaded (:func:`put_file`)."""
+    s3_key(url)  # a one-line error for a store without conditional writes
+    with StoreLock(lock_beside(url), url, command_line()):
+        tmp = Path(tempfile.mkdtemp(prefix="curate-upload-"))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
