@@ -1,7 +1,6 @@
 """The commands that make and change runs: score, decide, dedup, demo, report."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
@@ -203,7 +202,7 @@ def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, 
                           f"{rc['represented_by_other_runs']:,} in groups another run represents",
                           markup=False, highlight=False)
     nb = "reused" if info["neighbors"]["reused"] else f"{info['index']['type'].split(' (')[0]}, k={info['k']}"
-    wrote = ", ".join(str(Path(r) / DEDUP) for r in runs)
+    wrote = ", ".join(join(r, DEDUP) for r in runs)
     console.print(
         f"{info['preset']}: {info['rule']} > {info['threshold']}, {info['embedder']['embedder']}, "
         f"neighbours {nb}; {t['total_s']:.1f} s; wrote {wrote}\n"

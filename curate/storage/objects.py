@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from curate.layout import LOCK
-from curate.storage.fs import filesystem, storage_errors
+from curate.layout import LOCK, VERSIONS
+from curate.storage.fs import filesystem, join, storage_errors
 from curate.storage.listing import dirname
 from curate.storage.lock import StoreLock, command_line, s3_key
 
@@ -57,3 +57,26 @@ def object_write(url: str) -> Iterator[Path]:
             yield tmp
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def download_version(w) -> Path:
+    """The current version of the folder ``w`` writes (a :class:`curate.storage.commit.StoreWrite`)
+    downloaded into a new local folder (empty when there is none); each file is recorded, so
+    that :meth:`~curate.storage.commit.StoreWrite.commit` copies the ones left unchanged on
+    the store instead of uploading them."""
+    local = w.output_folder()
+    local.mkdir(parents=True)
+    if w.base is None:
+        return local
+    remote = join(w.url, VERSIONS, w.base)
+    fs, root = filesystem(remote)
+    with storage_errors(remote):
+        names = [p[len(root) + 1:] for p in fs.find(root)]
+        for name in names:
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+        if names:
+            fs.get([f"{root}/{n}" for n in names], [str(local / n) for n in names])
+    for name in names:
+        st = (local / name).stat()
+        w.downloaded[(st.st_dev, st.st_ino)] = f"{root}/{name}"
+    return local
