@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from curate.cli.common import fmt, friendly, print_json
+from curate.cli.common import fmt, friendly, local_file, print_json
 
 
 @click.command()
@@ -28,6 +28,8 @@ def concepts(runs, vocabulary, min_df, max_df, max_entries, as_json):
       curate concepts runs/multi --vocabulary vocab.json
     """
     from curate.mix.concepts import concepts as run_concepts
+
+    local_file(vocabulary, "--vocabulary")
 
     results = run_concepts(list(runs), vocabulary, min_df, max_df, max_entries)
     if as_json:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from curate.cli.common import fmt, friendly, make_console, print_json
+from curate.cli.common import fmt, friendly, local_file, make_console, print_json
 from curate.export.writers import SHARD_FORMATS, TRAINERS
 from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
 from curate.storage.fs import join
@@ -36,6 +36,7 @@ def mix(recipe, out, threads, overwrite, memory_limit, timeout):
 
     from curate.mix.build import build_mixture
 
+    local_file(recipe, "RECIPE")
     result = build_mixture(recipe, out, threads=threads, overwrite=overwrite, memory_limit=memory_limit,
                            timeout=timeout or None)
     console = make_console()

@@ -1,11 +1,11 @@
 """The commands that make and change runs: score, decide, dedup, demo, report."""
 from __future__ import annotations
 
-
 import click
 
-from curate.cli.common import friendly, make_console, reporting
+from curate.cli.common import friendly, local_file, make_console, reporting
 from curate.engines import ENGINES
+from curate.errors import CurateError
 from curate.layout import DEDUP, RUN_JSON, SCORES
 from curate.storage.fs import is_url, join
 from curate.report.terminal import summary_table
@@ -49,6 +49,8 @@ def score(inputs, out, chain, caption_column, id_column, carry, carry_all, colum
     from curate.scoring.chain import load_chain
     from curate.scoring.runner import ScoreOptions
 
+    local_file(chain, "--chain")
+    local_file(lid_model, "--lid-model")
     ch = load_chain(chain, lid_model=lid_model)
     names = tuple(c.strip() for c in columns.split(",")) if columns else ()
     opts = ScoreOptions(caption_column, id_column, tuple(carry), workers, batch_rows, overwrite,
@@ -98,6 +100,7 @@ def decide(run, chain):
     from curate.scoring.chain import load_chain
     from curate.scoring.decide import decide_run
 
+    local_file(chain, "--chain")
     result = decide_run(run, load_chain(chain))
     console = make_console()
     summary_table(console, result, f"curate decide: chain {result['decisions'][-1]['chain']}")
@@ -117,6 +120,9 @@ def demo(out, rows):
     """
     from curate.demo import run_demo
 
+    if is_url(out):
+        raise CurateError(f"--out {out}: the demo writes a local folder (its sample inputs, runs, mixture, export "
+                          "and report); give a local path")
     run_demo(out, rows, console=make_console())
 
 
