@@ -1,6 +1,7 @@
 """Parquet inputs: a file, a folder of parts or a glob; read by row group."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Iterator
 
 import polars as pl
@@ -12,13 +13,28 @@ from curate.storage import is_url
 from curate.storage.listing import open_object
 
 
+#: footers read in this process, by input (path, size, mtime, ETag): a file is inspected,
+#: then read (and a sidecar checked), each by a new ParquetFile that need not fetch its
+#: footer again (for an object in a store: no ranged GET of the footer after the first)
+_FOOTERS: OrderedDict[tuple, pq.FileMetaData] = OrderedDict()
+FOOTERS_KEPT = 1024
+
+
 def parquet_file(inp: InputFile) -> pq.ParquetFile:
+    key = (inp.path, inp.size, inp.mtime_ns, inp.etag)
     # an object in a store: the footer, then each column chunk, by ranged reads
     source = open_object(inp.path, cache_type="none") if is_url(inp.path) else inp.path
     try:
-        return pq.ParquetFile(source)
+        pf = pq.ParquetFile(source, metadata=_FOOTERS.get(key))
+    except CurateError:
+        raise
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
+    _FOOTERS[key] = pf.metadata
+    _FOOTERS.move_to_end(key)
+    while len(_FOOTERS) > FOOTERS_KEPT:
+        _FOOTERS.popitem(last=False)
+    return pf
 
 
 def inspect(inp: InputFile) -> None:
