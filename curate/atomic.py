@@ -52,7 +52,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def _uploaded(url: str) -> Iterator[Path]:
-    from curate.storage.objects import put_file
+    from curate.storage.fs import put_file
 
     folder = tempfile.mkdtemp(prefix="curate-upload-")
     try:

@@ -23,8 +23,8 @@ from curate.layout import MANIFEST_JSON, RUN_JSON, SCORES, Snapshot, lock_output
 from curate.report import explore as ex
 from curate.report.page import render
 from curate.report.sections import mix_sections, run_sections
-from curate.storage.fs import exists, is_url, join
-from curate.storage.objects import head_bytes, object_write, put_file
+from curate.storage.fs import exists, is_url, join, put_file
+from curate.storage.objects import head_bytes, object_write
 from curate.version import __version__
 
 

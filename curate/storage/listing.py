@@ -111,8 +111,8 @@ def open_object(url: str, block_size: int | None = None, cache_type: str = "read
 
 
 def _changed(url: str, etag: str, now: str = "") -> CurateError:
-    return CurateError(f"{url}: changed since it was listed (ETag {etag}{f' is now {now}' if now else ' is gone'}); "
-                       "score it again")
+    was = f"ETag {etag} is now {now}" if now else f"its ETag is no longer {etag}"
+    return CurateError(f"{url}: changed since it was listed ({was}); score it again")
 
 
 class Guarded:

@@ -8,7 +8,6 @@ the file people open last.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -19,15 +18,6 @@ from curate.layout import LOCK, VERSIONS
 from curate.storage.fs import filesystem, join, storage_errors
 from curate.storage.listing import dirname
 from curate.storage.lock import StoreLock, command_line, s3_key
-
-
-def put_file(local: str | os.PathLike, url: str) -> None:
-    """Upload one local file as the object ``url`` (one PUT, or one multipart upload that the
-    store completes in one step)."""
-    fs, p = filesystem(url)
-    with storage_errors(url):
-        fs.put_file(os.fspath(local), p)
-        fs.invalidate_cache(p)
 
 
 def head_bytes(url: str, n: int = 4096) -> bytes | None:
@@ -49,7 +39,7 @@ def lock_beside(url: str) -> str:
 @contextmanager
 def object_write(url: str) -> Iterator[Path]:
     """Hold the lock beside the file output ``url`` (one writer at a time) and yield a local
-    temporary folder to write the files in before they are uploaded (:func:`put_file`)."""
+    temporary folder to write the files in before they are uploaded (:func:`curate.storage.fs.put_file`)."""
     s3_key(url)  # a one-line error for a store without conditional writes
     with StoreLock(lock_beside(url), url, command_line()):
         tmp = Path(tempfile.mkdtemp(prefix="curate-upload-"))

@@ -35,7 +35,5 @@ def test_score_of_parquet_objects_makes_one_listing_no_heads_and_two_gets_per_ob
     assert calls["ListObjectsV2"] == 1, dict(calls)
     assert calls["HeadObject"] == 0, dict(calls)
     assert calls["GetObject"] <= 2 * OBJECTS, dict(calls)  # the footer once, then the column chunks
-    local = tmp_path / "local.parquet"
-    captions.write_parquet(local)
     got = pl.read_parquet(tmp_path / "run" / "scores" / "*.parquet")
     assert got["caption"].sort().equals(captions["caption"].cast(pl.String).sort())

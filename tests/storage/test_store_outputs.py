@@ -10,7 +10,6 @@ import polars as pl
 import pytest
 from helpers import fails_in_one_line, ok, point_aws_at
 
-import curate
 from curate.layout import pinned_store, store_pointer
 from curate.storage.fs import filesystem
 
