@@ -1,7 +1,6 @@
 """Parquet inputs: a file, a folder of parts or a glob; read by row group."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Iterator
 
 import polars as pl
@@ -13,27 +12,32 @@ from curate.storage import is_url
 from curate.storage.listing import open_object
 
 
-#: footers read in this process, by input (path, size, mtime, ETag): a file is inspected,
-#: then read (and a sidecar checked), each by a new ParquetFile that need not fetch its
-#: footer again (for an object in a store: no ranged GET of the footer after the first)
-_FOOTERS: OrderedDict[tuple, pq.FileMetaData] = OrderedDict()
-FOOTERS_KEPT = 1024
+#: footers read in this process, by input (path, size, mtime, ETag), up to FOOTER_BYTES of
+#: them: a file is inspected, then read (and a sidecar checked), each by a new ParquetFile
+#: that need not fetch the footer again (for an object in a store: no second ranged GET).
+#: Reading a file's rows is its last use: its footer is let go then.
+_FOOTERS: dict[tuple, pq.FileMetaData] = {}
+FOOTER_BYTES = 64 << 20
+_HELD = {"bytes": 0}
 
 
-def parquet_file(inp: InputFile) -> pq.ParquetFile:
+def parquet_file(inp: InputFile, last_use: bool = False) -> pq.ParquetFile:
     key = (inp.path, inp.size, inp.mtime_ns, inp.etag)
+    md = _FOOTERS.pop(key, None) if last_use else _FOOTERS.get(key)
+    if last_use and md is not None:
+        _HELD["bytes"] -= md.serialized_size
     # an object in a store: the footer, then each column chunk, by ranged reads
     source = open_object(inp.path, cache_type="none") if is_url(inp.path) else inp.path
     try:
-        pf = pq.ParquetFile(source, metadata=_FOOTERS.get(key))
+        pf = pq.ParquetFile(source, metadata=md)
     except CurateError:
         raise
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
-    _FOOTERS[key] = pf.metadata
-    _FOOTERS.move_to_end(key)
-    while len(_FOOTERS) > FOOTERS_KEPT:
-        _FOOTERS.popitem(last=False)
+    size = pf.metadata.serialized_size
+    if md is None and not last_use and _HELD["bytes"] + size <= FOOTER_BYTES:
+        _FOOTERS[key] = pf.metadata
+        _HELD["bytes"] += size
     return pf
 
 
@@ -45,7 +49,7 @@ def inspect(inp: InputFile) -> None:
 
 def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups: list[int] | None = None,
             block_bytes: int = 0) -> Iterator[pl.DataFrame]:
-    pf = parquet_file(inp)
+    pf = parquet_file(inp, last_use=True)
     try:
         for rb in pf.iter_batches(batch_size=batch_rows, columns=cols, row_groups=row_groups):
             yield pl.from_arrow(rb)
