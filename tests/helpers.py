@@ -54,6 +54,28 @@ def point_aws_at(mp, endpoint: str) -> None:
     mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
+def module_bucket(endpoint: str, name: str):
+    """A bucket ``name`` on the S3 server at ``endpoint`` with the AWS environment pointed at
+    it, for a module's tests (a generator for a module-scoped fixture): yields an object whose
+    ``url("key")`` is ``s3://name/key``."""
+    import boto3
+    import pytest
+
+    from curate.storage.fs import clear_clients
+
+    with pytest.MonkeyPatch.context() as mp:
+        point_aws_at(mp, endpoint)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
+        clear_clients()
+
+        class Bucket:
+            def url(self, key: str) -> str:
+                return f"s3://{name}/{key}"
+
+        yield Bucket()
+        clear_clients()
+
+
 # -- mixtures over real runs ---------------------------------------------------------------
 
 SOURCES = {"web": "c_", "human": "a_", "long": "d_"}

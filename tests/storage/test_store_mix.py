@@ -7,7 +7,7 @@ import json
 
 import polars as pl
 import pytest
-from helpers import fails_in_one_line, ok, point_aws_at, write_recipe
+from helpers import fails_in_one_line, module_bucket, ok, write_recipe
 
 import curate
 from curate.layout import pinned_store, store_pointer
@@ -18,23 +18,9 @@ SOURCES = {"human": {"share": 0.5}, "web": {"share": 0.5}}
 
 
 @pytest.fixture(scope="module")
-def s3(s3_endpoint, tmp_path_factory):
+def s3(s3_endpoint):
     """One bucket for the module (the runs are scored once), the AWS environment pointed at it."""
-    import boto3
-
-    from curate.storage.fs import clear_clients
-
-    with pytest.MonkeyPatch.context() as mp:
-        point_aws_at(mp, s3_endpoint)
-        boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="store-mix")
-        clear_clients()
-
-        class Bucket:
-            def url(self, key: str) -> str:
-                return f"s3://store-mix/{key}"
-
-        yield Bucket()
-        clear_clients()
+    yield from module_bucket(s3_endpoint, "store-mix")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import fails_in_one_line, ok, point_aws_at
+from helpers import fails_in_one_line, module_bucket, ok
 
 from curate.layout import pinned_store, store_pointer
 from curate.storage.fs import filesystem
@@ -19,21 +19,7 @@ SOURCE = "a_flickr8k_captions.parquet"
 @pytest.fixture(scope="module")
 def s3(s3_endpoint):
     """One bucket for the module (the run is scored once), the AWS environment pointed at it."""
-    import boto3
-
-    from curate.storage.fs import clear_clients
-
-    with pytest.MonkeyPatch.context() as mp:
-        point_aws_at(mp, s3_endpoint)
-        boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="store-outputs")
-        clear_clients()
-
-        class Bucket:
-            def url(self, key: str) -> str:
-                return f"s3://store-outputs/{key}"
-
-        yield Bucket()
-        clear_clients()
+    yield from module_bucket(s3_endpoint, "store-outputs")
 
 
 @pytest.fixture(scope="module")
