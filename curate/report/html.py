@@ -86,7 +86,7 @@ def _report_to_store(target, url: str) -> dict:
     with object_write(url) as tmp:
         for u in (url, json_url):
             head = head_bytes(u)
-            if head is not None and b"curate report" not in head and b'"curate_version"' not in head:
+            if head is not None and not _is_report(head):
                 raise CurateError(f"--out: {u} exists and is not a curate report; it would be replaced: "
                                   "choose another file name")
         doc, data, kind, n = _render(target)
@@ -107,9 +107,14 @@ def _check_replaceable(path: Path) -> None:
         raise CurateError(f"--out: {path} is a folder; choose another report file name")
     with open(path, "rb") as f:
         head = f.read(4096)
-    if b"curate report" not in head and b'"curate_version"' not in head:
+    if not _is_report(head):
         raise CurateError(f"--out: {path} exists and is not a curate report; it would be replaced: "
                           "choose another file name")
+
+
+def _is_report(head: bytes) -> bool:
+    """Whether a file's first bytes are a curate report's (its HTML or its numbers)."""
+    return b"curate report" in head or b'"curate_version"' in head
 
 
 def _kind(target) -> str | None:
