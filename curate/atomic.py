@@ -27,7 +27,14 @@ from curate.errors import CurateError
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` on success."""
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success. For a URL
+    on a store, a local temporary file uploaded as the object in one PUT on success."""
+    from curate.storage.fs import is_url
+
+    if is_url(path):
+        with _uploaded(os.fspath(path)) as tmp:
+            yield tmp
+        return
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix + ".partial", dir=path.parent)
     os.close(fd)
@@ -41,6 +48,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         except FileNotFoundError:
             pass
         raise
+
+
+@contextmanager
+def _uploaded(url: str) -> Iterator[Path]:
+    from curate.storage.fs import put_file
+
+    folder = tempfile.mkdtemp(prefix="curate-upload-")
+    try:
+        tmp = Path(folder) / url.rstrip("/").rsplit("/", 1)[-1]
+        yield tmp
+        put_file(tmp, url)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _umask() -> int:

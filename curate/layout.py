@@ -268,7 +268,7 @@ def lock_output(out: str | os.PathLike):
     """The lock of a folder that is replaced as a whole (a mixture, an export): a hidden
     file beside it, since a file inside would be swapped out with the folder."""
     out = Path(out)
-    return local_lock(out.parent / f".{out.name}{LOCK}", str(out))
+    return local_lock(out.parent / f".{out.name}{LOCK}", str(out), remove=True)
 
 
 # -- one switch: versions behind a pointer ------------------------------------------------

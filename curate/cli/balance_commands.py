@@ -1,12 +1,9 @@
 """The commands of balanced mixtures: concepts (match entries), balance (report)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from curate.cli.common import fmt, friendly, print_json
-from curate.layout import MANIFEST_JSON
+from curate.cli.common import fmt, friendly, local_file, print_json
 
 
 @click.command()
@@ -31,6 +28,8 @@ def concepts(runs, vocabulary, min_df, max_df, max_entries, as_json):
       curate concepts runs/multi --vocabulary vocab.json
     """
     from curate.mix.concepts import concepts as run_concepts
+
+    local_file(vocabulary, "--vocabulary")
 
     results = run_concepts(list(runs), vocabulary, min_df, max_df, max_entries)
     if as_json:
@@ -64,11 +63,11 @@ def balance(targets, as_json):
       curate balance mixes/balanced
       curate balance runs/long --json
     """
-    from curate.report.balance import concept_curves, openings
+    from curate.report.balance import concept_curves, openings, readable
 
     out = {}
     for t in targets:
-        is_mix = (Path(t) / MANIFEST_JSON).is_file()
+        is_mix = readable(t)[1]
         out[t] = {"concepts": concept_curves(t) if is_mix else {}, "openings": openings(t)}
     if as_json:
         print_json(out)

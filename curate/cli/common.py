@@ -51,6 +51,16 @@ def friendly(fn):
     return click.option("--debug", is_flag=True, help=DEBUG_HELP)(wrapper)
 
 
+def local_file(path: str | None, option: str) -> None:
+    """A one-line error for a URL where curate reads a small local file (a chain, a recipe,
+    a vocabulary, a model file)."""
+    from curate.storage.fs import is_url
+
+    if path is not None and is_url(path):
+        raise CurateError(f"{option} {path}: this file is read from local disk, not from a store; "
+                          "copy it here first (e.g. aws s3 cp URL .)")
+
+
 def make_console():
     from rich.console import Console
 

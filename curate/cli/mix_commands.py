@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from curate.cli.common import fmt, friendly, make_console, print_json
+from curate.cli.common import fmt, friendly, local_file, make_console, print_json
 from curate.export.writers import SHARD_FORMATS, TRAINERS
 from curate.layout import CURRENT, INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
 from curate.storage.fs import is_url, join
@@ -35,6 +35,7 @@ def mix(recipe, out, threads, overwrite, memory_limit, timeout):
 
     from curate.mix.build import build_mixture
 
+    local_file(recipe, "RECIPE")
     result = build_mixture(recipe, out, threads=threads, overwrite=overwrite, memory_limit=memory_limit,
                            timeout=timeout or None)
     console = make_console()

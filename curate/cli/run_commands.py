@@ -1,12 +1,11 @@
 """The commands that make and change runs: score, decide, dedup, demo, report."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from curate.cli.common import friendly, make_console, reporting
+from curate.cli.common import friendly, local_file, make_console, reporting
 from curate.engines import ENGINES
+from curate.errors import CurateError
 from curate.layout import DEDUP, RUN_JSON, SCORES
 from curate.storage.fs import is_url, join
 from curate.report.terminal import summary_table
@@ -50,6 +49,8 @@ def score(inputs, out, chain, caption_column, id_column, carry, carry_all, colum
     from curate.scoring.chain import load_chain
     from curate.scoring.runner import ScoreOptions
 
+    local_file(chain, "--chain")
+    local_file(lid_model, "--lid-model")
     ch = load_chain(chain, lid_model=lid_model)
     names = tuple(c.strip() for c in columns.split(",")) if columns else ()
     opts = ScoreOptions(caption_column, id_column, tuple(carry), workers, batch_rows, overwrite,
@@ -99,6 +100,7 @@ def decide(run, chain):
     from curate.scoring.chain import load_chain
     from curate.scoring.decide import decide_run
 
+    local_file(chain, "--chain")
     result = decide_run(run, load_chain(chain))
     console = make_console()
     summary_table(console, result, f"curate decide: chain {result['decisions'][-1]['chain']}")
@@ -118,12 +120,15 @@ def demo(out, rows):
     """
     from curate.demo import run_demo
 
+    if is_url(out):
+        raise CurateError(f"--out {out}: the demo writes a local folder (its sample inputs, runs, mixture, export "
+                          "and report); give a local path")
     run_demo(out, rows, console=make_console())
 
 
 @click.command()
-@click.argument("target", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write; its numbers go to the same name with .json.")
+@click.argument("target")
+@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write (a path or a URL on a store); its numbers go to the same name with .json; a missing folder is created.")
 @friendly
 def report(target, out):
     """Write a self-contained HTML report of a run or a mixture (plots embedded).
@@ -140,7 +145,9 @@ def report(target, out):
     from curate.report.html import build_report
 
     result = build_report(target, out)
-    make_console().print(f"wrote {result['html']} ({result['sections']} sections) and {result['json']}")
+    made = f" (created the folder {result['created']})" if result.get("created") else ""
+    make_console().print(f"wrote {result['html']} ({result['sections']} sections) and {result['json']}{made}",
+                         soft_wrap=True, markup=False, highlight=False)
 
 
 @click.command()
@@ -201,7 +208,7 @@ def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, 
                           f"{rc['represented_by_other_runs']:,} in groups another run represents",
                           markup=False, highlight=False)
     nb = "reused" if info["neighbors"]["reused"] else f"{info['index']['type'].split(' (')[0]}, k={info['k']}"
-    wrote = ", ".join(str(Path(r) / DEDUP) for r in runs)
+    wrote = ", ".join(join(r, DEDUP) for r in runs)
     console.print(
         f"{info['preset']}: {info['rule']} > {info['threshold']}, {info['embedder']['embedder']}, "
         f"neighbours {nb}; {t['total_s']:.1f} s; wrote {wrote}\n"

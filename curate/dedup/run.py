@@ -55,6 +55,7 @@ from curate.dedup.neighbors import (
 from curate.progress import Reporter
 from curate.dedup.runs import (
     cache_folder,
+    cache_on_store,
     check_shared_ids,
     common_schema,
     dedup_on_stores,
@@ -113,6 +114,7 @@ class DedupOptions:
     prefer: list[str] | None = None  # runs whose rows represent a group first, most preferred first
     cache: str | None = None  # embeddings + neighbour table; None: RUN/dedup (one run), $CURATE_CACHE/dedup (several)
     memory: str = "auto"  # in, out (of core: curate.dedup.stream), auto: out from OUT_OF_CORE_TEXTS distinct texts
+    cache_name: str | None = None  # how dedup.json names the cache (its URL, for a cache on a store)
 
 
 def resolve(opts: DedupOptions) -> dict:
@@ -287,6 +289,8 @@ def dedup(runs, opts: DedupOptions | None = None, reporter: Reporter | None = No
     from curate.embed import check_device
 
     opts = opts or DedupOptions()
+    if opts.cache and is_url(opts.cache):
+        return cache_on_store(opts, lambda o: dedup(runs, o, reporter, neighbors, run_map))
     if any(is_url(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)):
         return dedup_on_stores([runs] if isinstance(runs, (str, Path)) else list(runs), opts,
                                lambda local, o: dedup(local, o, reporter, neighbors))
@@ -359,7 +363,7 @@ def _dedup_locked(paths: list[Path], prefer: list[int], cache: Path, opts: Dedup
             "embedder": info["embedder"],
             "index": info["index"],
             "embedding": info["embedding"],
-            "cache": str(cache.resolve()),
+            "cache": opts.cache_name or str(cache.resolve()),
             "neighbors": {k: info[k] for k in ("key", "parts", "rows", "reused", "index", "out_of_core")},
             "counts": tally,
             "set_counts": total,

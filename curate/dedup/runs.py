@@ -24,9 +24,10 @@ import polars as pl
 
 from curate.atomic import write_json
 from curate.errors import CurateError
-from curate.layout import (DEDUP, EMBED_MANIFEST, EMBEDDINGS, RUN_JSON, cache_root, dedup_json_path, load_run,
-                           lock_folder, pinned, pinned_run, read_json, under)
-from curate.storage.commit import runs_on_stores
+from curate.layout import (DEDUP, EMBED_MANIFEST, EMBEDDINGS, NEIGHBORS, NEIGHBORS_META, RUN_JSON, SCRATCH, cache_root,
+                           dedup_json_path, load_run, lock_folder, pinned, pinned_run, read_json, under)
+from curate.storage.commit import runs_on_stores, store_write
+from curate.storage.objects import download_version
 from curate.storage.fs import is_url
 
 
@@ -188,4 +189,26 @@ def dedup_on_stores(runs: list, opts, dedup) -> dict:
     info = runs_on_stores(runs, lambda local: dedup(local, replace(opts, cache=opts.cache or str(cache_root() / DEDUP))),
                           by_url)
     info["per_run"] = {named.get(str(Path(k).resolve()), k): v for k, v in info.get("per_run", {}).items()}
+    return info
+
+
+def cache_on_store(opts, dedup) -> dict:
+    """``dedup(opts)`` with ``--cache`` a URL on a store: under the cache's lock, its current
+    version is downloaded into a local working folder, dedup runs with that folder as its
+    cache, and the folder (without its scratch files) is switched in as a new version;
+    files dedup did not change are copied on the store, not uploaded again."""
+    from dataclasses import replace
+
+    url = opts.cache.rstrip("/")
+    with store_write(url, "a dedup cache") as w:
+        local = download_version(w)
+        info = dedup(replace(opts, cache=str(local), cache_name=url))
+        files = {p.relative_to(local).as_posix(): p for p in sorted(local.rglob("*"))
+                 if p.is_file() and p.relative_to(local).parts[0] != SCRATCH
+                 and not any(part.startswith(".") for part in p.relative_to(local).parts)}
+        meta = f"{NEIGHBORS}/{NEIGHBORS_META}"  # the neighbour table's meta last
+        if meta in files:
+            files[meta] = files.pop(meta)
+        w.commit(files, w.name)
+    info["cache"] = url
     return info

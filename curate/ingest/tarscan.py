@@ -165,7 +165,7 @@ def _long_names(kind: np.ndarray, data: pl.Series, names: pl.Series) -> pl.Serie
 
 def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
     """Member frames (name, offset, size, data, hash, key, ext), ``window`` bytes at a time."""
-    pos = 0
+    pos, name = 0, None
     while pos < size:
         raw = _mapped(f, pos, min(window, size - pos))
         nb = len(raw) // 512
@@ -237,7 +237,16 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
         }, schema_overrides={"offset": pl.Int64, "size": pl.Int64})
         frame = frame.filter("file").with_columns(pl.when("image").then("hash").alias("hash"))
         yield frame.drop("file", "image")
-        pos = end
+        pos, name = end, names[max(cut, 1) - 1]
+    if name is not None:
+        raise cut_short(name, size)
+
+
+def cut_short(name: str, size: int) -> CurateError:
+    """The error for a tar that ends right after a member, without the end-of-archive blocks
+    every tar writer puts last: a copy or download cut between two members."""
+    return CurateError(f"truncated tar: the file ends at byte {size:,}, right after member {name!r}, without "
+                       "the end-of-archive blocks (cut between members?); get the whole file again")
 
 
 def _mapped(f, at: int, length: int) -> np.ndarray:
@@ -285,6 +294,9 @@ def _members_tarfile(path: str, size: int, every: int = 10_000) -> Iterator[pl.D
                 if len(cols["name"]) >= every:
                     yield _frame(cols, mm)
                     cols = {k: [] for k in cols}
+            last = tf.members[-1] if tf.members else None
+            if last is not None and last.offset_data + (last.size + 511) // 512 * 512 >= size:
+                raise cut_short(last.name, size)
     except tarfile.TarError as e:
         raise CurateError(f"not a readable tar file ({first_line(e)})") from None
     if cols["name"]:

@@ -18,10 +18,12 @@ from pathlib import Path
 
 from curate.audit.lookup import mixture_recipe, sandboxed
 from curate.db import sql_str
-from curate.layout import MANIFEST, MANIFEST_JSON, load_run, scores_glob
+from curate.layout import MANIFEST, MANIFEST_JSON, load_run, pinned_run, scores_glob
 from curate.mix.balance_sql import opening_sql, text_of
 from curate.mix.manifest import load_mixture
 from curate.mix.sql import render_sql
+from curate.storage.commit import reading_copy
+from curate.storage.fs import exists, is_url, join
 
 RANKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)
 OPENINGS = 20
@@ -46,9 +48,21 @@ def _side(rows: list[tuple], tail: set) -> dict:
             for run, d in per.items()}
 
 
+def readable(target: str | Path) -> tuple[Path | str, bool]:
+    """``(where to read, is a mixture)`` for a run or mixture folder, or its URL on a store:
+    a mixture on a store as a local copy of its current version, a run on a store as the
+    URL of its current version."""
+    if not is_url(target):
+        return Path(target), (Path(target) / MANIFEST_JSON).is_file()
+    version = pinned_run(target)
+    if exists(join(version, MANIFEST_JSON)):
+        return reading_copy(str(target)), True
+    return version, False
+
+
 def concept_curves(mix: str | Path) -> dict:
     """Per source of a balanced mixture: its concept curve before and after balancing."""
-    mix = Path(mix)
+    mix = readable(mix)[0]
     load_mixture(mix)
     con = sandboxed([mix])
     try:
@@ -102,8 +116,8 @@ def _openings(con, relation: str, text: str, group: str) -> dict:
 def openings(target: str | Path) -> dict:
     """Per source of a run (input file) or of a mixture (recipe source): the commonest
     openings, how many distinct openings, distinct-1 and distinct-2."""
-    target = Path(target)
-    if (target / MANIFEST_JSON).is_file():
+    target, is_mix = readable(target)
+    if is_mix:
         load_mixture(target)
         con = sandboxed([target])
         try:

@@ -132,3 +132,12 @@ def open_file(path: str | os.PathLike, mode: str = "rb") -> IO:
     fs, p = filesystem(path)
     with storage_errors(path):
         return fs.open(p, mode)
+
+
+def put_file(local: str | os.PathLike, url: str) -> None:
+    """Upload one local file as the object ``url`` (one PUT, or one multipart upload that the
+    store completes in one step: readers see the old object or the new one)."""
+    fs, p = filesystem(url)
+    with storage_errors(url):
+        fs.put_file(os.fspath(local), p)
+        fs.invalidate_cache(p)

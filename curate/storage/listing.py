@@ -74,42 +74,66 @@ def list_objects(spec: str) -> list[StoredObject]:
     return sorted((_object(proto, d) for d in objs), key=lambda o: o.url)
 
 
-#: url -> the ETag its listing gave (:func:`pin`): the object a run reads is the one it listed
-_PINNED: dict[str, str] = {}
+#: url -> the object as its listing gave it (:func:`pin`): the object a run reads is the one
+#: it listed, and its size and ETag stand for the HEAD request an open would make
+_PINNED: dict[str, StoredObject] = {}
 
 
 def pin(obj: StoredObject) -> None:
-    """Remember the ETag ``obj`` was listed with: :func:`open_object` refuses another one."""
+    """Remember ``obj`` as it was listed: :func:`open_object` opens it without asking the
+    store for its size again, and refuses another ETag."""
     if obj.etag:
-        _PINNED[obj.url] = obj.etag
+        _PINNED[obj.url] = obj
 
 
 def open_object(url: str, block_size: int | None = None, cache_type: str = "readahead") -> IO:
     """An object opened for ranged reads. Each range is read on condition that the object
     still has the ETag it had when opened (S3 ``If-Match``), and that ETag must be the one
     it was listed with (:func:`pin`): an object replaced between listing and reading is a
-    one-line error, as is one replaced while it is read."""
-    etag = _PINNED.get(url, "")
+    one-line error, as is one replaced while it is read. A listed S3 object is opened from
+    its listing (no HEAD request); any other is opened with one."""
+    obj = _PINNED.get(url)
     fs, path = filesystem(url)
+    kw = {"block_size": block_size or STREAM_BLOCK, "cache_type": cache_type}
     with storage_errors(url):
-        f = fs.open(path, "rb", block_size=block_size or STREAM_BLOCK, cache_type=cache_type)
+        if obj is not None and protocol(url) in ("s3", "s3a"):
+            f = fs.open(path, "rb", size=obj.size, **kw)
+            f.details = {"name": path, "size": obj.size, "ETag": f'"{obj.etag}"', "type": "file"}
+            f.read_kw = {**f.read_kw, "IfMatch": f'"{obj.etag}"'}
+            return Guarded(f, url, listed=obj.etag)
+        f = fs.open(path, "rb", **kw)
     now = str((getattr(f, "details", None) or {}).get("ETag") or "").strip('"')
+    etag = obj.etag if obj is not None else ""
     if etag and now and now != etag:
         f.close()
-        raise CurateError(f"{url}: changed since it was listed (ETag {etag} is now {now}); score it again")
+        raise _changed(url, etag, now)
     return Guarded(f, url)
+
+
+def _changed(url: str, etag: str, now: str = "") -> CurateError:
+    was = f"ETag {etag} is now {now}" if now else f"its ETag is no longer {etag}"
+    return CurateError(f"{url}: changed since it was listed ({was}); score it again")
 
 
 class Guarded:
     """A file in a store whose failures, wherever they surface (a reader of pyarrow, polars
     or numpy calling ``read``), are one-line CurateErrors naming the object."""
 
-    def __init__(self, f, url: str):
+    def __init__(self, f, url: str, listed: str = ""):
         self.f, self.url = f, url
+        self.listed = listed  # opened from its listing: the ETag listed, not yet confirmed by a read
 
     def read(self, n: int = -1) -> bytes:
-        with storage_errors(self.url):
-            return self.f.read(n)
+        try:
+            with storage_errors(self.url):
+                data = self.f.read(n)
+        except CurateError as e:
+            if self.listed and "changed while it was read" in str(e):
+                raise _changed(self.url, self.listed) from None
+            raise
+        if data:
+            self.listed = ""
+        return data
 
     def readinto(self, b) -> int:
         data = self.read(len(b))
@@ -156,8 +180,11 @@ def dirname(path: str) -> str:
 
 
 def size(path: str) -> int:
+    """A file's or object's size (a listed object's from its listing, without a request)."""
     if not is_url(path):
         return os.path.getsize(path)
+    if path in _PINNED:
+        return _PINNED[path].size
     fs, p = filesystem(path)
     with storage_errors(path):
         return int(fs.size(p))

@@ -43,29 +43,36 @@ def command_line() -> str:
 
 
 @contextmanager
-def local_lock(lock_file: str | os.PathLike, what: str) -> Iterator[None]:
+def local_lock(lock_file: str | os.PathLike, what: str, remove: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_file`` (created when missing) while the block runs.
 
-    ``what`` names the folder in the error a second writer gets."""
+    ``what`` names the folder in the error a second writer gets. With ``remove`` the file is
+    deleted when the lock is released (a lock file beside an output, which would otherwise
+    stay behind); a writer that locked a file deleted meanwhile tries again on the new one."""
     import fcntl
 
     lock_file = Path(lock_file)
-    try:
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise CurateError(f"cannot write to {what}: {e.strerror or e}") from None
-    try:
+    while True:
+        try:
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise CurateError(f"cannot write to {what}: {e.strerror or e}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
+            holder = local_holder(fd)
+            os.close(fd)
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise CurateError(f"cannot lock {what}: {e.strerror or e}") from None
-            holder = local_holder(fd)
             raise CurateError(
                 f"{what} is being written by another curate process ({holder}); "
                 "wait for it to finish or write elsewhere"
             ) from None
+        if not remove or _same_file(fd, lock_file):
+            break
+        os.close(fd)  # its holder removed it after we opened it: lock the file there now
+    try:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
               "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.ftruncate(fd, 0)
@@ -73,9 +80,20 @@ def local_lock(lock_file: str | os.PathLike, what: str) -> Iterator[None]:
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            if remove:
+                lock_file.unlink(missing_ok=True)  # while still held: a waiting opener retries
+            else:
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def local_holder(fd: int) -> str:

@@ -20,8 +20,9 @@ from curate.errors import CurateError
 from curate.hashing import key64, splitmix64, text_hash64
 from curate.ingest.inputs import inspect_input, resolve_inputs
 from curate.ingest.readers import read_batches
-from curate.layout import RUN_JSON, STATE, load_run, pinned_scores_glob
+from curate.layout import RUN_JSON, STATE, load_run, pinned_scores_glob, pinned_store, read_store_json
 from curate.scoring.frame import normalised
+from curate.storage.fs import is_url, join
 
 MIN_ROWS = 20
 #: label values read as "yes" and "no" when --positive is not given
@@ -44,6 +45,8 @@ class Labels:
 
 
 def is_run(spec: str) -> bool:
+    if is_url(spec):  # a run on a store: its current version holds run.json
+        return read_store_json(join(pinned_store(spec), RUN_JSON)) is not None
     p = Path(spec)
     return p.is_dir() and ((p / RUN_JSON).is_file() or (p / STATE).exists())
 

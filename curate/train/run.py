@@ -15,6 +15,8 @@ import numpy as np
 from curate.atomic import write_json
 from curate.errors import CurateError
 from curate.layout import discard_staging, lock_output, output_folder, replace_folder, staging_folder
+from curate.storage.commit import store_write
+from curate.storage.fs import is_url
 from curate.scoring.filters.classifier import METHODS, METRICS_FILE, MODEL_FORMAT, load_model, model_file_sha256
 from curate.train.fit import Settings, fit_fasttext, fit_probe
 from curate.train.labels import Labels, holdout_mask, read_labels, training_order
@@ -51,7 +53,19 @@ def train(specs: list[str], label: str, out: str | os.PathLike, positive: str | 
     """Train a classifier on labelled captions and write ``out``; returns its metrics.json.
 
     A folder that holds a model is replaced only with ``overwrite``, and only when it holds
-    nothing but a model's files."""
+    nothing but a model's files. ``out`` may be a URL on a store (written locally, then
+    switched in as a new version: :mod:`curate.storage.commit`)."""
+    if is_url(out):
+        with store_write(os.fspath(out), "a model", METRICS_FILE, overwrite) as w:
+            local = w.output_folder()
+            meta = _train(specs, label, local, positive, caption, group, settings, overwrite)
+            w.commit_folder(local, METRICS_FILE)
+        return meta
+    return _train(specs, label, out, positive, caption, group, settings, overwrite)
+
+
+def _train(specs: list[str], label: str, out: str | os.PathLike, positive: str | None, caption: str,
+           group: str | None, settings: Settings | None, overwrite: bool) -> dict:
     s = settings or Settings()
     s.check()
     out = _check_out(out, overwrite)

@@ -340,3 +340,27 @@ def test_json_surrogate_escapes_lone_ones_become_u_fffd_pairs_stay(caps, tmp_pat
     assert got[3] == caps[3] + "\U0001F600 ok"
     assert got[7] == caps[7] + "bad \ufffd half" and got[8] == caps[8] + "\ufffd"
     assert [g for i, g in enumerate(got) if i not in (3, 7, 8)] == [c for i, c in enumerate(caps[:50]) if i not in (3, 7, 8)]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_tar_cut_between_members_is_one_line_naming_the_file(fast, caps, tmp_path, monkeypatch):
+    whole = tmp_path / "whole.tar"
+    with open(whole, "wb") as f:
+        tw = wds.TarWriter(f)
+        for i, c in enumerate(caps[:40]):
+            tw.write({"__key__": f"{i:05d}", "jpg": image(i), "txt": c})
+        tw.close()
+    with tarfile.open(whole) as tf:
+        members = tf.getmembers()
+    cut_after = members[49]  # the 25th sample's .txt: the file ends right after a member
+    end = cut_after.offset_data + (cut_after.size + 511) // 512 * 512
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[:end])
+    if not fast:
+        monkeypatch.setattr(tarscan, "_members_fast", lambda *a, **k: (_ for _ in ()).throw(tarscan.Fallback()))
+    res = invoke("score", whole, "--out", tmp_path / "ok")
+    assert res.exit_code == 0, res.output
+    res = invoke("score", cut, "--out", tmp_path / "run")
+    assert res.exit_code == 1, res.output
+    [line] = res.output.strip().splitlines()
+    assert line.startswith(f"Error: {cut}: truncated tar") and cut_after.name in line and "end-of-archive" in line

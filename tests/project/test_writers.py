@@ -180,3 +180,21 @@ def test_locks_are_exclusive_in_one_process_too(tmp_path):
         assert "being written by another curate process" in str(e.value)
     with lock_output(tmp_path / "m"):
         pass
+
+
+def test_a_mix_leaves_no_lock_file_beside_its_folder_whether_it_fails_or_not(web_run, tmp_path):
+    d, _ = web_run
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(f'size = 300\n[[source]]\nname = "web"\nrun = "{d / "run"}"\nshare = 1.0\n')
+    bad.write_text(good.read_text() + 'eligible = "no_such_column > 1"\n')
+    out = tmp_path / "mixes"
+    out.mkdir()
+    ok("mix", good, "--out", out / "ok")
+    res = invoke("mix", bad, "--out", out / "failed")
+    assert res.exit_code == 1 and "no_such_column" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["ok"]
+    holder = hold("lock_output", out / "ok")  # killed while holding: its file stays, and blocks nobody
+    holder.kill()
+    holder.wait()
+    ok("mix", good, "--out", out / "ok", "--overwrite")
+    assert sorted(p.name for p in out.iterdir()) == ["ok"]

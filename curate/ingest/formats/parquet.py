@@ -12,13 +12,33 @@ from curate.storage import is_url
 from curate.storage.listing import open_object
 
 
-def parquet_file(inp: InputFile) -> pq.ParquetFile:
+#: footers read in this process, by input (path, size, mtime, ETag), up to FOOTER_BYTES of
+#: them: a file is inspected, then read (and a sidecar checked), each by a new ParquetFile
+#: that need not fetch the footer again (for an object in a store: no second ranged GET).
+#: Reading a file's rows is its last use: its footer is let go then.
+_FOOTERS: dict[tuple, pq.FileMetaData] = {}
+FOOTER_BYTES = 64 << 20
+_HELD = {"bytes": 0}
+
+
+def parquet_file(inp: InputFile, last_use: bool = False) -> pq.ParquetFile:
+    key = (inp.path, inp.size, inp.mtime_ns, inp.etag)
+    md = _FOOTERS.pop(key, None) if last_use else _FOOTERS.get(key)
+    if last_use and md is not None:
+        _HELD["bytes"] -= md.serialized_size
     # an object in a store: the footer, then each column chunk, by ranged reads
     source = open_object(inp.path, cache_type="none") if is_url(inp.path) else inp.path
     try:
-        return pq.ParquetFile(source)
+        pf = pq.ParquetFile(source, metadata=md)
+    except CurateError:
+        raise
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise CurateError(f"{inp.path}: not a readable Parquet file ({first_line(e)})") from None
+    size = pf.metadata.serialized_size
+    if md is None and not last_use and _HELD["bytes"] + size <= FOOTER_BYTES:
+        _FOOTERS[key] = pf.metadata
+        _HELD["bytes"] += size
+    return pf
 
 
 def inspect(inp: InputFile) -> None:
@@ -29,7 +49,7 @@ def inspect(inp: InputFile) -> None:
 
 def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups: list[int] | None = None,
             block_bytes: int = 0) -> Iterator[pl.DataFrame]:
-    pf = parquet_file(inp)
+    pf = parquet_file(inp, last_use=True)
     try:
         for rb in pf.iter_batches(batch_size=batch_rows, columns=cols, row_groups=row_groups):
             yield pl.from_arrow(rb)

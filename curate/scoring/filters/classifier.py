@@ -27,6 +27,8 @@ import polars as pl
 from curate.errors import CurateError
 from curate.scoring.filters.base import TEXT, Filter
 from curate.scoring.filters.language import open_fasttext, predict_batch
+from curate.storage.commit import reading_copy
+from curate.storage.fs import is_url
 
 MODEL_FORMAT = "curate-classifier"
 METRICS_FILE = "metrics.json"
@@ -137,8 +139,9 @@ def _stamp(folder: Path) -> tuple:
 
 def load_model(folder: str | os.PathLike, device: str = "cpu") -> Model:
     """The model in ``folder``, checked against its ``metrics.json`` (its file's sha256),
-    loaded once per process (and again when its files change)."""
-    folder = Path(folder).resolve()
+    loaded once per process (and again when its files change). A model on a store is read
+    from a local copy of its current version."""
+    folder = reading_copy(os.fspath(folder)) if is_url(folder) else Path(folder).resolve()
     read_metrics(folder)
     return _load(str(folder), _stamp(folder), device)
 
@@ -200,17 +203,27 @@ class Classifier(Filter):
         super().__init__(**params)
         if not self.p["model"]:
             raise CurateError('filter \'classifier\' needs params = { model = "MODEL" }, a folder written by `curate train`')
-        self.p["model"] = os.path.abspath(self.p["model"])  # the same model from any working folder
+        model = self.p["model"]  # the same model from any working folder
+        self.p["model"] = model.rstrip("/") if is_url(model) else os.path.abspath(model)
+        self._local: str | None = None
+
+    def folder(self) -> str:
+        """The model's local folder: for a model on a store (``s3://...``, written by
+        ``curate train --out s3://...``) a local copy of its current version, made once."""
+        if self._local is None:
+            model = self.p["model"]
+            self._local = str(reading_copy(model)) if is_url(model) else model
+        return self._local
 
     def model_files(self) -> dict[str, str]:
-        meta = read_metrics(self.p["model"])
-        name = f"{Path(self.p['model']).name}/{meta['model_file']}"
-        out = {name: model_file_sha256(Path(self.p["model"]) / meta["model_file"])}
+        meta = read_metrics(self.folder())
+        name = f"{self.p['model'].rstrip('/').rsplit('/', 1)[-1]}/{meta['model_file']}"
+        out = {name: model_file_sha256(Path(self.folder()) / meta["model_file"])}
         if meta["method"] == "probe":
             emb = meta.get("embedder") or {}
             out[f"{name}:embedder:{emb.get('id')}"] = str(emb.get("model_sha256"))
         return out
 
     def score(self, batch: pl.DataFrame, column: str) -> pl.DataFrame:
-        model = load_model(self.p["model"], self.p["device"])
+        model = load_model(self.folder(), self.p["device"])
         return pl.DataFrame({column: model.predict(batch[TEXT])})
