@@ -147,6 +147,8 @@ def explain(sample_id, mix_dir, run_dir, as_json):
         print_json(e)
         return
     console = make_console()
+    for note in e.get("notes", []):
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     o = e["origin"]
     console.print(f"[bold]sample {e['sample_id']}[/bold]  run {e['run']['folder']}"
                   + (f" (source {e['run']['source_name']!r})" if e["run"]["source_name"] else ""))
