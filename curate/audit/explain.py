@@ -84,7 +84,7 @@ def _indexed_rows(run, sid: int, notes: list[str]):
     id; None, with a note, where the run has no index that answers for its scores."""
     version = pinned_run(run)
     info = read_info(version)
-    problem = index_problem(info, load_run(version).get("key"))
+    problem = index_problem(info, load_run(version))
     rows = None if problem else rows_by_id(version, info, sid)
     if rows is None:
         problem = problem or "its index by sample id does not match its parts (curate index RUN writes it again)"

@@ -157,13 +157,14 @@ def read_info(version) -> dict | None:
         return {}
 
 
-def index_problem(info: dict | None, run_key: str | None) -> str | None:
-    """Why the index of a run cannot answer for it (None when it can)."""
+def index_problem(info: dict | None, run: dict) -> str | None:
+    """Why the index of a run (``run``: its ``run.json``) cannot answer for it; None when
+    it can."""
     if info is None:
         return "it has no index by sample id (curate index RUN writes one)"
     if info.get("format") != FORMAT or "bits" not in info:
         return "its index by sample id is unreadable or of another format (curate index RUN writes it again)"
-    if info.get("run_key") != run_key:
+    if info.get("run_key") != run.get("key") or info.get("rows") != run.get("rows", info.get("rows")):
         return "its index by sample id was made for other scores (curate index RUN writes it again)"
     return None
 
