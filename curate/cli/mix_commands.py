@@ -10,6 +10,9 @@ from curate.export.writers import SHARD_FORMATS, TRAINERS
 from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
 from curate.storage.fs import join
 
+MEMORY_HELP = ("Memory to stay near, e.g. 4GB (default: half the machine's); DuckDB gets 60% of it "
+               "and spills the rest to a temporary folder.")
+
 
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
@@ -204,9 +207,10 @@ def explain(sample_id, mix_dir, run_dir, as_json):
 @click.command()
 @click.argument("mix", type=click.Path(file_okay=False))
 @click.option("--full", is_flag=True, help="Compare every selected row even in files whose fingerprint is unchanged.")
+@click.option("--memory-limit", default=None, help=MEMORY_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly
-def verify(mix, full, as_json):
+def verify(mix, full, memory_limit, as_json):
     """Check a mixture against its sources: re-read the input files and compare every
     selected caption's content hash (and, from WebDataset shards, every selected image's
     member, place and content hash). Exit 0 when intact, 1 with a list of what changed.
@@ -214,11 +218,11 @@ def verify(mix, full, as_json):
     \b
     Example:
       curate verify mixes/v1
-      curate verify mixes/v1 --full
+      curate verify mixes/v1 --full --memory-limit 4GB
     """
     from curate.audit.verify import verify as run_verify
 
-    v = run_verify(mix, full=full)
+    v = run_verify(mix, full=full, memory_limit=memory_limit)
     if as_json:
         print_json(v)
     else:
@@ -240,20 +244,22 @@ def verify(mix, full, as_json):
 @click.argument("mix_a", type=click.Path(file_okay=False))
 @click.argument("mix_b", type=click.Path(file_okay=False))
 @click.option("--limit", type=click.IntRange(0, 100_000), default=10, show_default=True, help="Example sample ids to list.")
+@click.option("--memory-limit", default=None, help=MEMORY_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly
-def diff(mix_a, mix_b, limit, as_json):
+def diff(mix_a, mix_b, limit, memory_limit, as_json):
     """Compare two mixtures: samples added and removed, per source and per reason.
 
     \b
     Example:
       curate diff mixes/v1 mixes/v2
+      curate diff mixes/v1 mixes/v2 --memory-limit 4GB
     """
     from rich.table import Table
 
     from curate.audit.diff import diff as run_diff
 
-    d = run_diff(mix_a, mix_b, limit=limit)
+    d = run_diff(mix_a, mix_b, limit=limit, memory_limit=memory_limit)
     if as_json:
         print_json(d)
         return
