@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.audit.balance import balance_status, balanced_out
 from curate.audit.lookup import (
@@ -56,8 +57,8 @@ def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dic
         found = _indexed_rows(path, sid, notes)
         if found is None:
             where = f"read_parquet({sql_str(pinned_scores_glob(path))}) WHERE sample_id = {sid}::UBIGINT"
-        elif found.num_rows:
-            con.register(f"__by_id_{i}", found)
+        elif found:
+            con.register(f"__by_id_{i}", pa.concat_tables(found, promote_options="permissive"))
             where = f"__by_id_{i}"
         else:
             continue
@@ -80,8 +81,8 @@ def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dic
 
 
 def _indexed_rows(run, sid: int, notes: list[str]):
-    """The run's rows of ``sid`` (an Arrow table, maybe empty) through its index by sample
-    id; None, with a note, where the run has no index that answers for its scores."""
+    """The run's rows of ``sid`` (Arrow tables, maybe none) through its index by sample id;
+    None, with a note, where the run has no index that answers for its scores."""
     version = pinned_run(run)
     info = read_info(version)
     problem = index_problem(info, load_run(version))

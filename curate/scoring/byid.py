@@ -25,10 +25,12 @@ import math
 import os
 import shutil
 import tempfile
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,8 +43,8 @@ from curate.storage.fs import filesystem, is_url, storage_errors
 BUCKET_ROWS = 1 << 21
 #: rows of a bucket's row group: what one lookup reads of it (about 128 KB of ids)
 ROW_GROUP = 8192
-#: ids held before they are spilled to their buckets
-CHUNK_ROWS = 1 << 22
+#: ids held before they are spilled to their buckets (about 16 MB)
+CHUNK_ROWS = 1 << 20
 #: the index's own format
 FORMAT = 1
 SCHEMA = pa.schema([("sample_id", pa.uint64()), ("part", pa.uint32()), ("row", pa.uint32())])
@@ -85,15 +87,14 @@ def write_index(version: Path, key: str | None, work: Path) -> dict:
                 spill[i].write_table(t.slice(edges[i], edges[i + 1] - edges[i]))
 
         n = 0
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for i, ids in enumerate(pool.map(_ids, parts)):
-                if len(ids) >= 2**32:
-                    raise CurateError(f"{parts[i]}: too many rows in one part to index ({len(ids):,})")
-                held.append(pa.record_batch([ids, pa.array(np.full(len(ids), i, np.uint32)),
-                                             pa.array(np.arange(len(ids), dtype=np.uint32))], schema=SCHEMA))
-                n += len(ids)
-                if sum(b.num_rows for b in held) >= CHUNK_ROWS:
-                    flush()
+        for i, ids in enumerate(_read_ids(parts)):
+            if len(ids) >= 2**32:
+                raise CurateError(f"{parts[i]}: too many rows in one part to index ({len(ids):,})")
+            held.append(pa.record_batch([ids, pa.array(np.full(len(ids), i, np.uint32)),
+                                         pa.array(np.arange(len(ids), dtype=np.uint32))], schema=SCHEMA))
+            n += len(ids)
+            if sum(b.num_rows for b in held) >= CHUNK_ROWS:
+                flush()
         flush()
         for w in spill:
             w.close()
@@ -109,6 +110,17 @@ def write_index(version: Path, key: str | None, work: Path) -> dict:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return info
+
+
+def _read_ids(parts: list[Path]):
+    """Each part's ``sample_id`` column in order, read a few parts ahead by threads."""
+    ahead = 2 * (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        pending = deque(pool.submit(_ids, p) for p in parts[:ahead])
+        for p in parts[ahead:] + [None] * min(ahead, len(parts)):
+            yield pending.popleft().result()
+            if p is not None:
+                pending.append(pool.submit(_ids, p))
 
 
 def _ids(part: Path) -> pa.Array:
@@ -172,43 +184,52 @@ def index_problem(info: dict | None, run: dict) -> str | None:
 def locate(version, info: dict, sid: int) -> list[tuple[int, int]]:
     """(part number, row in the part) of every row of ``sid``, from the index."""
     bits = info["bits"]
-    b = int(sid >> (64 - bits)) if bits else 0
-    path = by_id_path(version, numbered("", BUCKET, b).name)
+    path = by_id_path(version, numbered("", BUCKET, int(sid >> (64 - bits)) if bits else 0).name)
+    is_sid = pl.col("sample_id") == pl.lit(sid, pl.UInt64)
+    if not is_url(path):  # polars skips the row groups whose statistics rule the id out
+        with storage_errors(path):
+            return pl.scan_parquet(path).filter(is_sid).select("part", "row").collect().rows()
     with storage_errors(path):
         pf = pq.ParquetFile(_open(path))
-        md = pf.metadata
         found: list[tuple[int, int]] = []
-        for g in range(md.num_row_groups):  # row groups (a few hundred), not rows
-            st = md.row_group(g).column(0).statistics
+        for g in range(pf.metadata.num_row_groups):  # row groups (a few hundred), not rows
+            st = pf.metadata.row_group(g).column(0).statistics
             if st is None or not st.has_min_max or st.min <= sid <= st.max:
-                t = pf.read_row_group(g)
-                ids = t.column("sample_id").to_numpy()
-                lo, hi = np.searchsorted(ids, sid, "left"), np.searchsorted(ids, sid, "right")
-                found += zip(t.column("part").to_numpy()[lo:hi].tolist(), t.column("row").to_numpy()[lo:hi].tolist())
+                # polars, not numpy: pyarrow's conversions to numpy import pandas (a second at start)
+                found += pl.from_arrow(pf.read_row_group(g)).filter(is_sid).select("part", "row").rows()
     return found
 
 
-def rows_by_id(version, info: dict, sid: int) -> pa.Table | None:
-    """The run's rows of ``sid`` (every column), read through the index; None when the index
-    points at a row that holds another id (it does not belong to these parts)."""
+def rows_by_id(version, info: dict, sid: int) -> list[pa.Table] | None:
+    """The run's rows of ``sid`` (one-row tables of every column; none where the run does
+    not hold it), read through the index; None when the index points at a row that holds
+    another id (it does not belong to these parts)."""
     tables = []
     for part, row in locate(version, info, sid):
         if part >= len(info["parts"]):
             return None
-        path = under(version, SCORES, info["parts"][part])
-        with storage_errors(path):
-            pf = pq.ParquetFile(_open(path))
-            sizes = np.cumsum([pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)])
-            g = int(np.searchsorted(sizes, row, "right"))
-            if g >= len(sizes):
-                return None
-            t = pf.read_row_group(g).slice(row - (int(sizes[g - 1]) if g else 0), 1)
-        if t.column("sample_id")[0].as_py() != sid:
+        t = _row(under(version, SCORES, info["parts"][part]), row)
+        if t is None or t.column("sample_id")[0].as_py() != sid:
             return None
         tables.append(t)
-    if not tables:
-        return pa.table({"sample_id": pa.array([], pa.uint64())})
-    return pa.concat_tables(tables, promote_options="permissive").sort_by([("source", "ascending"), ("row", "ascending")])
+    return tables
+
+
+def _row(path, row: int) -> pa.Table | None:
+    """Row ``row`` of a part (None past its end): locally, polars decodes only the pages
+    that hold it; from a store, the one row group that holds it, by ranged reads."""
+    with storage_errors(path):
+        if not is_url(path):
+            t = pl.scan_parquet(path).slice(row, 1).collect()
+            return t.to_arrow() if t.height else None
+        pf = pq.ParquetFile(_open(path))
+        start = 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if row < start + n:
+                return pf.read_row_group(g).slice(row - start, 1)
+            start += n
+    return None
 
 
 def index_run(run: str | os.PathLike) -> dict:
