@@ -170,6 +170,10 @@ def main() -> None:
     print(f"{cores()}; load {loadavg()}", flush=True)
     res: dict = {"run": str(a.run), "load_start": loadavg()}
 
+    def save() -> None:  # after every step: a partial run keeps what it measured
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=2) + "\n")
+
     run = copy_run(a.run, a.work / "run")
     bare = a.bare or a.run  # the run as given: no index (explain scans)
     from curate.layout import BY_ID, pinned_run
@@ -192,29 +196,7 @@ def main() -> None:
     print(f"  --run with the index: {summary(res['explain_run'])}")
     res["explain_scan"] = explain_latency("--run (no index: scan)", present[:2], ["--run", bare])
     print(f"  --run, scan: {summary(res['explain_scan'])}")
-
-    mixes = dict(zip("ab", a.mix))
-    if a.mix_size and not mixes:
-        for label, r in (("a", run), ("b", copy_run(a.run_b, a.work / "run-b") if a.run_b else None)):
-            if r is None:
-                continue
-            if read_info(pinned_run(r)) is None:
-                res[f"index_{label}"] = measured(f"curate index ({label})", curate("index", r))
-            out = a.work / f"mix-{label}"
-            if not (out / "manifest.json").exists():
-                recipe = write_recipe(a.work / f"mix-{label}.toml", r, a.mix_size, f"synth-{label}")
-                res[f"mix_{label}"] = measured(f"curate mix ({label}, {a.mix_size:,} rows)",
-                                               curate("mix", recipe, "--out", out, "--memory-limit",
-                                                      a.mix_memory_limit, "--overwrite"))
-            mixes[label] = out
-    if mixes:
-        res["explain_mix"] = explain_latency("--mix (index)", ids, ["--mix", mixes["a"]])
-        print(f"  --mix with the index: {summary(res['explain_mix'])}")
-        res["verify"] = measured(f"curate verify --full --memory-limit {a.memory_limit}",
-                                 curate("verify", mixes["a"], "--full", "--memory-limit", a.memory_limit))
-        if "b" in mixes:
-            res["diff"] = measured(f"curate diff --memory-limit {a.memory_limit}",
-                                   curate("diff", mixes["a"], mixes["b"], "--memory-limit", a.memory_limit))
+    save()
 
     if not a.no_s3:
         import boto3
@@ -230,11 +212,37 @@ def main() -> None:
             upload_for_lookups(run, ids, url, client, "bench")
             res["explain_s3"] = explain_latency("--run s3:// (index)", ids, ["--run", url], s3env)
             print(f"  --run on S3 with the index: {summary(res['explain_s3'])}")
+            save()
         finally:
             server.kill()
+    mixes = dict(zip("ab", a.mix))
+    if a.mix_size and not mixes:
+        for label, r in (("a", run), ("b", copy_run(a.run_b, a.work / "run-b") if a.run_b else None)):
+            if r is None:
+                continue
+            if read_info(pinned_run(r)) is None:
+                res[f"index_{label}"] = measured(f"curate index ({label})", curate("index", r))
+            out = a.work / f"mix-{label}"
+            if not (out / "manifest.json").exists():
+                recipe = write_recipe(a.work / f"mix-{label}.toml", r, a.mix_size, f"synth-{label}")
+                res[f"mix_{label}"] = measured(f"curate mix ({label}, {a.mix_size:,} rows)",
+                                               curate("mix", recipe, "--out", out, "--memory-limit",
+                                                      a.mix_memory_limit, "--overwrite"))
+                save()
+            mixes[label] = out
+    if mixes:
+        res["explain_mix"] = explain_latency("--mix (index)", ids, ["--mix", mixes["a"]])
+        print(f"  --mix with the index: {summary(res['explain_mix'])}")
+        save()
+        res["verify"] = measured(f"curate verify --full --memory-limit {a.memory_limit}",
+                                 curate("verify", mixes["a"], "--full", "--memory-limit", a.memory_limit))
+        save()
+        if "b" in mixes:
+            res["diff"] = measured(f"curate diff --memory-limit {a.memory_limit}",
+                                   curate("diff", mixes["a"], mixes["b"], "--memory-limit", a.memory_limit))
+
     res["load_end"] = loadavg()
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2) + "\n")
+    save()
     shutil.rmtree(a.work / ".tmp", ignore_errors=True)
 
 

@@ -140,3 +140,15 @@ def test_curate_index_and_decide_write_it_for_a_run_made_without_one(tmp_path, d
     after = explain(sid, run=run)
     assert "notes" not in after and (pinned_run(run) / "by-id" / "by-id.json").is_file()
     assert after["origin"] == before["origin"] and after["caption"] == before["caption"]
+
+
+def test_verify_and_diff_under_a_small_memory_limit_agree_with_the_default(mixes):
+    from curate.audit.diff import diff
+    from curate.audit.verify import verify
+
+    mix, _ = mixes
+    small = verify(mix["indexed"], full=True, memory_limit="200MB")
+    assert small == verify(mix["indexed"], full=True) and small["ok"] and small["checked_rows"] == 1500
+    assert all(f["status"] == "intact (rows)" for f in small["files"])
+    d = diff(mix["indexed"], mix["bare"], memory_limit="200MB")
+    assert d == diff(mix["indexed"], mix["bare"]) and d["same"] and d["in_both"] == 1500
