@@ -10,9 +10,6 @@ from curate.export.writers import SHARD_FORMATS, TRAINERS
 from curate.layout import INDEX_JSON, MANIFEST, MANIFEST_JSON, QUERY, RECIPE
 from curate.storage.fs import join
 
-MEMORY_HELP = ("Memory to stay near, e.g. 4GB (default: half the machine's); DuckDB gets 60% of it "
-               "and spills the rest to a temporary folder.")
-
 
 @click.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
@@ -202,6 +199,11 @@ def explain(sample_id, mix_dir, run_dir, as_json):
         else:
             console.print("[yellow]not selected[/yellow]: ", end="")
             console.print(mx.get("why", ""), markup=False, highlight=False)
+
+
+#: --memory-limit of verify and diff
+MEMORY_HELP = ("Memory to stay near, e.g. 4GB (default: half the machine's); DuckDB gets 60% of it "
+               "and spills the rest to a temporary folder.")
 
 
 @click.command()
