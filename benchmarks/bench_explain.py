@@ -154,8 +154,9 @@ def summary(rows: list[dict]) -> str:
             f"median {statistics.median(c):.3f} CPU-s (max {max(c):.3f})")
 
 
-def write_recipe(path: Path, run: Path, size: int, name: str) -> Path:
-    path.write_text(f'name = "{name}"\nsize = {size}\nseed = 42\neligible = "keep"\nquality = "{QUALITY}"\n'
+def write_recipe(path: Path, run: Path, size: int, name: str, eligible: str = "keep") -> Path:
+    path.write_text(f'name = "{name}"\nsize = {size}\nseed = 42\neligible = {json.dumps(eligible)}\n'
+                    f'quality = "{QUALITY}"\n'
                     f'[[source]]\nname = "synth"\nrun = "{run.resolve()}"\nshare = 1.0\n')
     return path
 
@@ -169,6 +170,9 @@ def main() -> None:
     ap.add_argument("--mix-size", type=int, default=0, help="rows of the mixtures to make (0: no mixtures)")
     ap.add_argument("--mix", type=Path, nargs="*", default=[],
                     help="mixtures made already (A, B) instead of --mix-size: A over a run with an index")
+    ap.add_argument("--eligible", default="keep",
+                    help='the mixtures\' eligible expression, e.g. \'keep AND "row" < 100000\' (the first 100k rows of '
+                         'each input file: a mix that scans every row but sorts few)')
     ap.add_argument("--memory-limit", default="2GB", help="--memory-limit of verify and diff")
     ap.add_argument("--mix-memory-limit", default="6GB", help="--memory-limit of the mixes this makes")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 server")
@@ -239,7 +243,7 @@ def main() -> None:
                 res[f"index_{label}"] = measured(f"curate index ({label})", curate("index", r))
             out = a.work / f"mix-{label}"
             if not (out / "manifest.json").exists():
-                recipe = write_recipe(a.work / f"mix-{label}.toml", r, a.mix_size, f"synth-{label}")
+                recipe = write_recipe(a.work / f"mix-{label}.toml", r, a.mix_size, f"synth-{label}", a.eligible)
                 res[f"mix_{label}"] = measured(f"curate mix ({label}, {a.mix_size:,} rows)",
                                                curate("mix", recipe, "--out", out, "--memory-limit",
                                                       a.mix_memory_limit, "--overwrite"))
