@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from curate.db import connect_sandboxed, sql_str
@@ -42,8 +43,20 @@ def lookup(con, glob: str, sid: int) -> list[dict]:
 
 
 
+def _recipe(path: Path) -> Recipe:
+    """A mixture's resolved recipe, parsed and checked once per file and version of it
+    (the sandbox and the lookups of one command both need it)."""
+    st = path.stat()
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int, size: int) -> Recipe:
+    return load_recipe(Path(path))
+
+
 def mixture_recipe(mix: Path, con) -> tuple[Recipe, list[RunSource]]:
-    recipe = load_recipe(mix / RECIPE)
+    recipe = _recipe(mix / RECIPE)
     return recipe, inspect_sources(recipe, con)
 
 
@@ -57,7 +70,7 @@ def sandboxed(mixes: list[Path] = (), runs: list[Path] = (), temp_dir: str | Non
     for mix in mixes:
         allowed.append(mix / MANIFEST)
         if (mix / RECIPE).is_file():
-            runs = [*runs, *(s.path for s in load_recipe(mix / RECIPE).sources)]
+            runs = [*runs, *(s.path for s in _recipe(mix / RECIPE).sources)]
     for run in runs:  # a run on a store: every version under its prefix (the pointer may move)
         allowed += [join(run, "")] if is_url(run) else [scores_glob(run), groups_path(run), concepts_path(run)]
     return connect_sandboxed(allowed, temp_dir=temp_dir, memory_limit=memory_limit)
