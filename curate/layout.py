@@ -7,6 +7,7 @@ A run folder (``curate score``, ``curate decide``)::
     RUN/run.json                          inputs, chain, versions, counts
     RUN/dedup/groups.parquet, dedup.json  near-duplicate groups (``curate dedup``)
     RUN/concepts/concepts.parquet, concepts.json  matched concept entries (``curate concepts``)
+    RUN/by-id/bucket-NNNNN.parquet, by-id.json   the rows by sample id (``curate index``)
 
 A mixture folder (``curate mix``) holds ``manifest.parquet``, ``manifest.json``,
 ``recipe.toml`` and ``query.sql``; an export folder its shards and ``index.json``. Every
@@ -59,20 +60,15 @@ SCORES = "scores"
 PART_GLOB = "part-*.parquet"
 #: written when a score starts: what is being scored and where (so a rerun resumes it)
 STATE = ".curate-state.json"
-DEDUP = "dedup"
-GROUPS = "groups.parquet"
-DEDUP_JSON = "dedup.json"
-RUN_ENTRIES = (SCORES, RUN_JSON, CHAIN_TOML)
+DEDUP, GROUPS, DEDUP_JSON = "dedup", "groups.parquet", "dedup.json"
+#: a run's index by sample id: sorted buckets and what they were made from
+BY_ID, BY_ID_JSON, BUCKET = "by-id", "by-id.json", "bucket"
+RUN_ENTRIES = (SCORES, RUN_JSON, CHAIN_TOML, BY_ID)
 DEDUP_ENTRIES = (GROUPS, DEDUP_JSON)
-CONCEPTS = "concepts"
-CONCEPTS_PARQUET = "concepts.parquet"
-CONCEPTS_JSON = "concepts.json"
+CONCEPTS, CONCEPTS_PARQUET, CONCEPTS_JSON = "concepts", "concepts.parquet", "concepts.json"
 CONCEPT_ENTRIES = (CONCEPTS_PARQUET, CONCEPTS_JSON)
 
-MANIFEST = "manifest.parquet"
-MANIFEST_JSON = "manifest.json"
-RECIPE = "recipe.toml"
-QUERY = "query.sql"
+MANIFEST, MANIFEST_JSON, RECIPE, QUERY = "manifest.parquet", "manifest.json", "recipe.toml", "query.sql"
 #: an export folder's index of its shards, written last
 INDEX_JSON = "index.json"
 #: dedup's working files in RUN/dedup/: the embedding cache (one folder per model, its
@@ -85,10 +81,7 @@ NEIGHBORS = "neighbors"
 NEIGHBORS_META = "neighbors.json"
 SCRATCH, VECTORS, EMBED_INPUT = "scratch", "vectors.npy", "embed-input.parquet"
 
-LOCK = ".curate-lock"
-CURRENT = ".current"
-VERSIONS = ".v"
-TMP = ".tmp"
+LOCK, CURRENT, VERSIONS, TMP = ".curate-lock", ".current", ".v", ".tmp"
 DUCKDB_TMP, WRITE_PROBE = ".duckdb-tmp", ".curate-write-test"
 #: what a long command logs with --debug, in its output folder
 DEBUG_LOG = "curate-debug.log"
@@ -141,6 +134,11 @@ def score_parts(run: str | os.PathLike) -> list:
 
 def groups_path(run: str | os.PathLike):
     return under(run, DEDUP, GROUPS)
+
+
+def by_id_path(run: str | os.PathLike, *names: str):
+    """``RUN/by-id/...`` (of a version: see :func:`pinned_run`)."""
+    return under(run, BY_ID, *names)
 
 
 def pinned(path: str | os.PathLike) -> Path:

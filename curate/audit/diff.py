@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from curate.audit.lookup import mixture_recipe, query_rows, sandboxed
+from curate.audit.lookup import mixture_recipe, query_rows, spilled_connection
 from curate.db import first_row, sql_str
 from curate.layout import MANIFEST
 from curate.mix.manifest import load_mixture
@@ -16,14 +16,15 @@ from curate.storage.fs import is_url
 # -- diff ----------------------------------------------------------------------------------
 
 
-def diff(mix_a: str | os.PathLike, mix_b: str | os.PathLike, limit: int = 20) -> dict[str, Any]:
+def diff(mix_a: str | os.PathLike, mix_b: str | os.PathLike, limit: int = 20,
+         memory_limit: str | int | None = None) -> dict[str, Any]:
     """Samples added (in B only), removed (in A only) and changed (repeat or caption) from A
     to B, per source and per reason: why a removed sample is not in B (and an added one was
-    not in A), judged from the other mixture's runs and recipe."""
+    not in A), judged from the other mixture's runs and recipe. DuckDB joins the manifests
+    and the runs under ``memory_limit`` and spills beyond it."""
     a, b = (reading_copy(os.fspath(m)) if is_url(m) else Path(m) for m in (mix_a, mix_b))  # a store's: its version
     ma, mb = load_mixture(a), load_mixture(b)
-    con = sandboxed([a, b])
-    try:
+    with spilled_connection(memory_limit, [a, b]) as con:
         con.execute(
             "CREATE TEMP TABLE d AS SELECT coalesce(a.sample_id, b.sample_id) AS sample_id, "
             "coalesce(a.source, b.source) AS source, coalesce(a.\"row\", b.\"row\") AS \"row\", "
@@ -51,8 +52,6 @@ def diff(mix_a: str | os.PathLike, mix_b: str | os.PathLike, limit: int = 20) ->
                              "FROM d WHERE run_a IS NOT NULL AND run_b IS NOT NULL "
                              "AND (repeat_a <> repeat_b OR hash_a IS DISTINCT FROM hash_b) ORDER BY sample_id LIMIT ?",
                         [limit])
-    finally:
-        con.close()
     return {
         "a": {"folder": str(mix_a), "mixture": ma["mixture"], "samples": ma["counts"]["samples"]},
         "b": {"folder": str(mix_b), "mixture": mb["mixture"], "samples": mb["counts"]["samples"]},

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.audit.balance import balance_status, balanced_out
 from curate.audit.lookup import (
@@ -32,6 +33,7 @@ from curate.layout import MANIFEST, RUN_JSON, groups_path, load_run, pinned_grou
 from curate.mix.manifest import load_mixture, resolve_source_file
 from curate.mix.recipe import Recipe
 from curate.mix.sql import UNIFORM, RunSource, render_sql, sampling_u
+from curate.scoring.byid import index_problem, read_info, rows_by_id
 from curate.scoring.chain import chain_of_record
 from curate.scoring.decision import step_outcomes
 from curate.storage.commit import reading_copy
@@ -43,17 +45,27 @@ MAX_OTHERS = 20
 
 
 def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dict[str, RunSource],
-          picked: list[dict]) -> tuple[str | None, Path, dict] | None:
+          picked: list[dict], notes: list[str]) -> tuple[str | None, Path, dict] | None:
     """The sample's row in the first candidate run that has it, with ``__eligible`` and
-    ``__quality`` (the recipe's expressions) when the run is a mixture source."""
+    ``__quality`` (the recipe's expressions) when the run is a mixture source. A run's
+    rows come from its index by sample id; a run without a usable one is scanned, with a
+    note in ``notes``."""
     parts = []
     for i, (name, path) in enumerate(candidates):
         src = sources[name].src if name in sources else None
         extra = (f", ({src.eligible}) AS __eligible, CAST(({src.quality}) AS DOUBLE) AS __quality" if src else "")
-        parts.append(f"SELECT {i} AS __candidate, *{extra} FROM read_parquet({sql_str(pinned_scores_glob(path))}) "
-                     f"WHERE sample_id = {sid}::UBIGINT")
+        found = _indexed_rows(path, sid, notes)
+        if found is None:
+            where = f"read_parquet({sql_str(pinned_scores_glob(path))}) WHERE sample_id = {sid}::UBIGINT"
+        elif found:
+            con.register(f"__by_id_{i}", pa.concat_tables(found, promote_options="permissive"))
+            where = f"__by_id_{i}"
+        else:
+            continue
+        parts.append(f"SELECT {i} AS __candidate, *{extra} FROM {where}")
     try:
-        rows = query_rows(con, "\nUNION ALL BY NAME\n".join(parts) + "\nORDER BY __candidate, source, \"row\"")
+        rows = query_rows(con, "\nUNION ALL BY NAME\n".join(parts) + "\nORDER BY __candidate, source, \"row\"") \
+            if parts else []
     except Exception as e:
         raise CurateError(f"looking up sample {sid} failed: {duck_error(e)}") from None
     if not rows:
@@ -66,6 +78,19 @@ def _find(con, sid: int, candidates: list[tuple[str | None, Path]], sources: dic
             break
     name, path = candidates[best.pop("__candidate")]
     return name, path, best
+
+
+def _indexed_rows(run, sid: int, notes: list[str]):
+    """The run's rows of ``sid`` (Arrow tables, maybe none) through its index by sample id;
+    None, with a note, where the run has no index that answers for its scores."""
+    version = pinned_run(run)
+    info = read_info(version)
+    problem = index_problem(info, load_run(version))
+    rows = None if problem else rows_by_id(version, info, sid)
+    if rows is None:
+        problem = problem or "its index by sample id does not match its parts (curate index RUN writes it again)"
+        notes.append(f"{run}: {problem}; read every part instead")
+    return rows
 
 
 
@@ -111,7 +136,10 @@ def _explain(con, sid: int, mix: Path | None, run: Path | None) -> dict[str, Any
     elif runs:
         names = [p["run"] for p in picked]
         candidates = [(r.name, r.src.path) for r in runs if not names or r.name in names]
-    found = _find(con, sid, candidates, {r.name: r for r in runs or []}, picked)
+    notes: list[str] = []
+    found = _find(con, sid, candidates, {r.name: r for r in runs or []}, picked, notes)
+    if notes:
+        out["notes"] = notes
     if found is None:
         where = ", ".join(str(p) for _, p in candidates)
         raise CurateError(f"sample {sid} is not in {where}")

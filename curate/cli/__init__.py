@@ -27,7 +27,7 @@ def cli():
     """
 
 
-for _command in (run_commands.score, run_commands.decide, run_commands.dedup, run_commands.demo, run_commands.report,
+for _command in (run_commands.score, run_commands.decide, run_commands.index, run_commands.dedup, run_commands.demo, run_commands.report,
                  mix_commands.mix, mix_commands.export, mix_commands.explain, mix_commands.verify, mix_commands.diff,
                  train_commands.train, train_commands.sample, balance_commands.concepts, balance_commands.balance):
     cli.add_command(_command)

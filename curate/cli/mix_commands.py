@@ -149,6 +149,8 @@ def explain(sample_id, mix_dir, run_dir, as_json):
         print_json(e)
         return
     console = make_console()
+    for note in e.get("notes", []):
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     o = e["origin"]
     console.print(f"[bold]sample {e['sample_id']}[/bold]  run {e['run']['folder']}"
                   + (f" (source {e['run']['source_name']!r})" if e["run"]["source_name"] else ""))
@@ -201,12 +203,18 @@ def explain(sample_id, mix_dir, run_dir, as_json):
             console.print(mx.get("why", ""), markup=False, highlight=False)
 
 
+#: --memory-limit of verify and diff
+MEMORY_HELP = ("Memory to stay near, e.g. 4GB (default: half the machine's); DuckDB gets 60% of it "
+               "and spills the rest to a temporary folder.")
+
+
 @click.command()
 @click.argument("mix", type=click.Path(file_okay=False))
 @click.option("--full", is_flag=True, help="Compare every selected row even in files whose fingerprint is unchanged.")
+@click.option("--memory-limit", default=None, help=MEMORY_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly
-def verify(mix, full, as_json):
+def verify(mix, full, memory_limit, as_json):
     """Check a mixture against its sources: re-read the input files and compare every
     selected caption's content hash (and, from WebDataset shards, every selected image's
     member, place and content hash). Exit 0 when intact, 1 with a list of what changed.
@@ -214,11 +222,11 @@ def verify(mix, full, as_json):
     \b
     Example:
       curate verify mixes/v1
-      curate verify mixes/v1 --full
+      curate verify mixes/v1 --full --memory-limit 4GB
     """
     from curate.audit.verify import verify as run_verify
 
-    v = run_verify(mix, full=full)
+    v = run_verify(mix, full=full, memory_limit=memory_limit)
     if as_json:
         print_json(v)
     else:
@@ -240,20 +248,22 @@ def verify(mix, full, as_json):
 @click.argument("mix_a", type=click.Path(file_okay=False))
 @click.argument("mix_b", type=click.Path(file_okay=False))
 @click.option("--limit", type=click.IntRange(0, 100_000), default=10, show_default=True, help="Example sample ids to list.")
+@click.option("--memory-limit", default=None, help=MEMORY_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly
-def diff(mix_a, mix_b, limit, as_json):
+def diff(mix_a, mix_b, limit, memory_limit, as_json):
     """Compare two mixtures: samples added and removed, per source and per reason.
 
     \b
     Example:
       curate diff mixes/v1 mixes/v2
+      curate diff mixes/v1 mixes/v2 --memory-limit 4GB
     """
     from rich.table import Table
 
     from curate.audit.diff import diff as run_diff
 
-    d = run_diff(mix_a, mix_b, limit=limit)
+    d = run_diff(mix_a, mix_b, limit=limit, memory_limit=memory_limit)
     if as_json:
         print_json(d)
         return

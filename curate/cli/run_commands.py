@@ -215,3 +215,24 @@ def dedup(runs, preset, embedder, threshold, device, k, order, engine, address, 
         f"apply with `curate decide` and a chain whose last filter is: "
         f"[[filter]] name = \"neardup\" max = {info['threshold']}", markup=False, highlight=False,
     )
+
+
+@click.command("index")
+@click.argument("run")
+@friendly
+def index(run):
+    """Write a run's index by sample id (RUN/by-id), so that `curate explain` finds a
+    sample by reading a few small pieces instead of every part. score and decide write it;
+    this command writes it for a run made without one, or again.
+
+    \b
+    Example:
+      curate index runs/web
+      curate index s3://bucket/runs/web
+    """
+    from curate.layout import BY_ID
+    from curate.scoring.byid import index_run
+
+    info = index_run(run)
+    make_console().print(f"indexed {info['rows']:,} rows of {len(info['parts']):,} parts in "
+                         f"{1 << info['bits']:,} bucket(s); wrote {join(run, BY_ID)}", markup=False, highlight=False)

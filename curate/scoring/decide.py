@@ -24,6 +24,7 @@ from curate.layout import (
     run_snapshot,
     score_parts,
 )
+from curate.scoring.byid import write_index
 from curate.scoring.chain import Chain
 from curate.scoring.decision import decide
 from curate.scoring.stats import run_stats
@@ -96,6 +97,7 @@ def _decide_locked(run: Path, chain: Chain) -> dict:
                 df = df.drop(cols, strict=False).join(extra, on="sample_id", how="left", maintain_order="left")
             write_parquet(decide(df, chain).to_arrow(), version / SCORES / part.name)
         stats = run_stats(version, chain, ids_given=info.get("id_column") is not None, spill_root=snap.tmp)
+        write_index(version, info.get("key"), snap.tmp)
         info.update(stats)
         info["chain"] = _merge_chain(info["chain"], chain)
         info.setdefault("decisions", []).append(

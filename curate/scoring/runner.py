@@ -45,6 +45,7 @@ from curate.layout import (
 )
 from curate.progress import Reporter
 from curate.scoring import workers as wk
+from curate.scoring.byid import write_index
 from curate.scoring.chain import Chain
 from curate.scoring.decide import redecide_if_stale
 from curate.scoring.stats import run_stats
@@ -266,6 +267,9 @@ def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, mod
     t_done = time.perf_counter()
 
     stats = run_stats(version, chain, ids_given=opts.id_column is not None, spill_root=snap.tmp)
+    t_index = time.perf_counter()
+    write_index(version, key, snap.tmp)
+    t_index = time.perf_counter() - t_index
     run = {
         "curate_version": __version__,
         "command": "score",
@@ -289,6 +293,7 @@ def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, mod
             "total_s": round(t_done - t_start, 3),
             "score_s": round(t_done - t_score, 3),
             "rows_per_s": round(stats["rows"] / max(t_done - t_score, 1e-9), 1),
+            "index_s": round(t_index, 3),
         },
         **stats,
         "decisions": [{"chain": chain.name, "digest": chain.digest(), "kept": stats["kept"]}],

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator
 from curate.atomic import write_json
 from curate.errors import CurateError
 from curate.layout import (
+    BY_ID,
     CHAIN_TOML,
     CONCEPT_ENTRIES,
     CONCEPTS,
@@ -80,12 +81,14 @@ def _files(root: Path) -> list[Path]:
 
 def run_files(run: Path) -> dict[str, Path]:
     """The files of a local run's current state, by their name in a store version: the
-    version's ``scores/``, ``run.json`` and ``chain.toml``, and the current ``dedup/`` and
+    version's ``scores/``, ``by-id/``, ``run.json`` and ``chain.toml``, and the current ``dedup/`` and
     ``concepts/`` entries (the dedup caches stay local)."""
     out: dict[str, Path] = {}
     version = pinned(run / SCORES).parent
     for p in sorted((version / SCORES).glob("*.parquet")):
         out[f"{SCORES}/{p.name}"] = p
+    for p in sorted((version / BY_ID).glob("*")):  # the index by sample id, with its version
+        out[f"{BY_ID}/{p.name}"] = p
     for folder, entries in ((DEDUP, DEDUP_ENTRIES), (CONCEPTS, CONCEPT_ENTRIES)):
         for e in entries:
             p = pinned(run / folder / e)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import CurateError, first_line
@@ -44,7 +45,9 @@ def parquet_file(inp: InputFile, last_use: bool = False) -> pq.ParquetFile:
 def inspect(inp: InputFile) -> None:
     sch = parquet_file(inp).schema_arrow
     inp.columns = list(sch.names)
-    inp.dtypes = {f.name: str(pl.from_arrow(sch.empty_table()).schema[f.name]) for f in sch}
+    # an empty table made from no batches (sch.empty_table() would import pandas)
+    polars_schema = pl.from_arrow(pa.Table.from_batches([], schema=sch)).schema
+    inp.dtypes = {f.name: str(polars_schema[f.name]) for f in sch}
 
 
 def batches(inp: InputFile, cols: list[str], batch_rows: int, row_groups: list[int] | None = None,
