@@ -71,10 +71,13 @@ def test_a_killed_child_is_one_line_and_a_rerun_goes_on(static, captions, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_model_that_fails_in_the_child_is_one_line(captions, tmp_path):
+def test_a_model_that_fails_in_the_child_is_one_line(static, captions, tmp_path):
+    """The static model's folder with its tokenizer file broken: the child fails to load it."""
+    import shutil
+
     folder = tmp_path / "broken"
-    folder.mkdir()
-    (folder / "modules.json").write_text("not json")
+    shutil.copytree(static.path, folder)
+    (folder / "tokenizer.json").write_text("not json")
     emb = Embedder("path:broken", folder, "cpu", "0" * 64, 64)
     t = captions.head(100)
     with pytest.raises(CurateError, match=r"^embedding failed: cannot load embedder 'path:broken'") as e:

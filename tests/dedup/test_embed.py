@@ -91,6 +91,16 @@ def test_folder_that_is_not_a_model(tmp_path):
         load_embedder(str(tmp_path))
 
 
+def test_a_folder_sentence_transformers_cannot_load_is_one_error(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "modules.json").write_text("not json")
+    e = load_embedder(str(tmp_path / "broken"))
+    assert not e.is_static
+    with pytest.raises(CurateError, match=r"^cannot load embedder 'path:broken' from ") as err:
+        e.encode(pl.Series(["a dog"]))
+    assert "\n" not in str(err.value)
+
+
 def test_cuda_without_a_gpu():
     import torch
 
