@@ -6,7 +6,8 @@ Embedders (``--embedder``):
   loaded offline through sentence-transformers (384 dimensions).
 * ``static``: a static embedding model distilled locally from that same MiniLM (256
   dimensions; about 100x faster on CPU). Built once, on first use, into the user's cache
-  folder and loaded from there afterwards (see :func:`cache_root`).
+  folder and loaded from there afterwards (see :func:`cache_root`), by :class:`StaticModel`:
+  its tokenizer and token table read straight from the folder, with torch alone.
 * any folder that holds a sentence-transformers model (``modules.json``).
 
 Every embedder returns L2-normalised float32 vectors, so inner product is cosine. Vectors
