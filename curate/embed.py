@@ -6,7 +6,8 @@ Embedders (``--embedder``):
   loaded offline through sentence-transformers (384 dimensions).
 * ``static``: a static embedding model distilled locally from that same MiniLM (256
   dimensions; about 100x faster on CPU). Built once, on first use, into the user's cache
-  folder and loaded from there afterwards (see :func:`cache_root`).
+  folder and loaded from there afterwards (see :func:`cache_root`), by :class:`StaticModel`:
+  its tokenizer and token table read straight from the folder, with torch alone.
 * any folder that holds a sentence-transformers model (``modules.json``).
 
 Every embedder returns L2-normalised float32 vectors, so inner product is cosine. Vectors
@@ -205,6 +206,13 @@ class Embedder:
 
     @property
     def model(self):
+        """The loaded model: a :class:`StaticModel` for a one-``StaticEmbedding`` folder (no
+        sentence-transformers import), else a sentence-transformers model."""
+        if self._model is None and self.is_static:
+            try:
+                self._model = StaticModel.load(self.path, self.device)
+            except Exception as e:  # a broken weights or tokenizer file
+                raise CurateError(f"cannot load embedder {self.id!r} from {self.path}: {first_line(e)}") from None
         if self._model is None:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -223,6 +231,8 @@ class Embedder:
 
     @property
     def dim(self) -> int:
+        if self.is_static:
+            return int(self.model.weight.shape[1])
         return int(self.model.get_embedding_dimension())
 
     def describe(self) -> dict:
@@ -231,9 +241,9 @@ class Embedder:
 
     @property
     def is_static(self) -> bool:
-        """A model that is one ``StaticEmbedding`` (plus an optional ``Normalize``)."""
-        kinds = [type(m).__name__ for m in self.model]
-        return kinds[:1] == ["StaticEmbedding"] and set(kinds[1:]) <= {"Normalize"}
+        """A model that is one ``StaticEmbedding`` (plus an optional ``Normalize``) whose
+        weights are one ``embedding.weight`` table (read from the folder, nothing loaded)."""
+        return is_static_folder(self.path)
 
     def encode(self, texts: "pl.Series") -> np.ndarray:
         """L2-normalised float32 vectors for a String Series, one model call per batch."""
@@ -258,7 +268,7 @@ class Embedder:
         import polars as pl
         import torch
 
-        module = self.model[0]
+        module = self.model
         chunks = (
             pl.DataFrame({"t": texts.fill_null("")}).with_row_index("i")
             .with_columns(pl.col("t").str.split(" ")).explode("t")
@@ -272,7 +282,7 @@ class Embedder:
         )
         counts = np.bincount(flat["i"].to_numpy(), minlength=len(texts))
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        weight = module.embedding.weight
+        weight = module.weight
         with torch.inference_mode():
             out = torch.nn.functional.embedding_bag(
                 torch.from_numpy(flat["ids"].to_numpy(writable=True)).to(weight.device), weight,
@@ -280,6 +290,57 @@ class Embedder:
             ) if len(flat) else torch.zeros((len(texts), self.dim))
             out = torch.nn.functional.normalize(out.float(), dim=1)
         return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
+
+
+@dataclass
+class StaticModel:
+    """A static embedding model read straight from its folder: the tokenizer and the table of
+    token vectors that sentence-transformers' ``StaticEmbedding`` would load from the same
+    files (``tokenizer.json``, ``model.safetensors``), without importing sentence-transformers
+    or transformers (most of a process's start-up time and memory for the static embedder)."""
+
+    tokenizer: object
+    weight: object  # torch.Tensor (tokens x dims) on the embedder's device
+
+    @classmethod
+    def load(cls, path: Path, device: str) -> "StaticModel":
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        tokenizer.no_padding()  # as StaticEmbedding does
+        weight = load_file(str(path / "model.safetensors"))["embedding.weight"]
+        return cls(tokenizer, weight.to(device))
+
+
+@lru_cache(maxsize=16)
+def _static_layout(path: str, stamp: tuple) -> bool:
+    root = Path(path)
+    try:
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in json.loads((root / "modules.json").read_text())]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    if kinds[:1] != ["StaticEmbedding"] or not set(kinds[1:]) <= {"Normalize"}:
+        return False
+    if not (root / "tokenizer.json").is_file():
+        return False
+    try:  # the safetensors header: 8 bytes of length, then JSON naming every tensor
+        with open(root / "model.safetensors", "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 0 < n < 1 << 24 else {}
+    except (OSError, ValueError):
+        return False
+    return set(header) - {"__metadata__"} == {"embedding.weight"}
+
+
+def is_static_folder(path: Path) -> bool:
+    """A sentence-transformers folder that is one ``StaticEmbedding`` (plus an optional
+    ``Normalize``) with one ``embedding.weight`` table in ``model.safetensors``; other
+    layouts (model2vec's ``embeddings`` with a mapping, ``pytorch_model.bin``) load through
+    sentence-transformers."""
+    stamp = tuple((n, (path / n).stat().st_mtime_ns) for n in ("modules.json", "model.safetensors")
+                  if (path / n).is_file())
+    return _static_layout(str(path), stamp)
 
 
 def token_lists(ids: list[list[int]]) -> "pl.Series":

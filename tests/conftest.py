@@ -97,6 +97,33 @@ def demo_run(tmp_path_factory) -> Path:
     return out
 
 
+LAST_RAY_TEST = pytest.StashKey[str]()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 2 CPUs, started once for every test that asks for it (a start costs
+    seconds) and stopped after the last of them (:func:`pytest_runtest_teardown`)."""
+    from helpers import local_ray
+
+    yield from local_ray(2)
+
+
+def pytest_collection_finish(session):
+    uses = [item.nodeid for item in session.items if "ray_local" in getattr(item, "fixturenames", ())]
+    session.config.stash[LAST_RAY_TEST] = uses[-1] if uses else ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the last test that uses Ray, Ray stops rather than idle through the rest."""
+    yield
+    if item.nodeid == item.config.stash.get(LAST_RAY_TEST, "") and "ray" in sys.modules:
+        ray = sys.modules["ray"]
+        if ray.is_initialized():
+            ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 API server (moto's server mode) on loopback for the whole session; its

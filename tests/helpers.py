@@ -143,7 +143,7 @@ def run_scores(inputs, out: Path, **opts) -> pl.DataFrame:
 
 
 def local_ray(cpus: int = 2):
-    """A local Ray with ``cpus`` CPUs for a module's tests (a generator for a fixture): skips
+    """A local Ray with ``cpus`` CPUs for the tests (a generator for a fixture): skips
     without Ray, fails under CI (``make test`` installs the ``ray`` extra)."""
     import os
 

@@ -1,7 +1,8 @@
 """Embedding in a child process, for the out-of-core path.
 
-The model libraries (torch, transformers, sentence-transformers) take about 450 MB of a
-process's memory once imported, and never give it back. Out of core, every later stage
+The model libraries (torch, and for a model other than the static one transformers and
+sentence-transformers: about 450 MB) take a process's memory once imported and never give
+it back. Out of core, every later stage
 (search, neighbour table, groups) would carry them, so the model calls run in a spawned
 child: it reads the texts to embed from a Parquet file, adds their float16 vectors to the
 embedding cache shard by shard (:func:`curate.dedup.cache.embed_into`, the same code the

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.db import arrow_reader, duck_error, first_row, sql_str
@@ -104,13 +104,16 @@ def content_hash(manifest: Path, names: list[str]) -> str:
     h.update(json.dumps(names).encode())
     dt = np.dtype([("run", "<u4"), ("sid", "<u8"), ("rep", "<u4"), ("ch", "<u8")])
     pf = pq.ParquetFile(manifest)
-    value_set = pa.array(names, pa.string())
+    index = {name: i for i, name in enumerate(names)}
+    # through polars: pyarrow's array(), scalars and to_numpy() of nullable columns import
+    # pandas (most of a second at the end of every mix)
     for b in pf.iter_batches(batch_size=ROW_GROUP, columns=["run", "sample_id", "repeat", "caption_hash"]):
+        f = pl.from_arrow(b)
         rec = np.empty(b.num_rows, dt)
-        rec["run"] = pc.index_in(b.column("run"), value_set=value_set).to_numpy(zero_copy_only=False)
-        rec["sid"] = b.column("sample_id").to_numpy(zero_copy_only=False)
-        rec["rep"] = b.column("repeat").to_numpy(zero_copy_only=False)
-        rec["ch"] = pc.fill_null(b.column("caption_hash"), 0).to_numpy(zero_copy_only=False)
+        rec["run"] = f["run"].replace_strict(index, return_dtype=pl.UInt32).to_numpy()
+        rec["sid"] = f["sample_id"].to_numpy()
+        rec["rep"] = f["repeat"].to_numpy()
+        rec["ch"] = f["caption_hash"].fill_null(0).to_numpy()
         h.update(rec.tobytes())
     return h.hexdigest()
 

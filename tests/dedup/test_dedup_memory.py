@@ -71,10 +71,13 @@ def test_a_killed_child_is_one_line_and_a_rerun_goes_on(static, captions, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_model_that_fails_in_the_child_is_one_line(captions, tmp_path):
+def test_a_model_that_fails_in_the_child_is_one_line(static, captions, tmp_path):
+    """The static model's folder with its tokenizer file broken: the child fails to load it."""
+    import shutil
+
     folder = tmp_path / "broken"
-    folder.mkdir()
-    (folder / "modules.json").write_text("not json")
+    shutil.copytree(static.path, folder)
+    (folder / "tokenizer.json").write_text("not json")
     emb = Embedder("path:broken", folder, "cpu", "0" * 64, 64)
     t = captions.head(100)
     with pytest.raises(CurateError, match=r"^embedding failed: cannot load embedder 'path:broken'") as e:
@@ -84,7 +87,8 @@ def test_a_model_that_fails_in_the_child_is_one_line(captions, tmp_path):
 
 @pytest.mark.slow
 def test_out_of_core_dedup_never_loads_the_model_libraries_in_the_main_process(static, captions, tmp_path):
-    """The parent process of an out-of-core dedup never imports torch (the child does)."""
+    """The parent process of an out-of-core dedup never imports torch (the child does); the
+    static embedder needs torch only, never sentence-transformers or transformers."""
     rows = pl.DataFrame({"caption": captions.head(3_000)}).with_row_index("rank").with_columns(
         (pl.col("rank").cast(pl.UInt64) + 1).alias("sample_id"))
     rows.write_parquet(tmp_path / "rows.parquet")
@@ -95,11 +99,14 @@ def test_out_of_core_dedup_never_loads_the_model_libraries_in_the_main_process(s
         table, info = find_duplicates(rows, resolve(DedupOptions(memory="out")), __import__("pathlib").Path({str(tmp_path / 'out')!r}))
         assert info["out_of_core"] and info["embedding"]["process"] == "child", info
         print("torch" in sys.modules, "sentence_transformers" in sys.modules, table.height)
+        from curate.embed import load_embedder
+        v = load_embedder("static").encode(pl.Series(["a dog on the grass"]))  # in this process now
+        print(v.shape[1], "sentence_transformers" in sys.modules, "transformers" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "CURATE_CACHE": os.environ["CURATE_CACHE"]})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["False", "False", "3000"]
+    assert out.stdout.split() == ["False", "False", "3000", "256", "False", "False"]
 
 
 def test_normal_forms_in_slices_equal_one_slice(captions, monkeypatch):

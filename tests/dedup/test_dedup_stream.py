@@ -167,11 +167,9 @@ def test_auto_switch_and_bad_memory_option(both, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ray_engine_out_of_core_equals_local_in_memory(read_data, tmp_path, monkeypatch):
+def test_ray_engine_out_of_core_equals_local_in_memory(ray_local, read_data, tmp_path, monkeypatch):
     """--engine ray --memory out (Ray actors embed into the same float16 shards; each batch
     of partitions is searched as Ray tasks) gives the local in-memory path's table."""
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
     from click.testing import CliRunner
 
     from curate.cli import cli
@@ -187,16 +185,9 @@ def test_ray_engine_out_of_core_equals_local_in_memory(read_data, tmp_path, monk
     monkeypatch.setattr(dedup_index, "FLAT_MAX", 100)
     monkeypatch.setattr(dedup_index, "CLUSTER_SIZE", 100)
     monkeypatch.setattr(stream, "BATCH_ROWS", 1_000)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    try:
-        for name, extra in (("local", ["--memory", "in"]), ("ray", ["--memory", "out", "--engine", "ray"])):
-            res = CliRunner().invoke(cli, ["dedup", str(tmp_path / name)] + extra)
-            assert res.exit_code == 0, res.output
-    finally:
-        if started:
-            ray.shutdown()
+    for name, extra in (("local", ["--memory", "in"]), ("ray", ["--memory", "out", "--engine", "ray"])):
+        res = CliRunner().invoke(cli, ["dedup", str(tmp_path / name)] + extra)
+        assert res.exit_code == 0, res.output
     import json
 
     b = json.loads((tmp_path / "ray" / "dedup" / "dedup.json").read_text())

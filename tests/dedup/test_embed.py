@@ -50,9 +50,12 @@ def test_static_fast_path_gives_sentence_transformers_vectors(static, read_data)
         read_data("d_imageinwords", ["caption"])["caption"].head(20),  # long
         pl.Series(["", "   ", "a  dog\trunning"]),
     ])
-    fast = static.encode(texts)
-    slow = static.model.encode(texts.to_list(), normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(fast, slow, atol=1e-5)
+    from sentence_transformers import SentenceTransformer
+
+    fast = static.encode(texts)  # the folder read without sentence-transformers
+    model = SentenceTransformer(str(static.path), device="cpu", local_files_only=True)
+    slow = model.encode(texts.to_list(), normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_array_equal(fast, slow)  # bit for bit
     norms = np.linalg.norm(fast, axis=1)
     assert np.allclose(norms[np.abs(fast).sum(1) > 0], 1.0, atol=1e-5)
 
@@ -86,6 +89,16 @@ def test_unknown_embedder(spec, msg):
 def test_folder_that_is_not_a_model(tmp_path):
     with pytest.raises(CurateError, match="not a sentence-transformers model folder"):
         load_embedder(str(tmp_path))
+
+
+def test_a_folder_sentence_transformers_cannot_load_is_one_error(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "modules.json").write_text("not json")
+    e = load_embedder(str(tmp_path / "broken"))
+    assert not e.is_static
+    with pytest.raises(CurateError, match=r"^cannot load embedder 'path:broken' from ") as err:
+        e.encode(pl.Series(["a dog"]))
+    assert "\n" not in str(err.value)
 
 
 def test_cuda_without_a_gpu():

@@ -3,8 +3,8 @@
 Both engines score the same few thousand real captions (Parquet with row groups that do and
 do not line up with the parts, JSON lines, CSV); every row must come out with the same
 sample_id, source, row, caption, scores, keep and reason; ``curate dedup`` on both engines
-must give the same groups. Runs on a local Ray with 2 CPUs
-started here. Without Ray installed these tests skip, except under CI (``make test``
+must give the same groups. Runs on the session's local Ray with 2 CPUs
+(``ray_local`` in conftest.py). Without Ray installed these tests skip, except under CI (``make test``
 installs the ``ray`` extra), where they fail.
 """
 from __future__ import annotations
@@ -22,14 +22,8 @@ from curate.engines import score
 from curate.errors import CurateError
 from curate.scoring.chain import load_chain
 from curate.scoring.runner import ScoreOptions
-from helpers import local_ray
 
 BATCH = 500
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    yield from local_ray(2)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ A few thousand real captions with exact copies, copies in capitals, copies with 
 dropped and copies of those with another word dropped (chains of near copies), so that
 there are groups, chains and ties to agree on. The ranges, the assignment blocks and the
 k-means sample are made small, so that every step runs as several units and pointers cross
-ranges. Runs on a local Ray with 2 CPUs started here.
+ranges. Runs on the session's local Ray with 2 CPUs (``ray_local`` in conftest.py).
 """
 from __future__ import annotations
 
@@ -23,12 +23,6 @@ from curate.engines.plan import local_map, ray_map
 from curate.errors import CurateError
 from curate.scoring.chain import load_chain
 from curate.scoring.runner import ScoreOptions
-from helpers import local_ray
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    yield from local_ray(2)
 
 
 @pytest.fixture(scope="module")

@@ -93,8 +93,12 @@ def test_every_accepted_aggregate_gives_the_same_result_for_any_row_order(run, a
     differ = []
     for expr in exprs:
         got = []
+        # a list's text grows with the square of the partition (a running list per row):
+        # its digest is of the lists' hashes, any other value's of its text
+        typ = con.execute(f"DESCRIBE SELECT ({expr}) AS x FROM read_parquet('{glob}')").fetchall()[0][1]
+        x = "hash(x)" if typ.endswith("]") else "x"
         for order in ("sample_id", "sample_id DESC", "hash(sample_id)"):
-            sql = (f"SELECT md5(string_agg(CAST(x AS VARCHAR), ',' ORDER BY sample_id)) FROM "
+            sql = (f"SELECT md5(string_agg(CAST({x} AS VARCHAR), ',' ORDER BY sample_id)) FROM "
                    f"(SELECT sample_id, {expr} AS x FROM (SELECT * FROM read_parquet('{glob}') ORDER BY {order}))")
             got.append(con.execute(sql).fetchone()[0])
         if len(set(got)) > 1:
