@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import closing
 
 import polars as pl
 
@@ -116,10 +117,13 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
     ordered.update({k: v for k, v in by_reason.items() if k not in ordered})
     cols = [c for c in chain.score_columns if c in lf.collect_schema().names()]
     quant = {}
-    con = connect(threads=1)  # one thread: the digest, and so run.json, is deterministic
+    # counts and the openings are exact on any number of threads; the quantiles' digest on
+    # one thread only (so run.json is deterministic)
+    with closing(connect()) as every:
+        cleaning = cleaning_stats(every, run, lf.collect_schema().names(), spill_root or run)
+    con = connect(threads=1)
     try:
         duplicates = _repeated_ids(con, run, spill_root or run) if ids_given else 0
-        cleaning = cleaning_stats(con, run, lf.collect_schema().names(), spill_root or run)
         if cols:
             # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
             # would hold every score of the run in memory)
