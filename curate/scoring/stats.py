@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
 import polars as pl
@@ -101,6 +102,24 @@ def _repeated_ids(con, run: str | os.PathLike, spill_root: str | os.PathLike) ->
     return int(n)
 
 
+def _exact_counts(run, names: list[str], ids_given: bool, spill_root) -> tuple[int, dict]:
+    """(repeated ids, :func:`cleaning_stats`) on a connection with a thread per core."""
+    with closing(connect()) as con:
+        return (_repeated_ids(con, run, spill_root) if ids_given else 0), cleaning_stats(con, run, names, spill_root)
+
+
+def _quantiles(run, cols: list[str]) -> dict:
+    """:data:`QUANTILES` of each score column: DuckDB's t-digest (memory stays flat at any
+    run size; exact quantiles would hold every score of the run in memory), on one thread."""
+    if not cols:
+        return {}
+    sel = ", ".join(f'approx_quantile("{c}", [{", ".join(map(str, QUANTILES))}])' for c in cols)
+    with closing(connect(threads=1)) as con:
+        row = con.execute(f"SELECT {sel} FROM read_parquet(?)", [scores_glob(run)]).fetchone()
+    return {c: {str(q): (None if v is None else round(float(v), 4))
+                for q, v in zip(QUANTILES, values or [None] * len(QUANTILES))} for c, values in zip(cols, row)}
+
+
 def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
               spill_root: str | os.PathLike | None = None) -> dict:
     """Counts per reason and score quantiles of the parts under ``run`` (a run folder or one
@@ -115,25 +134,15 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
     kept = rows - sum(by_reason.values())
     ordered = {s: by_reason[s] for s in ["empty"] + [st.id for st in chain.steps] if s in by_reason}
     ordered.update({k: v for k, v in by_reason.items() if k not in ordered})
-    cols = [c for c in chain.score_columns if c in lf.collect_schema().names()]
-    quant = {}
-    # counts and the openings are exact on any number of threads; the quantiles' digest on
-    # one thread only (so run.json is deterministic)
-    with closing(connect()) as every:
-        cleaning = cleaning_stats(every, run, lf.collect_schema().names(), spill_root or run)
-    con = connect(threads=1)
-    try:
-        duplicates = _repeated_ids(con, run, spill_root or run) if ids_given else 0
-        if cols:
-            # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
-            # would hold every score of the run in memory)
-            sel = ", ".join(f'approx_quantile("{c}", [{", ".join(map(str, QUANTILES))}])' for c in cols)
-            row = con.execute(f"SELECT {sel} FROM read_parquet(?)", [scores_glob(run)]).fetchone()
-            for c, values in zip(cols, row):
-                quant[c] = {str(q): (None if v is None else round(float(v), 4))
-                            for q, v in zip(QUANTILES, values or [None] * len(QUANTILES))}
-    finally:
-        con.close()
+    names = lf.collect_schema().names()
+    cols = [c for c in chain.score_columns if c in names]
+    # the counts (openings and repeated ids too) are exact on any number of threads: they
+    # run on every core, beside the quantiles' digest, which runs on one thread only (so
+    # run.json is deterministic)
+    with ThreadPoolExecutor(1) as ex:
+        exact = ex.submit(_exact_counts, run, names, ids_given, spill_root or run)
+        quant = _quantiles(run, cols)
+        duplicates, cleaning = exact.result()
     langs = (lf.group_by("lang").agg(pl.len().alias("n"))  # ties by name: the same 20 on any engine
              .sort(["n", "lang"], descending=[True, False], nulls_last=True).head(20).collect())
     return {
