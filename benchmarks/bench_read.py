@@ -100,9 +100,8 @@ def bench_img2dataset(n: int, shards: int, pythonpath: str | None, tars_only: bo
     print(f"{n:,} samples in {shards} shards, {size:,.0f} MB of tars; {os.cpu_count()} cores; load average {loadavg()}")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "-m", "curate.cli"]
-    if pythonpath:  # that checkout's curate, not the editable install of this one
-        cmd = [sys.executable, "-c", "import sys, runpy; sys.meta_path[:] = [f for f in sys.meta_path if "
-               "'editable' not in repr(f)]; sys.path.insert(0, sys.argv.pop(1)); "
+    if pythonpath:  # that checkout's curate first on the path (the packaged chains still resolve)
+        cmd = [sys.executable, "-c", "import sys, runpy; sys.path.insert(0, sys.argv.pop(1)); "
                "runpy.run_module('curate.cli', run_name='__main__')", pythonpath]
     else:
         t0, c0 = time.perf_counter(), time.process_time()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 import numpy as np
 import polars as pl
@@ -25,13 +26,20 @@ FINGERPRINT = "xxh3_128"
 FINGERPRINT_KINDS = (FINGERPRINT, "blake2b")
 
 
-def _hash_file(path: str | os.PathLike, h) -> str:
-    """``h`` updated with the file's bytes, read into one reused 4 MiB buffer."""
+class Stopped(Exception):
+    """Hashing was stopped (its ``stop`` event set) before the end of the file."""
+
+
+def _hash_file(path: str | os.PathLike, h, stop: threading.Event | None = None) -> str:
+    """``h`` updated with the file's bytes, read into one reused 4 MiB buffer; raises
+    :class:`Stopped` when ``stop`` is set (checked before each read)."""
     buf = bytearray(4 << 20)
     view = memoryview(buf)
     with (open_file(path) if is_url(path) else open(path, "rb", buffering=0)) as f:
-        while n := f.readinto(buf):
+        while not (stop is not None and stop.is_set()) and (n := f.readinto(buf)):
             h.update(view[:n])
+    if stop is not None and stop.is_set():
+        raise Stopped(str(path))
     return h.hexdigest()
 
 
@@ -41,22 +49,24 @@ def file_fingerprint(path: str | os.PathLike) -> str:
     return _hash_file(path, hashlib.blake2b(digest_size=16))
 
 
-def input_fingerprint(path: str | os.PathLike, kind: str = FINGERPRINT) -> str:
-    """The :data:`FINGERPRINT` (or ``kind``, one of :data:`FINGERPRINT_KINDS`) of an input."""
+def input_fingerprint(path: str | os.PathLike, kind: str = FINGERPRINT, stop: threading.Event | None = None) -> str:
+    """The :data:`FINGERPRINT` (or ``kind``, one of :data:`FINGERPRINT_KINDS`) of an input
+    (``stop``: see :func:`input_fingerprints`)."""
     if kind == "blake2b":
         return file_fingerprint(path)
     import xxhash
 
-    return _hash_file(path, xxhash.xxh3_128())
+    return _hash_file(path, xxhash.xxh3_128(), stop)
 
 
-def input_fingerprints(paths: list[str]) -> list[str]:
+def input_fingerprints(paths: list[str], stop: threading.Event | None = None) -> list[str]:
     """:func:`input_fingerprint` of each file, several at once (threads: the hash releases
-    the GIL on large blocks)."""
+    the GIL on large blocks). Setting ``stop`` (from another thread) ends the hashing within
+    one block: :class:`Stopped` is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, min(len(paths), os.cpu_count() or 1))) as ex:
-        return list(ex.map(input_fingerprint, paths))
+        return list(ex.map(lambda p: input_fingerprint(p, stop=stop), paths))
 
 
 def recorded_fingerprint(record: dict) -> tuple[str, str] | None:

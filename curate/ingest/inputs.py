@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import glob as globmod
 import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from curate.errors import CurateError, first_line
 from curate.hashing import input_fingerprints
@@ -109,12 +112,34 @@ def resolve_inputs(specs: list[str]) -> list[InputFile]:
     return out
 
 
-def fingerprint_inputs(files: list[InputFile]) -> None:
+def fingerprint_inputs(files: list[InputFile], stop: threading.Event | None = None) -> None:
     """Each local file's fingerprint (XXH3-128, several at once); an object in a store keeps
-    its ETag as listed (hashing it would read it twice; the store's ETag changes with its bytes)."""
+    its ETag as listed (hashing it would read it twice; the store's ETag changes with its bytes).
+    ``stop``: see :func:`curate.hashing.input_fingerprints`."""
     local = [f for f in files if not is_url(f.path)]
-    for f, fp in zip(local, input_fingerprints([f.path for f in local])):
+    for f, fp in zip(local, input_fingerprints([f.path for f in local], stop)):
         f.fingerprint = fp
+
+
+@contextmanager
+def fingerprinting(files: list[InputFile]) -> Iterator[None]:
+    """:func:`fingerprint_inputs` in a thread while the block runs (reading the inputs'
+    headers, say): when the block ends, every fingerprint is set, or the hashing's error is
+    raised. An error in the block stops the hashing (within one block of the file) and is
+    the error raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = threading.Event()
+    ex = ThreadPoolExecutor(1)
+    hashed = ex.submit(fingerprint_inputs, files, stop)
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        ex.shutdown(wait=True)
+    hashed.result()
 
 
 def check_hf_folders(paths) -> None:

@@ -46,6 +46,8 @@ TEXT_EXTS = ("txt", "json")
 #: webdataset's split of a member name into key and extension
 KEY = r"^((?:.*/|)[^./]+)\.([^/]*)$"
 _USTAR = np.frombuffer(b"ustar", np.uint8)
+#: bytes 256-263 of a block as one little-endian word: the magic's 5 bytes (257-261) masked
+_MAGIC_MASK, _MAGIC = np.frombuffer(b"\x00\xff\xff\xff\xff\xff\x00\x00\x00ustar\x00\x00", "<u8")
 _FILE, _DIR = (0, 48, 55), 53  # regular ("0", NUL, contiguous "7"), folder ("5")
 _PAX, _GLOBAL, _LONGNAME, _LONGLINK = 120, 103, 76, 75  # "x", "g", "L", "K"
 _EXTENSIONS = (_PAX, _GLOBAL, _LONGNAME, _LONGLINK)
@@ -175,9 +177,10 @@ def _members_fast(f, size: int, window: int) -> Iterator[pl.DataFrame]:
         blocks = buf.reshape(nb, 512)
         if not blocks[0].any():
             return  # the end-of-archive blocks
-        cand = np.flatnonzero((blocks[:, 257:262] == _USTAR).all(axis=1))
+        # one word per block compared (not five bytes): the candidate headers
+        cand = np.flatnonzero((buf.view("<u8").reshape(nb, 64)[:, 32] & _MAGIC_MASK) == _MAGIC)
         h = blocks[cand]
-        chk = h.sum(axis=1, dtype=np.int64) - h[:, 148:156].sum(axis=1, dtype=np.int64) + 256
+        chk = h.sum(axis=1, dtype=np.uint32).astype(np.int64) - h[:, 148:156].sum(axis=1, dtype=np.int64) + 256
         ok = chk == _octal(h, 148, 8)
         if not ok.all():  # copies of the headers only where a candidate is not one
             cand, h = cand[ok], h[ok]

@@ -14,9 +14,9 @@ import json
 import os
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -26,7 +26,7 @@ from curate.atomic import write_json, write_text
 from curate.errors import CurateError
 from curate.ingest.carry import carried_columns, set_carry_types
 from curate.ingest.formats import FORMATS, known_rows
-from curate.ingest.inputs import InputFile, check_columns, fingerprint_inputs, inspect_input, resolve_inputs
+from curate.ingest.inputs import InputFile, check_columns, fingerprinting, inspect_input, resolve_inputs
 from curate.ingest.provenance import read_with_provenance
 from curate.ingest.sidecars import read_line, set_aside_sidecars
 from curate.layout import (
@@ -34,12 +34,8 @@ from curate.layout import (
     RUN_JSON,
     SCORES,
     STATE,
-    VERSIONS,
-    WRITE_PROBE,
-    Snapshot,
     lock_folder,
     part_path,
-    read_json,
     run_snapshot,
     score_parts,
 )
@@ -49,6 +45,7 @@ from curate.scoring.byid import write_index
 from curate.scoring.chain import Chain
 from curate.scoring.decide import redecide_if_stale
 from curate.scoring.stats import run_stats
+from curate.scoring.versions import discard_new, outside_run, prepare_out, version_for
 from curate.storage.commit import store_write
 from curate.storage.fs import is_url
 from curate.version import __version__
@@ -135,24 +132,25 @@ def file_parts(inp: InputFile, fi: int, root: Path, opts: ScoreOptions, carry: l
         yield part, (None if part.exists() else frame), frame.height
 
 
-def score_local(files: list[InputFile], root: Path, chain: Chain, opts: ScoreOptions, carry: list[str],
-                progress: Progress | None) -> tuple[list[dict], list[Path], int, None]:
-    """The local backend: this process, or a pool of one worker process per core."""
-    total = _total_rows(files)
+def local_workers(files: list[InputFile], opts: ScoreOptions) -> int:
+    """Worker processes of a local run: ``opts.workers``, else one per core, or 1 for
+    inputs of fewer than :data:`PARALLEL_MIN_ROWS` rows (counted, or estimated)."""
     workers = opts.workers or os.cpu_count() or 1
-    if not opts.workers and (total if total is not None else _estimated_rows(files)) < PARALLEL_MIN_ROWS:
-        workers = 1
+    if not opts.workers:
+        total = _total_rows(files)
+        if (total if total is not None else _estimated_rows(files)) < PARALLEL_MIN_ROWS:
+            workers = 1
+    return workers
+
+
+def score_local(files: list[InputFile], root: Path, chain: Chain, opts: ScoreOptions, carry: list[str],
+                progress: Progress | None, pool: wk.Pool | None = None) -> tuple[list[dict], list[Path], int, None]:
+    """The local backend: this process, or a pool of one worker process per core (``pool``:
+    one already started; closed here)."""
+    workers = pool.workers if pool is not None else local_workers(files, opts)
+    if pool is None and workers > 1:
+        pool = wk.Pool(chain, workers)
     per_file: list[dict] = []
-    pool = None
-    saved_threads = os.environ.get("POLARS_MAX_THREADS")
-    if workers > 1:
-        # One worker per core, each on one polars thread. Set in this process's environment
-        # while the workers start: a worker may import polars before its initialiser runs.
-        os.environ["POLARS_MAX_THREADS"] = "1"
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"),
-            initializer=wk.init, initargs=(wk.chain_to_data(chain), chain.path or "chain"),
-        )
     pending: deque[tuple[Future, int]] = deque()
     kept_parts: list[Path] = []  # finished by an earlier attempt
 
@@ -173,7 +171,7 @@ def score_local(files: list[InputFile], root: Path, chain: Chain, opts: ScoreOpt
                         if progress:
                             progress(n)
                     else:
-                        pending.append((pool.submit(wk.score_part, frame, str(part)), n))
+                        pending.append((pool.submit(frame, str(part)), n))
                         drain(2 * workers)
                 else:
                     kept_parts.append(part)
@@ -183,12 +181,8 @@ def score_local(files: list[InputFile], root: Path, chain: Chain, opts: ScoreOpt
             per_file.append({**inp.describe(), "rows": rows})
         drain(0)
     finally:
-        if saved_threads is None:
-            os.environ.pop("POLARS_MAX_THREADS", None)
-        else:
-            os.environ["POLARS_MAX_THREADS"] = saved_threads
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
     return per_file, kept_parts, workers, None
 
 
@@ -211,35 +205,56 @@ def score(inputs: list[str], out: str | os.PathLike, chain: Chain, opts: ScoreOp
         return run
     if backend is None and opts.engine != "local":
         raise CurateError(f"engine {opts.engine!r} runs through curate.engines.score, which chooses its backend")
-    backend = backend or score_local
     _check_carry(chain, opts)
     t_start = time.perf_counter()
-    files, sidecars = set_aside_sidecars(_outside(resolve_inputs(inputs), Path(out)))
+    files, sidecars = set_aside_sidecars(outside_run(resolve_inputs(inputs), Path(out)))
+    pool = _early_pool(files, chain, opts) if backend is None else None
+    try:
+        return _score_files(files, sidecars, out, chain, opts, reporter,
+                            backend or partial(score_local, pool=pool), t_start)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _early_pool(files: list[InputFile], chain: Chain, opts: ScoreOptions) -> wk.Pool | None:
+    """The local backend's workers, started before the inputs are inspected and fingerprinted
+    (their start overlaps that work); None for one worker, or where the row count cannot be
+    read yet (the inspection names the input)."""
+    try:
+        workers = local_workers(files, opts)
+    except CurateError:
+        return None
+    return wk.Pool(chain, workers) if workers > 1 else None
+
+
+def _score_files(files: list[InputFile], sidecars: list[InputFile], out, chain: Chain, opts: ScoreOptions,
+                 reporter: Reporter | None, backend: Backend, t_start: float) -> dict:
     line = read_line(files, sidecars)
     read = {**({"read": line} if line else {}), **({"sidecars": [f.path for f in sidecars]} if sidecars else {})}
     if opts.columns and not any(FORMATS[f.format].header_names for f in files):
         raise CurateError("--columns names the columns of CSV/TSV files without a header row; no input is CSV/TSV")
-    for f in files:
-        inspect_input(f, opts.columns)
-        check_columns(f, opts.caption_column, opts.id_column)
-    carry = carried_columns(files, opts.carry, opts.carry_all, _taken(chain, opts))
-    carry = [c for c in carry if c not in (opts.caption_column, opts.id_column)]
-    set_carry_types(files, carry)
-    model_files = _model_files(chain)  # fails early on a missing model
-    total = _total_rows(files)
-    if total == 0:
-        raise CurateError(f"the inputs hold no rows: {_names(files)}")
-    fingerprint_inputs(files)
+    with fingerprinting(files):  # the files are hashed while their headers are read
+        for f in files:
+            inspect_input(f, opts.columns)
+            check_columns(f, opts.caption_column, opts.id_column)
+        carry = carried_columns(files, opts.carry, opts.carry_all, _taken(chain, opts))
+        carry = [c for c in carry if c not in (opts.caption_column, opts.id_column)]
+        set_carry_types(files, carry)
+        model_files = _model_files(chain)  # fails early on a missing model
+        total = _total_rows(files)
+        if total == 0:
+            raise CurateError(f"the inputs hold no rows: {_names(files)}")
     out = Path(out)
     created = not out.exists()
-    _prepare_out(out)
+    prepare_out(out)
     try:
         with lock_folder(out):
             return _score_locked(files, out, chain, opts, carry, model_files, total, t_start,
                                  reporter or Reporter(), backend, read)
     except BaseException:
         if created:
-            _discard_new(out)
+            discard_new(out)
         raise
 
 
@@ -247,7 +262,7 @@ def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, mod
                   t_start, reporter: Reporter, backend: Backend, read: dict) -> dict:
     key = _state_key(chain, files, opts, carry, model_files)
     snap = run_snapshot(out)
-    version = _version_for(out, snap, key, opts.overwrite)
+    version = version_for(out, snap, key, opts.overwrite)
     (version / SCORES).mkdir(exist_ok=True)
     write_json({"key": key, "version": version.name, "started": time.time()}, out / STATE)
     progress = reporter.stage("scoring", total)
@@ -303,70 +318,6 @@ def _score_locked(files, out: Path, chain: Chain, opts: ScoreOptions, carry, mod
     snap.commit(version)
     # STATE stays: with it, a run whose run.json was lost can still be completed.
     return run
-
-
-def _version_for(out: Path, snap: Snapshot, key: str, overwrite: bool) -> Path:
-    """The version folder this attempt writes: the one an interrupted attempt with the same
-    key left (resumed), else a new one; a finished run of the same key is completed again
-    in a new version that starts from hard links to its parts."""
-    state = read_json(out / STATE)
-    current = snap.current()
-    prior = read_json(current / RUN_JSON).get("key") if current else None
-    if overwrite:
-        return snap.stage(f"{key}-{time.time_ns()}")
-    if current is not None and prior is not None and prior != key:
-        raise CurateError(
-            f"{out} already holds a run of other inputs or another chain; "
-            "use another --out, or --overwrite to replace it"
-        )
-    name = state.get("version")
-    if state.get("key") == key and name and (out / VERSIONS / name).is_dir() and \
-            (current is None or (out / VERSIONS / name).resolve() != current):
-        return snap.stage(name, keep=True)
-    if current is None and state.get("key") not in (None, key) and \
-            name and score_parts(out / VERSIONS / name):
-        raise CurateError(
-            f"{out} holds an unfinished run of other inputs or another chain; "
-            "use another --out, or --overwrite to replace it"
-        )
-    version = snap.stage(f"{key}-{time.time_ns()}")
-    if current is not None:
-        snap.link_from_current(version, SCORES)
-    return version
-
-
-def _prepare_out(out: Path) -> None:
-    real, cwd = os.path.realpath(out), os.path.realpath(os.getcwd())
-    if real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep):
-        raise CurateError(f"--out {out} is the current folder or holds it; give a run folder below it (e.g. --out runs/web)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / WRITE_PROBE
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise CurateError(f"cannot write to {out}: {e.strerror or e}") from None
-    scores = out / SCORES
-    if scores.exists() and not scores.is_symlink() and not scores.is_dir():
-        raise CurateError(f"cannot write to {out}: {scores} is a file, not a run's scores folder")
-
-
-def _discard_new(out: Path) -> None:
-    """Undo what a run into a new folder left behind when it wrote no part."""
-    if any(score_parts(v) for v in (out / VERSIONS).glob("*")):
-        return
-    import shutil
-
-    shutil.rmtree(out, ignore_errors=True)
-
-
-def _outside(files: list[InputFile], out: Path) -> list[InputFile]:
-    """The inputs that are not this run's own parts (a folder or glob that holds --out)."""
-    inside = [os.path.join(os.path.realpath(out / d), "") for d in (SCORES, VERSIONS)]
-    kept = [f for f in files if not any(os.path.realpath(f.path).startswith(p) for p in inside)]
-    if not kept:
-        raise CurateError(f"every input is a part of the run in {out}; score other files")
-    return kept
 
 
 def _check_carry(chain: Chain, opts: ScoreOptions) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from typing import Callable
 
 import polars as pl
 
@@ -45,15 +48,27 @@ def openings_sql(source: str, column: str = "caption_clean") -> str:
             f"FROM {source})")
 
 
-def cleaning_stats(con, run: str | os.PathLike, names: list[str], spill_root) -> dict:
+def top_openings(run: str | os.PathLike, spill_root) -> list[tuple[str, int]]:
+    """The :data:`TOP_OPENINGS` most common openings of ``caption_clean`` in a run's parts
+    (see :func:`openings_sql`) and their rows: a GROUP BY, on a connection of its own (one
+    thread), that spills beyond 512 MB, so memory stays bounded at any run size."""
+    with closing(connect(threads=1)) as con:
+        spill = _spilling(con, spill_root)
+        try:
+            return con.execute(
+                f"SELECT o, count(*) AS n FROM ({openings_sql('read_parquet(?)')}) "
+                f"WHERE o <> '' GROUP BY o ORDER BY n DESC, o LIMIT {TOP_OPENINGS}", [scores_glob(run)]).fetchall()
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def cleaning_stats(con, run: str | os.PathLike, top: Callable[[], list[tuple[str, int]]]) -> dict:
     """Rows changed per transform, and the model-caption signals, from a run's parts.
 
     ``openings``: the most common first :data:`OPENING_WORDS` words of ``caption_clean``
-    (lower case, non-letters dropped) with their share of non-empty captions; a GROUP BY
-    that spills beyond 512 MB, so memory stays bounded at any run size."""
+    (lower case, non-letters dropped; ``top()`` gives them, as :func:`top_openings`, once
+    this connection's counts are done) with their share of non-empty captions."""
     glob = scores_glob(run)
-    if "caption_clean" not in names:  # a run scored before the clean stage existed
-        return {}
     rows, changed_any, truncated, hedging, markdown = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE len(clean_ops) > 0), "
         "count(*) FILTER (WHERE signal__truncated), count(*) FILTER (WHERE signal__hedges > 0), "
@@ -61,18 +76,11 @@ def cleaning_stats(con, run: str | os.PathLike, names: list[str], spill_root) ->
     per = dict(con.execute(
         "SELECT op, count(*) FROM (SELECT unnest(clean_ops) AS op FROM read_parquet(?)) GROUP BY op", [glob]
     ).fetchall())
-    spill = _spilling(con, spill_root)
-    try:
-        top = con.execute(
-            f"SELECT o, count(*) AS n FROM ({openings_sql('read_parquet(?)')}) "
-            f"WHERE o <> '' GROUP BY o ORDER BY n DESC, o LIMIT {TOP_OPENINGS}", [glob]).fetchall()
-        nonempty = con.execute(
-            r"SELECT count(*) FROM read_parquet(?) WHERE regexp_matches(caption_clean, '\pL')", [glob]
-        ).fetchone()[0]
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
+    nonempty = con.execute(
+        r"SELECT count(*) FROM read_parquet(?) WHERE regexp_matches(caption_clean, '\pL')", [glob]
+    ).fetchone()[0]
     share = (lambda n: round(n / rows, 4) if rows else 0.0)
-    openings = [{"words": o, "rows": int(n), "share": round(n / nonempty, 4) if nonempty else 0.0} for o, n in top]
+    openings = [{"words": o, "rows": int(n), "share": round(n / nonempty, 4) if nonempty else 0.0} for o, n in top()]
     return {
         "cleaning": {"rows_changed": int(changed_any), "per_transform": {k: int(per.get(k, 0)) for k in sorted(per)}},
         "model_signals": {
@@ -100,6 +108,26 @@ def _repeated_ids(con, run: str | os.PathLike, spill_root: str | os.PathLike) ->
     return int(n)
 
 
+def _spilled_counts(run, names: list[str], ids_given: bool, spill_root) -> tuple[list, int]:
+    """(:func:`top_openings`, repeated ids): the two GROUP BYs that spill, one after the other."""
+    top = top_openings(run, spill_root) if "caption_clean" in names else []
+    if not ids_given:
+        return top, 0
+    with closing(connect(threads=1)) as con:
+        return top, _repeated_ids(con, run, spill_root)
+
+
+def _quantiles(con, run, cols: list[str]) -> dict:
+    """:data:`QUANTILES` of each score column: DuckDB's t-digest (memory stays flat at any
+    run size; exact quantiles would hold every score of the run in memory)."""
+    if not cols:
+        return {}
+    sel = ", ".join(f'approx_quantile("{c}", [{", ".join(map(str, QUANTILES))}])' for c in cols)
+    row = con.execute(f"SELECT {sel} FROM read_parquet(?)", [scores_glob(run)]).fetchone()
+    return {c: {str(q): (None if v is None else round(float(v), 4))
+                for q, v in zip(QUANTILES, values or [None] * len(QUANTILES))} for c, values in zip(cols, row)}
+
+
 def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
               spill_root: str | os.PathLike | None = None) -> dict:
     """Counts per reason and score quantiles of the parts under ``run`` (a run folder or one
@@ -114,22 +142,17 @@ def run_stats(run: str | os.PathLike, chain: Chain, ids_given: bool = False,
     kept = rows - sum(by_reason.values())
     ordered = {s: by_reason[s] for s in ["empty"] + [st.id for st in chain.steps] if s in by_reason}
     ordered.update({k: v for k, v in by_reason.items() if k not in ordered})
-    cols = [c for c in chain.score_columns if c in lf.collect_schema().names()]
-    quant = {}
-    con = connect(threads=1)  # one thread: the digest, and so run.json, is deterministic
-    try:
-        duplicates = _repeated_ids(con, run, spill_root or run) if ids_given else 0
-        cleaning = cleaning_stats(con, run, lf.collect_schema().names(), spill_root or run)
-        if cols:
-            # DuckDB's t-digest quantiles: memory stays flat at any run size (exact quantiles
-            # would hold every score of the run in memory)
-            sel = ", ".join(f'approx_quantile("{c}", [{", ".join(map(str, QUANTILES))}])' for c in cols)
-            row = con.execute(f"SELECT {sel} FROM read_parquet(?)", [scores_glob(run)]).fetchone()
-            for c, values in zip(cols, row):
-                quant[c] = {str(q): (None if v is None else round(float(v), 4))
-                            for q, v in zip(QUANTILES, values or [None] * len(QUANTILES))}
-    finally:
-        con.close()
+    names = lf.collect_schema().names()
+    cols = [c for c in chain.score_columns if c in names]
+    # two connections of one thread each, side by side: the GROUP BYs that may spill (the
+    # openings, repeated ids) in one, the counts and the quantiles' digest in the other (one
+    # thread: the digest, and so run.json, is deterministic)
+    with ThreadPoolExecutor(1) as ex, closing(connect(threads=1)) as con:
+        spilled = ex.submit(_spilled_counts, run, names, ids_given, spill_root or run)
+        quant = _quantiles(con, run, cols)
+        # a run scored before the clean stage existed has no caption_clean
+        cleaning = cleaning_stats(con, run, lambda: spilled.result()[0]) if "caption_clean" in names else {}
+        duplicates = spilled.result()[1]
     langs = (lf.group_by("lang").agg(pl.len().alias("n"))  # ties by name: the same 20 on any engine
              .sort(["n", "lang"], descending=[True, False], nulls_last=True).head(20).collect())
     return {
