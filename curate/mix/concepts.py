@@ -13,8 +13,8 @@ and ``RUN/concepts/concepts.json`` (the vocabulary itself, where it came from, t
 it belongs to, counts and timings). The two files switch together
 (:func:`curate.layout.concepts_snapshot`) under the run's lock.
 
-Matching is Aho-Corasick over all of a batch's captions at once (Polars'
-``str.extract_many`` with overlapping matches), on ``caption_clean`` (``caption`` for runs
+Matching finds each entry's words one after another among the words of all of a batch's
+captions at once (:mod:`curate.mix.wordmatch`), on ``caption_clean`` (``caption`` for runs
 scored before cleaning); the rule and the vocabulary format are in
 :mod:`curate.mix.vocabulary`.
 
@@ -63,6 +63,7 @@ from curate.mix.vocabulary import (
     load_vocabulary,
     normalise,
 )
+from curate.mix.wordmatch import Matcher
 from curate.storage.commit import runs_on_stores
 from curate.storage.fs import exists, is_url
 from curate.version import __version__
@@ -116,17 +117,13 @@ def template(norm: pl.Series) -> pl.Series:
     return pl.select(pl.when(sig != "").then(sig)).to_series()
 
 
-def match(norm: pl.Series, pats: list[str]) -> pl.Series:
+def match(norm: pl.Series, matcher: Matcher) -> pl.Series:
     """Entries whose pattern occurs in each normalised text: unique, sorted, without spaces."""
-    if not pats:
-        return _lists(pl.Series([], dtype=pl.String), np.zeros(len(norm), dtype=np.int64))
-    pairs = _flat(norm.str.extract_many(pats, overlapping=True))
-    rank = pairs["v"].replace_strict(pats, range(len(pats)), return_dtype=pl.UInt64)
-    # one 64-bit key per (row, entry): sorted and without repeats in one pass
-    key = ((pairs["i"].cast(pl.UInt64) * 2**32) + rank).unique().sort().to_numpy()
-    entries = pl.Series([p.strip(" ") for p in pats], dtype=pl.String)
+    # one 64-bit key per (row, entry), sorted (one thread: batches run side by side), once each
+    key = pl.Series(matcher.keys(norm), dtype=pl.UInt64).sort(multithreaded=False).to_numpy()
+    key = key[np.append(key[:1] == key[:1], key[1:] != key[:-1])]
     rows = (key >> np.uint64(32)).astype(np.int64)
-    return _lists(entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), np.bincount(rows, minlength=len(norm)))
+    return _lists(matcher.entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), np.bincount(rows, minlength=len(norm)))
 
 
 def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
@@ -141,8 +138,7 @@ def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
     )
     parts = []
     for key, part in f.partition_by("concept_vocab", as_dict=True, include_key=True).items():
-        pats = vocab.lists.get(key[0], []) if key[0] is not None else []
-        parts.append(part.with_columns(match(part["n"], pats).alias("concepts")))
+        parts.append(part.with_columns(match(part["n"], vocab.matcher(key[0])).alias("concepts")))
     out = pl.concat(parts).sort("i") if parts else f.with_columns(pl.lit([], pl.List(pl.String)).alias("concepts"))
     return out.select("concepts", "concept_vocab", template(out["n"]).alias("template"))
 
