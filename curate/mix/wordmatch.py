@@ -23,6 +23,8 @@ such script's are.
 """
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -39,6 +41,19 @@ _MASK = np.array([(1 << (8 * r)) - 1 for r in range(8)] + [2**64 - 1], dtype=np.
 SPACE = 0x20
 #: a UTF-8 byte that starts a character of three or four bytes (U+0800 and above)
 WIDE = 0xE0
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep memory that is freed for the next allocation (blocks of up to
+    32 MiB from its heap, which it no longer trims) rather than hand it back to the system:
+    matching allocates arrays of tens of MiB for every batch, and each fresh page costs a page
+    fault (about a fifth of the matching time on a busy machine). Nothing without glibc."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD (its largest value)
+    mallopt(-1, 2**30)  # M_TRIM_THRESHOLD
 
 
 def batch_bytes(text: pl.Series) -> tuple[np.ndarray, int, np.ndarray]:
@@ -63,6 +78,13 @@ def batch_bytes(text: pl.Series) -> tuple[np.ndarray, int, np.ndarray]:
     return pad, len(data), offs
 
 
+def lists_of(values: pl.Series, counts: np.ndarray) -> pl.Series:
+    """Lists of the flat ``values`` (in row order), ``counts[i]`` of them in row i."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), values.rechunk().to_arrow()))
+
+
 def _words64(pad: np.ndarray) -> np.ndarray:
     """The little-endian 64-bit word at every byte position of ``pad`` (a view)."""
     return np.ndarray(shape=(len(pad) - 7,), dtype="<u8", buffer=pad, strides=(1,))
@@ -76,7 +98,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def cut(pad: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Start and length of every token: the bytes between two consecutive spaces."""
-    sp = np.flatnonzero(pad[:size] == SPACE)
+    sp = np.flatnonzero(pad[:size] == SPACE).astype(np.int32 if size < 2**31 else np.int64)
     return sp[:-1] + 1, np.diff(sp) - 1
 
 
@@ -114,6 +136,24 @@ def same_bytes(pad: np.ndarray, start: np.ndarray, other: np.ndarray, ostart: np
     return ok
 
 
+class Tokens:
+    """The tokens of a batch of normalised texts: its bytes (:func:`batch_bytes`), each token's
+    start, length and key (:func:`token_keys`), and each row's first token (a row's tokens run
+    to the next row's first; the last of them is the empty one between the two rows)."""
+
+    def __init__(self, text: pl.Series):
+        self.text = text
+        self.pad, self.size, self.offs = batch_bytes(text)
+        self.start, self.length = cut(self.pad, self.size)
+        self.key = token_keys(self.pad, self.start, self.length)
+        self.first = np.searchsorted(self.start, self.offs[:-1] + 1)
+        self.stop = np.append(self.first[1:], len(self.start)).astype(self.first.dtype)
+
+    def rows(self) -> np.ndarray:
+        """The row of each token."""
+        return np.repeat(np.arange(len(self.first), dtype=np.uint32), self.stop - self.first)
+
+
 class Table:
     """An exact map of distinct 64-bit keys to integers, looked up for a whole array of keys
     at once: each key has a slot of its own (top bits of key times an odd constant, about
@@ -132,7 +172,7 @@ class Table:
         alone = counts[slot] == 1
         self.slots = np.where(counts > 1, -2, -1).astype(np.int32)
         self.slots[slot[alone]] = np.arange(int(alone.sum()), dtype=np.int32)
-        self.keys, self.values = keys[alone], np.asarray(values, dtype=np.int64)[alone]
+        self.keys, self.values = keys[alone], np.asarray(values, dtype=np.int32)[alone]
         self.rest = None if alone.all() else Table(keys[~alone], np.asarray(values)[~alone], level + 1)
 
     def _slot(self, keys: np.ndarray) -> np.ndarray:
@@ -141,7 +181,7 @@ class Table:
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The value of each key; -1 for a key not in the table."""
         c = self.slots[self._slot(keys)]
-        out = np.full(len(keys), -1, dtype=np.int64)
+        out = np.full(len(keys), -1, dtype=np.int32)
         i = np.flatnonzero(c >= 0)
         ci = c[i]
         ok = self.keys[ci] == keys[i]
@@ -165,15 +205,14 @@ class Matcher:
         words = list(ids)
         self.n_words = len(words)
         # the words, each with a space on either side, as a batch of one row
-        self.wpad, size, _ = batch_bytes(pl.Series([f" {' '.join(words)} " if words else ""], dtype=pl.String))
-        self.wstart, self.wlen = cut(self.wpad, size)
-        keys = token_keys(self.wpad, self.wstart, self.wlen)
+        tok = Tokens(pl.Series([f" {' '.join(words)} " if words else ""], dtype=pl.String))
+        self.wpad, self.wstart, self.wlen, keys = tok.pad, tok.start, tok.length, tok.key
         # the words of one key (only long words share one): the table has the first, each the next
         order = np.argsort(keys, kind="stable")
         ks = keys[order]
         new = np.ones(len(ks), dtype=bool)
         new[1:] = ks[1:] != ks[:-1]
-        self.next_same = np.full(len(words), -1, dtype=np.int64)
+        self.next_same = np.full(len(words), -1, dtype=np.int32)
         self.next_same[order[:-1][~new[1:]]] = order[1:][~new[1:]]
         self.words = Table(ks[new], order[new])
         # the trie: nodes 0..words-1 are the one-word prefixes; deeper ones are numbered on
@@ -185,47 +224,46 @@ class Matcher:
                 node = child.setdefault((node, w), self.n_words + len(child))
             ends[node] = entry
         nodes = self.n_words + len(child)
-        self.entry = np.full(nodes, -1, dtype=np.int64)
+        self.entry = np.full(nodes, -1, dtype=np.int32)
         self.entry[list(ends)] = list(ends.values())
         self.more = np.zeros(nodes, dtype=bool)
         self.more[[p for p, _ in child]] = True
         keys = np.array([p * self.n_words + w for p, w in child], dtype=np.uint64)
         self.steps = Table(keys, np.array(list(child.values()), dtype=np.int64))
 
-    def word_ids(self, pad: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-        """The word id of each token (exact), -1 for a token that is no word of an entry."""
-        wid = self.words.get(token_keys(pad, start, length))
-        at = np.flatnonzero((wid >= 0) & (length > 7))  # found by a hash: compare the bytes
-        w = wid[at]
-        wid[at] = -1
-        while len(at):
-            ok = self.wlen[w] == length[at]
-            ok[ok] = same_bytes(pad, start[at[ok]], self.wpad, self.wstart[w[ok]], length[at[ok]])
-            wid[at[ok]] = w[ok]
-            at, w = at[~ok], self.next_same[w[~ok]]
-            at, w = at[w >= 0], w[w >= 0]
+    def word_ids(self, tok: Tokens, at: np.ndarray | None = None) -> np.ndarray:
+        """The word id of each token of ``tok`` (of the tokens ``at``), exact; -1 for a token
+        that is no word of an entry."""
+        at = np.arange(len(tok.start)) if at is None else at
+        wid = self.words.get(tok.key[at])
+        i = np.flatnonzero((wid >= 0) & (tok.length[at] > 7))  # found by a hash: compare the bytes
+        w = wid[i]
+        wid[i] = -1
+        while len(i):
+            length = tok.length[at[i]]
+            ok = self.wlen[w] == length
+            ok[ok] = same_bytes(tok.pad, tok.start[at[i[ok]]], self.wpad, self.wstart[w[ok]], length[ok])
+            wid[i[ok]] = w[ok]
+            i, w = i[~ok], self.next_same[w[~ok]]
+            i, w = i[w >= 0], w[w >= 0]
         return wid
 
-    def keys(self, norm: pl.Series) -> np.ndarray:
-        """``row << 32 | entry`` of every (row, entry) match in the normalised texts
-        ``norm``; unsorted, with repeats."""
-        pad, size, offs = batch_bytes(norm)
-        start, length = cut(pad, size)
-        n_tok = len(start)
-        found = [self._inside(norm, pad, size, offs)]
+    def keys(self, tok: Tokens) -> np.ndarray:
+        """``row << 32 | entry`` of every (row, entry) match in the batch; unsorted, with
+        repeats."""
+        found = [self._inside(tok)]
+        n_tok = len(tok.start)
         if n_tok == 0 or self.n_words == 0:
             return np.concatenate(found)
-        wid = self.word_ids(pad, start, length)
-        # the token after each row's first space is its first; the last row's last space starts none
-        first = np.searchsorted(start, offs[:-1] + 1)
-        row_of = np.repeat(np.arange(len(offs) - 1, dtype=np.uint64), np.diff(np.append(first, n_tok)))
+        wid = self.word_ids(tok)
+        row_of = tok.rows()
         pos = np.flatnonzero(wid >= 0)
         node = wid[pos]
         depth = 1
         while True:
             e = self.entry[node]
             hit = e >= 0
-            found.append((row_of[pos[hit]] << _S32) | e[hit].astype(np.uint64))
+            found.append((row_of[pos[hit]].astype(np.uint64) << _S32) | e[hit].astype(np.uint64))
             go = self.more[node]
             pos, node = pos[go], node[go]
             nxt = pos + depth
@@ -241,16 +279,16 @@ class Matcher:
                 return np.concatenate(found)
             depth += 1
 
-    def _inside(self, norm: pl.Series, pad: np.ndarray, size: int, offs: np.ndarray) -> np.ndarray:
+    def _inside(self, tok: Tokens) -> np.ndarray:
         """Keys of the patterns without a space on a side (Aho-Corasick), in the rows that can
         hold them."""
         if not self.inside:
             return np.zeros(0, dtype=np.uint64)
-        rows = np.unique(np.searchsorted(offs, np.flatnonzero(pad[:size] >= WIDE), side="right") - 1)
+        rows = np.unique(np.searchsorted(tok.offs, np.flatnonzero(tok.pad[:tok.size] >= WIDE), side="right") - 1)
         if not len(rows):
             return np.zeros(0, dtype=np.uint64)
         pats = [p for _, p in self.inside]
-        got = norm.gather(rows).str.extract_many(pats, overlapping=True)
+        got = tok.text.gather(rows).str.extract_many(pats, overlapping=True)
         lens = got.list.len().fill_null(0).to_numpy()
         at = np.repeat(rows.astype(np.uint64), lens)
         rank = got.explode().drop_nulls().replace_strict(pats, [i for i, _ in self.inside], return_dtype=pl.UInt64)
