@@ -91,7 +91,9 @@ def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
         pl.when(lang.is_in(own)).then(lang).otherwise(fallback).alias("concept_vocab"),
     )
     parts = []
-    for key, part in f.partition_by("concept_vocab", as_dict=True, include_key=True).items():
+    keys = f["concept_vocab"].unique()
+    split = f.partition_by("concept_vocab", as_dict=True).items() if len(keys) > 1 else [((keys[0],), f)]
+    for key, part in split if f.height else []:
         tok = Tokens(part["n"])
         parts.append(part.select("i", match(tok, vocab.matcher(key[0])).alias("concepts"), "concept_vocab",
                                  templates(tok).alias("template")))

@@ -51,8 +51,10 @@ def templates(tok: Tokens) -> pl.Series:
 def _signatures(tok: Tokens) -> tuple[pl.Series, np.ndarray]:
     """The signatures, and the rows whose first word starts with a byte of :data:`SPACE_LIKE`."""
     n = len(tok.first)
-    end = np.flatnonzero((tok.length == 1) & np.isin(tok.pad[tok.start], SENTENCE_END))
-    end = np.append(end, len(tok.start))
+    one = np.flatnonzero(tok.length == 1)
+    char = tok.pad[tok.start[one]]
+    end = np.append(one[(char == SENTENCE_END[0]) | (char == SENTENCE_END[1]) | (char == SENTENCE_END[2])],
+                    len(tok.start))
     count = np.minimum(end[np.searchsorted(end, tok.first)], tok.stop) - tok.first
     # the first sentence's tokens of every row, in order; empty ones dropped
     at = np.arange(int(count.sum())) + np.repeat(tok.first - (np.cumsum(count) - count), count)
@@ -69,7 +71,7 @@ def _signatures(tok: Tokens) -> tuple[pl.Series, np.ndarray]:
     again = np.zeros(len(word), dtype=bool)
     again[1:] = blank[1:] & blank[:-1] & (row[1:] == row[:-1])
     word, row = word[~again], row[~again]
-    keep = np.arange(len(row)) - np.searchsorted(row, row) < TEMPLATE_WORDS
-    word, row = word[keep], row[keep]
-    sig = lists_of(_WORDS.gather(word), np.bincount(row, minlength=n)).list.join(" ")
+    count = np.bincount(row, minlength=n)
+    keep = np.arange(len(row)) - np.repeat(np.cumsum(count) - count, count) < TEMPLATE_WORDS
+    sig = lists_of(_WORDS.gather(word[keep]), np.minimum(count, TEMPLATE_WORDS)).list.join(" ")
     return pl.select(pl.when(sig != "").then(sig)).to_series(), odd
