@@ -170,8 +170,10 @@ def _write(run: Path, info: dict, vocab: Vocabulary, text: str, lang: bool, t_vo
         for got in in_order(lambda b: _one(b, vocab), _batches(run, text, lang)):
             w.write_table(got.to_arrow().cast(SCHEMA))
             n += got.height
-            tallies.append(got.select(pl.col("concepts").explode().drop_nulls().alias("entry"))
-                           .group_by("entry").agg(pl.len().alias("rows")))
+            tally = (got.select(pl.col("concepts").explode().drop_nulls().alias("entry"))
+                     .group_by("entry").agg(pl.len().alias("rows")))
+            # copied out through Arrow: its strings would otherwise keep the batch's buffers alive
+            tallies.append(pl.from_arrow(tally.to_arrow()))
             tallies.append(pl.DataFrame({"entry": ["\x00matched"], "rows": [got["concepts"].list.len().gt(0).sum()]},
                                         schema={"entry": pl.String, "rows": pl.UInt32}))
     t_match = time.perf_counter() - t0
