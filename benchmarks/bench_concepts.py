@@ -204,6 +204,8 @@ def main() -> None:
     ap.add_argument("--steps", default="default,file,kinds,mix",
                     help="which parts to run, comma-separated: default (concepts with the default vocabulary), file "
                          "(concepts with that vocabulary given), kinds (short and long captions apart), mix")
+    ap.add_argument("--concepts-only", action="store_true",
+                    help="the balanced recipe without its length mix (per_concept and the opening cap only)")
     ap.add_argument("--memory-limit", default="6GB", help="memory a mixture's query may use (curate mix --memory-limit)")
     args = ap.parse_args()
     args.steps = set(args.steps.split(","))
@@ -232,11 +234,13 @@ def main() -> None:
                                         args.rows, args.threads, args.memory_limit)
         balance = {"per_concept": args.per_concept, "max_per_opening": max(1, size // 100),
                    "length_mix": '{ "0-12" = 0.4, "13-" = 0.6 }'}
+        if args.concepts_only:
+            balance = {"per_concept": args.per_concept, "max_per_opening": balance["max_per_opening"]}
         results["mix_balanced"] = mix_pass(write_recipe(base / f"balanced-t{args.per_concept}.toml", runs, size, balance),
                                            base / "mix-balanced", args.rows, args.threads, args.memory_limit)
         results["validation"] = validate(base, runs, args.per_concept, balance["max_per_opening"],
                                          args.memory_limit)
-    name = f"results-{'-'.join(sorted(args.steps))}-t{args.per_concept}.json"
+    name = f"results-{'-'.join(sorted(args.steps))}-t{args.per_concept}{'-concepts' if args.concepts_only else ''}.json"
     (base / name).write_text(json.dumps(results, indent=2))
     print(f"wrote {base / name}")
 
