@@ -64,29 +64,48 @@ def concepts_pass(runs: dict[str, Path], rows: int, vocabulary: Path | None) -> 
 
 
 def per_kind(vocabulary: Path, rows: int = 200_000) -> dict:
-    """Captions per CPU-second of matching (all threads counted), short captions and long ones apart."""
+    """Matching (`annotate`) of short captions and of long ones apart, as `curate concepts`
+    runs it: batches of BATCH rows, WORKERS of them at once in threads. Captions per second
+    of wall clock and per CPU-second (all threads counted), and this process's peak memory
+    while it matches (RSS, polled)."""
+    import os
+    import threading
+
     import polars as pl
 
-    from common import DATA
+    from common import DATA, TreeMemory
 
-    from curate.mix.concepts import annotate
-    from curate.mix.vocabulary import load_vocabulary
+    from curate.mix.concepts import BATCH, annotate
+    from curate.mix.vocabulary import WORKERS, in_order, load_vocabulary
+    from curate.mix.wordmatch import keep_freed_memory
 
     vocab = load_vocabulary(vocabulary)
+    keep_freed_memory()  # as `curate concepts` does
     out = {}
     for kind, prefix in (("short (a_*, c_*)", "[ac]_"), ("long (d_*)", "d_")):
         files = sorted(DATA.glob(f"{prefix}*.parquet"))
         df = pl.concat([pl.read_parquet(f, columns=["caption"]) for f in files])
         # matched as English (the vocabulary's lists are per language; these files are English)
         df = df.sample(rows, with_replacement=True, seed=1).select(pl.col("caption").alias("t"), pl.lit("en").alias("lang"))
-        c0 = time.process_time()
-        got = annotate(df, vocab)
-        cpu = time.process_time() - c0
+        batches = [df.slice(i, BATCH) for i in range(0, rows, BATCH)]
+        annotate(batches[0].head(10), vocab)  # the list's index is built once per command
+        mem = TreeMemory()
+        poller = threading.Thread(target=mem.poll, args=(os.getpid(), 0.05), daemon=True)
+        load = loadavg()
+        poller.start()
+        c0, w0 = time.process_time(), time.perf_counter()
+        got = pl.concat(list(in_order(lambda b: annotate(b, vocab), batches)))
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        mem._stop.set()
+        poller.join()
         words = df["t"].str.split(" ").list.len().mean()
         print(f"  matching {kind}: {rows:,} captions ({words:.0f} words on average, "
-              f"{got['concepts'].list.len().mean():.1f} entries matched) in {cpu:.2f} CPU s: "
-              f"{rows / cpu:,.0f} captions per CPU-second")
-        out[kind] = {"captions_per_cpu_s": rows / cpu, "cpu_s": cpu, "mean_words": words}
+              f"{got['concepts'].list.len().mean():.1f} entries matched), {WORKERS} threads over batches of "
+              f"{BATCH:,}: {wall:.2f} s wall, {cpu:.2f} CPU s: {rows / wall:,.0f} captions/s wall, "
+              f"{rows / cpu:,.0f} captions per CPU-second; {cores()}, load before {load}; "
+              f"peak RSS of this process {mem.peak_rss_sum_kib / 1024:,.0f} MiB")
+        out[kind] = {"captions_per_s": rows / wall, "captions_per_cpu_s": rows / cpu, "wall_s": wall, "cpu_s": cpu,
+                     "mean_words": words, "peak_rss_mib": mem.peak_rss_sum_kib / 1024, "load_before": load}
     return out
 
 
@@ -101,9 +120,9 @@ def write_recipe(path: Path, runs: dict[str, Path], size: int, balance: dict | N
     return path
 
 
-def commonest(mix: Path, runs: dict[str, Path], memory: str) -> dict:
-    """The mixture's commonest entry (rows holding it) and entries covered, its rows joined
-    with the runs' concepts in DuckDB (a plain mixture's manifest has no concepts column)."""
+def entry_counts(mix: Path, runs: dict[str, Path], memory: str) -> list[tuple[str, int, int]]:
+    """(entry, rows of the mixture holding it, rows of all the runs holding it), the mixture's
+    rows joined with the runs' concepts in DuckDB (a plain mixture's manifest has no concepts)."""
     import duckdb
 
     con = duckdb.connect()
@@ -113,9 +132,50 @@ def commonest(mix: Path, runs: dict[str, Path], memory: str) -> dict:
         for r in runs.values())
     sql = (f"WITH c AS ({parts}), m AS (SELECT DISTINCT sample_id, source, \"row\" FROM "
            f"read_parquet('{mix / 'manifest.parquet'}')), e AS (SELECT unnest(c.concepts) AS e FROM m JOIN c "
-           "USING (sample_id, source, \"row\")) SELECT e, count(*) AS n FROM e GROUP BY e ORDER BY n DESC, e")
-    got = con.execute(sql).fetchall()
-    return {"commonest": got[0][0], "rows": int(got[0][1]), "entries_covered": len(got)}
+           "USING (sample_id, source, \"row\")), me AS (SELECT e, count(*) AS n FROM e GROUP BY e), "
+           "pe AS (SELECT e, count(*) AS n FROM (SELECT unnest(concepts) AS e FROM c) GROUP BY e) "
+           "SELECT me.e, me.n, pe.n FROM me JOIN pe USING (e) ORDER BY me.n DESC, me.e")
+    return [(e, int(n), int(p)) for e, n, p in con.execute(sql).fetchall()]
+
+
+def commonest(mix: Path, runs: dict[str, Path], memory: str, per_concept: int) -> dict:
+    """The mixture's commonest entry, entries covered, and the tail share: the share of its
+    (row, entry) matches on entries that fewer than T rows of the runs hold (MetaCLIP's t_to_p)."""
+    got = entry_counts(mix, runs, memory)
+    matches = sum(n for _, n, _ in got)
+    tail = sum(n for _, n, p in got if p < per_concept)
+    return {"commonest": got[0][0], "rows": got[0][1], "entries_covered": len(got),
+            "tail_share": tail / matches if matches else 0.0}
+
+
+def validate(base: Path, runs: dict[str, Path], per_concept: int, cap: int, memory: str) -> dict:
+    """The balanced mixture against the plain one (the same recipe without [balance])."""
+    import polars as pl
+
+    res = {name: commonest(base / f"mix-{name}", runs, memory, per_concept) for name in ("plain", "balanced")}
+    for name, got in res.items():
+        print(f"  mix {name}: commonest entry {got['commonest']!r} in {got['rows']:,} rows; "
+              f"{got['entries_covered']:,} entries covered; tail share {got['tail_share']:.4f} "
+              f"(matches on entries held by fewer than T = {per_concept:,} rows of the runs)")
+    bal = pl.read_parquet(base / "mix-balanced" / "manifest.parquet",
+                          columns=["sample_id", "source", "row", "opening", "concept_drawn_by"]).unique(
+                              ["sample_id", "source", "row"])
+    draws = bal.group_by("concept_drawn_by").len().sort("len", descending=True)
+    model = bal.filter(pl.col("source").str.contains("mllm")).group_by("opening").len().sort("len", descending=True)
+    p, b = res["plain"], res["balanced"]
+    checks = {
+        "most rows one entry drew": (int(draws["len"][0]), draws["len"][0] <= per_concept),
+        "commonest entry, balanced / plain": (round(b["rows"] / p["rows"], 4), b["rows"] <= p["rows"] / 2),
+        "entries covered, balanced - plain": (b["entries_covered"] - p["entries_covered"],
+                                              b["entries_covered"] >= p["entries_covered"]),
+        "tail share, balanced - plain": (round(b["tail_share"] - p["tail_share"], 4), b["tail_share"] > p["tail_share"]),
+        "commonest opening of model captions (rows)": (int(model["len"][0]) if model.height else 0,
+                                                       (model["len"][0] if model.height else 0) < cap),
+    }
+    for what, (value, ok) in checks.items():
+        print(f"    validation: {what}: {value:,} -> {'holds' if ok else 'does not hold'}")
+    return {**res, "checks": {k: {"value": v, "holds": bool(ok)} for k, (v, ok) in checks.items()},
+            "drawn_by": draws.head(5).rows(), "model_openings": model.head(5).rows()}
 
 
 def mix_pass(recipe: Path, out: Path, rows: int, threads: int, memory: str) -> dict:
@@ -144,6 +204,8 @@ def main() -> None:
     ap.add_argument("--steps", default="default,file,kinds,mix",
                     help="which parts to run, comma-separated: default (concepts with the default vocabulary), file "
                          "(concepts with that vocabulary given), kinds (short and long captions apart), mix")
+    ap.add_argument("--concepts-only", action="store_true",
+                    help="the balanced recipe without its length mix (per_concept and the opening cap only)")
     ap.add_argument("--memory-limit", default="6GB", help="memory a mixture's query may use (curate mix --memory-limit)")
     args = ap.parse_args()
     args.steps = set(args.steps.split(","))
@@ -172,14 +234,15 @@ def main() -> None:
                                         args.rows, args.threads, args.memory_limit)
         balance = {"per_concept": args.per_concept, "max_per_opening": max(1, size // 100),
                    "length_mix": '{ "0-12" = 0.4, "13-" = 0.6 }'}
-        results["mix_balanced"] = mix_pass(write_recipe(base / "balanced.toml", runs, size, balance),
+        if args.concepts_only:
+            balance = {"per_concept": args.per_concept, "max_per_opening": balance["max_per_opening"]}
+        results["mix_balanced"] = mix_pass(write_recipe(base / f"balanced-t{args.per_concept}.toml", runs, size, balance),
                                            base / "mix-balanced", args.rows, args.threads, args.memory_limit)
-        for name in ("plain", "balanced"):
-            got = results[f"mix_{name}"]["concepts"] = commonest(base / f"mix-{name}", runs, args.memory_limit)
-            print(f"  mix {name}: commonest entry {got['commonest']!r} in {got['rows']:,} rows; "
-                  f"{got['entries_covered']:,} entries covered")
-    (base / f"results-{'-'.join(sorted(args.steps))}.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {base}/results-{'-'.join(sorted(args.steps))}.json")
+        results["validation"] = validate(base, runs, args.per_concept, balance["max_per_opening"],
+                                         args.memory_limit)
+    name = f"results-{'-'.join(sorted(args.steps))}-t{args.per_concept}{'-concepts' if args.concepts_only else ''}.json"
+    (base / name).write_text(json.dumps(results, indent=2))
+    print(f"wrote {base / name}")
 
 
 if __name__ == "__main__":

@@ -7,22 +7,16 @@ in the order of the run's parts)::
     sample_id, source, row   the row's identity, as in RUN/scores
     concepts                 the entries it matches (list of strings, normalised, sorted)
     concept_vocab            the vocabulary list it was matched against ("*", or its lang)
-    template                 the template signature of its caption (below)
+    template                 the template signature of its caption (:mod:`curate.mix.templates`)
 
 and ``RUN/concepts/concepts.json`` (the vocabulary itself, where it came from, the run key
 it belongs to, counts and timings). The two files switch together
 (:func:`curate.layout.concepts_snapshot`) under the run's lock.
 
-Matching is Aho-Corasick over all of a batch's captions at once (Polars'
-``str.extract_many`` with overlapping matches), on ``caption_clean`` (``caption`` for runs
+Matching finds each entry's words one after another among the words of all of a batch's
+captions at once (:mod:`curate.mix.wordmatch`), on ``caption_clean`` (``caption`` for runs
 scored before cleaning); the rule and the vocabulary format are in
 :mod:`curate.mix.vocabulary`.
-
-**Template signature**: the caption's first sentence, normalised, with every word that is
-neither an English function word nor a framing word ("image", "shows", "depicts",
-"photo", ...) replaced by ``_``, runs of ``_`` made one, cut to 8 tokens: "The image shows
-a man riding a horse." becomes ``the image shows a _ a _``. Model captions that open
-alike share it.
 """
 from __future__ import annotations
 
@@ -56,13 +50,14 @@ from curate.mix.vocabulary import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_MIN_DF,
     FALLBACK,
-    STOPWORDS,
     Vocabulary,
     build_vocabulary,
     in_order,
     load_vocabulary,
     normalise,
 )
+from curate.mix.templates import templates
+from curate.mix.wordmatch import Matcher, Tokens, keep_freed_memory, lists_of
 from curate.storage.commit import runs_on_stores
 from curate.storage.fs import exists, is_url
 from curate.version import __version__
@@ -70,63 +65,19 @@ from curate.version import __version__
 BATCH = 50_000
 #: rows per batch while the default vocabulary is counted (long captions explode into many words)
 VOCAB_BATCH = 25_000
-TEMPLATE_WORDS = 8
-#: Words that frame a description rather than describe: kept in a template signature.
-FRAMING = frozenset("""
-image images picture pictures photo photos photograph photographs shot snapshot scene scenes view
-close-up closeup portrait illustration drawing painting render rendering frame
-shows show showing shown depicts depict depicting depicted features feature featuring captures
-capture capturing captured showcases showcase displays display displaying presents present
-illustrates appears appear seems seen visible there's it's here's
-background foreground center centre middle left right side front top bottom corner
-""".split())
-KEEP_IN_TEMPLATE = sorted(STOPWORDS | FRAMING | set(",;:"))
-
 SCHEMA = pa.schema([
     ("sample_id", pa.uint64()), ("source", pa.string()), ("row", pa.int64()),
     ("concepts", pa.list_(pa.string())), ("concept_vocab", pa.string()), ("template", pa.string()),
 ])
 
 
-def _lists(values: pl.Series, counts: np.ndarray) -> pl.Series:
-    """Lists of the flat ``values`` (in row order), ``counts[i]`` of them in row i."""
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), values.rechunk().to_arrow()))
-
-
-def _flat(lists: pl.Series) -> pl.DataFrame:
-    """Every element of ``lists`` with its row number ``i`` (empty lists give no rows)."""
-    lens = lists.list.len().fill_null(0).to_numpy()
-    rows = np.repeat(np.arange(len(lists), dtype=np.uint32), lens)
-    return pl.DataFrame({"i": rows, "v": pl.from_arrow(lists.rechunk().to_arrow().flatten())})
-
-
-def template(norm: pl.Series) -> pl.Series:
-    """The template signature of each normalised caption (module docstring); null when
-    the first sentence has no words."""
-    words = norm.str.extract(r"^\s*([^.!?]*)", 1).fill_null("").str.split(" ")
-    w = _flat(words).filter(pl.col("v") != "")
-    w = w.with_columns(pl.when(pl.col("v").is_in(KEEP_IN_TEMPLATE)).then(pl.col("v")).otherwise(pl.lit("_")))
-    again = (pl.col("v") == "_") & (pl.col("v").shift(1) == "_") & (pl.col("i").shift(1) == pl.col("i"))
-    w = w.filter(~again.fill_null(False))
-    i = w["i"].to_numpy()
-    w = w.filter(pl.Series(np.arange(len(i)) - np.searchsorted(i, i) < TEMPLATE_WORDS))
-    sig = _lists(w["v"], np.bincount(w["i"].to_numpy(), minlength=len(norm))).list.join(" ")
-    return pl.select(pl.when(sig != "").then(sig)).to_series()
-
-
-def match(norm: pl.Series, pats: list[str]) -> pl.Series:
+def match(tok: Tokens, matcher: Matcher) -> pl.Series:
     """Entries whose pattern occurs in each normalised text: unique, sorted, without spaces."""
-    if not pats:
-        return _lists(pl.Series([], dtype=pl.String), np.zeros(len(norm), dtype=np.int64))
-    pairs = _flat(norm.str.extract_many(pats, overlapping=True))
-    rank = pairs["v"].replace_strict(pats, range(len(pats)), return_dtype=pl.UInt64)
-    # one 64-bit key per (row, entry): sorted and without repeats in one pass
-    key = ((pairs["i"].cast(pl.UInt64) * 2**32) + rank).unique().sort().to_numpy()
-    entries = pl.Series([p.strip(" ") for p in pats], dtype=pl.String)
+    # one 64-bit key per (row, entry), sorted (one thread: batches run side by side), once each
+    key = pl.Series(matcher.keys(tok), dtype=pl.UInt64).sort(multithreaded=False).to_numpy()
+    key = key[np.append(key[:1] == key[:1], key[1:] != key[:-1])]
     rows = (key >> np.uint64(32)).astype(np.int64)
-    return _lists(entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), np.bincount(rows, minlength=len(norm)))
+    return lists_of(matcher.entries.gather(pl.Series(key & np.uint64(0xFFFFFFFF))), np.bincount(rows, minlength=len(tok.first)))
 
 
 def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
@@ -140,11 +91,15 @@ def annotate(frame: pl.DataFrame, vocab: Vocabulary) -> pl.DataFrame:
         pl.when(lang.is_in(own)).then(lang).otherwise(fallback).alias("concept_vocab"),
     )
     parts = []
-    for key, part in f.partition_by("concept_vocab", as_dict=True, include_key=True).items():
-        pats = vocab.lists.get(key[0], []) if key[0] is not None else []
-        parts.append(part.with_columns(match(part["n"], pats).alias("concepts")))
-    out = pl.concat(parts).sort("i") if parts else f.with_columns(pl.lit([], pl.List(pl.String)).alias("concepts"))
-    return out.select("concepts", "concept_vocab", template(out["n"]).alias("template"))
+    keys = f["concept_vocab"].unique()
+    split = f.partition_by("concept_vocab", as_dict=True).items() if len(keys) > 1 else [((keys[0],), f)]
+    for key, part in split if f.height else []:
+        tok = Tokens(part["n"])
+        parts.append(part.select("i", match(tok, vocab.matcher(key[0])).alias("concepts"), "concept_vocab",
+                                 templates(tok).alias("template")))
+    if not parts:
+        return pl.DataFrame(schema={"concepts": pl.List(pl.String), "concept_vocab": pl.String, "template": pl.String})
+    return (pl.concat(parts).sort("i") if len(parts) > 1 else parts[0]).drop("i")
 
 
 def _batches(run: Path, text: str, lang: bool, size: int = BATCH) -> Iterator[pl.DataFrame]:
@@ -206,6 +161,7 @@ def concepts(runs: list[str | Path], vocabulary: str | Path | None = None, min_d
 
 def _write(run: Path, info: dict, vocab: Vocabulary, text: str, lang: bool, t_vocab: float) -> dict:
     t0 = time.perf_counter()
+    keep_freed_memory()
     snap = concepts_snapshot(run)
     version = snap.stage()
     tallies = []
@@ -214,8 +170,10 @@ def _write(run: Path, info: dict, vocab: Vocabulary, text: str, lang: bool, t_vo
         for got in in_order(lambda b: _one(b, vocab), _batches(run, text, lang)):
             w.write_table(got.to_arrow().cast(SCHEMA))
             n += got.height
-            tallies.append(got.select(pl.col("concepts").explode().drop_nulls().alias("entry"))
-                           .group_by("entry").agg(pl.len().alias("rows")))
+            tally = (got.select(pl.col("concepts").explode().drop_nulls().alias("entry"))
+                     .group_by("entry").agg(pl.len().alias("rows")))
+            # copied out through Arrow: its strings would otherwise keep the batch's buffers alive
+            tallies.append(pl.from_arrow(tally.to_arrow()))
             tallies.append(pl.DataFrame({"entry": ["\x00matched"], "rows": [got["concepts"].list.len().gt(0).sum()]},
                                         schema={"entry": pl.String, "rows": pl.UInt32}))
     t_match = time.perf_counter() - t0

@@ -32,13 +32,14 @@ import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import polars as pl
 
 from curate.errors import CurateError
+from curate.mix.wordmatch import Matcher
 
 FALLBACK = "*"
 PUNCT = [",", ".", ";", ":", "?", "!", "`"]
@@ -100,6 +101,13 @@ class Vocabulary:
 
     lists: dict[str, list[str]]
     origin: dict  # where it came from: a file and its sha256, or the rule that built it
+    matchers: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def matcher(self, key: str | None) -> Matcher:
+        """The list of ``key`` indexed for matching (no entries for None or a key without a list)."""
+        if key not in self.matchers:
+            self.matchers[key] = Matcher(self.lists.get(key, []) if key is not None else [])
+        return self.matchers[key]
 
     def to_json(self) -> dict:
         return {k: [p.strip(" ") for p in v] for k, v in sorted(self.lists.items())}
