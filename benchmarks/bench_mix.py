@@ -184,12 +184,17 @@ def bench_explain(mix: Path, runs: dict[str, Path]) -> dict:
 # -- at scale: a realistic recipe under --memory-limit, spill measured ----------------------
 
 
-def spill_bytes(folder: Path) -> int:
-    """Bytes on disk (allocated blocks) of every DuckDB temporary folder below ``folder``."""
+def spill_bytes(folder: Path, prefix: str = "") -> int:
+    """Bytes on disk (allocated blocks) of every DuckDB temporary folder below the entries
+    of ``folder`` whose names start with ``prefix`` (one mixture's staging folder)."""
     from curate.layout import DUCKDB_TMP
 
     total = 0
-    for root, dirs, files in os.walk(folder):
+    try:
+        tops = [e.path for e in os.scandir(folder) if e.name.startswith(prefix) and e.is_dir()]
+    except OSError:
+        return 0
+    for root, dirs, files in (w for top in tops for w in os.walk(top)):
         if Path(root).name == DUCKDB_TMP:
             for f in files:
                 try:
@@ -202,7 +207,7 @@ def spill_bytes(folder: Path) -> int:
 class SpillSampler:
     """The peak of :func:`spill_bytes` over the folders given, sampled every ``interval`` s."""
 
-    def __init__(self, folders: list[Path], interval: float = 0.25):
+    def __init__(self, folders: list[tuple[Path, str]], interval: float = 0.25):
         import threading
 
         self.folders, self.interval, self.peak = folders, interval, 0
@@ -211,7 +216,7 @@ class SpillSampler:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, sum(spill_bytes(f) for f in self.folders if f.exists()))
+            self.peak = max(self.peak, sum(spill_bytes(f, prefix) for f, prefix in self.folders))
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -258,7 +263,7 @@ def scale_recipe(path: Path, runs: dict[str, str], size: int) -> Path:
     return path
 
 
-def scale_mix(recipe: Path, out: str, rows: int, memory: str, threads: int, spill_in: list[Path],
+def scale_mix(recipe: Path, out: str, rows: int, memory: str, threads: int, spill_in: list[tuple[Path, str]],
               env: dict | None = None) -> dict:
     """`curate mix` as a fresh process under ``--memory-limit memory``: wall, CPU, peak RSS
     of the tree, peak DuckDB spill, manifest rows."""
@@ -291,12 +296,13 @@ def scale_main(args) -> None:
     tag = f"{rows}"
     recipe = scale_recipe(base / f"scale-{tag}.toml", {k: str(v) for k, v in runs.items()}, size)
     results = []
-    for memory in args.memory_limit or ["2GB", "4GB"]:
+    for memory in [] if args.s3_only else args.memory_limit or ["2GB", "4GB"]:
         out = base / f"mix-{tag}-{memory}"
-        results.append({"where": "local", **scale_mix(recipe, str(out), rows, memory, args.threads, [base])})
-    if args.s3:
+        spill = [(base, f".{out.name}.staging-")]  # this mixture's staging folder only
+        results.append({"where": "local", **scale_mix(recipe, str(out), rows, memory, args.threads, spill)})
+    if args.s3 or args.s3_only:
         results += scale_s3(runs, rows, size, base, args)
-    path = base / f"results-{tag}{'-s3' if args.s3 else ''}.json"
+    path = base / f"results-{tag}{'-s3' if args.s3 or args.s3_only else ''}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
 
@@ -306,7 +312,7 @@ def scale_s3(runs: dict[str, Path], rows: int, size: int, base: Path, args) -> l
     mixture written there too; DuckDB spills into the local working folder."""
     from bench_store_write import start_store, write_to_store
 
-    cache = base / "s3-cache"
+    cache = base / f"s3-cache-{rows}-{os.getpid()}"
     os.environ["CURATE_CACHE"] = str(cache)
     endpoint = start_store()
     store = {}
@@ -318,7 +324,7 @@ def scale_s3(runs: dict[str, Path], rows: int, size: int, base: Path, args) -> l
     out = []
     for memory in args.memory_limit or ["2GB", "4GB"]:
         out.append({"where": "s3", **scale_mix(recipe, f"s3://bench/mixes/scale-{memory}", rows, memory,
-                                               args.threads, [cache], env=dict(os.environ))})
+                                               args.threads, [(cache, "")], env=dict(os.environ))})
     return out
 
 
@@ -336,6 +342,7 @@ def main() -> None:
     ap.add_argument("--long", type=Path, help="with --scale: the run of the third source (default: made, rows/50)")
     ap.add_argument("--memory-limit", action="append", help="with --scale: curate mix --memory-limit (repeatable)")
     ap.add_argument("--s3", action="store_true", help="with --scale: also from runs on a local S3 server (moto)")
+    ap.add_argument("--s3-only", action="store_true", help="with --scale: only from runs on the local S3 server")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.scale:
