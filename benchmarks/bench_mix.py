@@ -16,12 +16,24 @@ Then it runs, each as a fresh process (as a user would), with DuckDB limited to 
   selected (the latter looks the sample up in the runs' 10M rows), printing the latency
   of the lookup inside the process and of the whole command.
 
+With ``--scale`` it measures instead a realistic recipe at a given size under DuckDB's
+memory limit: three synthetic runs made by benchmarks/synth_run.py (``web``: ``--rows`` rows
+or ``--web RUN``; ``human``: a tenth; ``long``: a fiftieth), shares 0.8 / 0.1 / 0.1 with an
+eligibility condition per source, a quality tilt, at most two captions per image across the
+mixture and repeats for the small source, a mixture of a tenth of the rows. For each
+``--memory-limit`` (default 2GB and 4GB) `curate mix` runs as a fresh process: wall and CPU
+seconds, peak RSS of the process tree, the peak size of DuckDB's spill folder (sampled every
+0.25 s) and the manifest rows. ``--s3`` repeats it with the runs committed to a local S3
+server (moto) and the mixture written there.
+
 Wall time depends on what else runs on the machine: the load average before each command
 is printed with it. CPU seconds do not.
 
     python benchmarks/bench_mix.py                    # 10M rows, 2 threads
     python benchmarks/bench_mix.py --rows 1000000     # quicker
     python benchmarks/bench_mix.py --bloom            # parts with a sample_id Bloom filter
+    python benchmarks/bench_mix.py --scale --rows 10000000 --s3
+    python benchmarks/bench_mix.py --scale --rows 100000000 --web RUN-100M --memory-limit 2GB
 """
 from __future__ import annotations
 
@@ -169,6 +181,153 @@ def bench_explain(mix: Path, runs: dict[str, Path]) -> dict:
     return out
 
 
+# -- at scale: a realistic recipe under --memory-limit, spill measured ----------------------
+
+
+def spill_bytes(folder: Path, prefix: str = "") -> int:
+    """Bytes on disk (allocated blocks) of every DuckDB temporary folder below the entries
+    of ``folder`` whose names start with ``prefix`` (one mixture's staging folder)."""
+    from curate.layout import DUCKDB_TMP
+
+    total = 0
+    try:
+        tops = [e.path for e in os.scandir(folder) if e.name.startswith(prefix) and e.is_dir()]
+    except OSError:
+        return 0
+    for root, dirs, files in (w for top in tops for w in os.walk(top)):
+        if Path(root).name == DUCKDB_TMP:
+            for f in files:
+                try:
+                    total += os.stat(os.path.join(root, f)).st_blocks * 512
+                except OSError:
+                    pass
+    return total
+
+
+class SpillSampler:
+    """The peak of :func:`spill_bytes` over the folders given, sampled every ``interval`` s."""
+
+    def __init__(self, folders: list[tuple[Path, str]], interval: float = 0.25):
+        import threading
+
+        self.folders, self.interval, self.peak = folders, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(spill_bytes(f, prefix) for f, prefix in self.folders))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def scale_runs(given: dict[str, Path | None], rows: int, base: Path) -> dict[str, Path]:
+    """Three synthetic runs (benchmarks/synth_run.py): ``web`` (``rows`` rows), ``human``
+    (rows/10) and ``long`` (rows/50), each from input files of its own, so their sample ids
+    and images differ; a run in ``given`` is taken as it is, the others are made once."""
+    from synth_run import generate
+
+    runs = {}
+    for name, n in (("web", rows), ("human", rows // 10), ("long", rows // 50)):
+        if given.get(name) is not None:
+            runs[name] = Path(os.path.abspath(given[name]))
+            continue
+        runs[name] = base / f"{name}-{n}"
+        if not (runs[name] / "run.json").exists():
+            print(f"generating the {name} run ({n:,} rows) ...", flush=True)
+            generate(runs[name], n, max(1, n // 1_000_000), PART_ROWS, 7, None, None, 0.0, 2, True)
+    return runs
+
+
+def scale_recipe(path: Path, runs: dict[str, str], size: int) -> Path:
+    """Shares 0.8 / 0.1 / 0.1, a quality tilt, per-source eligibility, at most two captions
+    per image across the mixture, and repeats for the small source of long captions."""
+    per = {"web": ("0.8", "keep AND score__junk < 0.3", 1),
+           "human": ("0.1", "keep AND lang = 'en'", 1),
+           "long": ("0.1", "keep AND score__length >= 12", 4)}
+    lines = [f"name = {json.dumps(path.stem)}", f"size = {size}", "seed = 7", 'eligible = "keep"',
+             f"quality = {json.dumps(QUALITY)}", "alpha = 1.0",
+             "[caps]", 'group_by = "group_id"', "per_group = 2"]
+    for name, run in runs.items():
+        share, eligible, repeat = per[name]
+        lines += ["[[source]]", f"name = {json.dumps(name)}", f"run = {json.dumps(run)}", f"share = {share}",
+                  f"eligible = {json.dumps(eligible)}", f"repeat = {repeat}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def scale_mix(recipe: Path, out: str, rows: int, memory: str, threads: int, spill_in: list[tuple[Path, str]],
+              env: dict | None = None) -> dict:
+    """`curate mix` as a fresh process under ``--memory-limit memory``: wall, CPU, peak RSS
+    of the tree, peak DuckDB spill, manifest rows."""
+    from curate.mix.manifest import load_mixture
+
+    with SpillSampler(spill_in) as spill:
+        m = run_measured(curate_cmd() + ["mix", str(recipe), "--out", out, "--threads", str(threads),
+                                         "--memory-limit", memory, "--overwrite"], env=env)
+    info = load_mixture(out)
+    res = {"rows": rows, "memory_limit": memory, "wall_s": round(m.seconds, 1), "cpu_s": round(m.cpu_seconds, 1),
+           "peak_rss_mib": round(m.memory.peak_rss_sum_kib / 1024), "spill_peak_mib": round(spill.peak / 2**20),
+           "manifest_rows": info["counts"]["rows"], "samples": info["counts"]["samples"],
+           "timings": info["timings"], "load_before": m.load_before, "load_after": loadavg(), "cores": cores()}
+    print(f"  {rows:,} scored rows, --memory-limit {memory}: {res['manifest_rows']:,} rows in {m.seconds:.1f} s wall, "
+          f"{m.cpu_seconds:.1f} CPU s; peak RSS of the tree {res['peak_rss_mib']:,} MiB; DuckDB spill peak "
+          f"{res['spill_peak_mib']:,} MiB; load before {m.load_before}, after {res['load_after']}")
+    print(f"    in-process timings {info['timings']}", flush=True)
+    return res
+
+
+def scale_main(args) -> None:
+    """--scale: the realistic recipe over ``--rows`` scored rows (or ``--web RUN``) under each
+    ``--memory-limit``; with ``--s3``, from runs on a local S3 server as well."""
+    base = OUT / "mix-scale"
+    base.mkdir(parents=True, exist_ok=True)
+    runs = scale_runs({"web": args.web, "human": args.human, "long": args.long}, args.rows, base)
+    rows = sum(json.loads((r / "run.json").read_text())["rows"] for r in runs.values())
+    size = args.size or rows // 10
+    print(f"curate mix at scale: {rows:,} scored rows in 3 runs, mixture of {size:,}; {cores()}; load {loadavg()}")
+    tag = f"{rows}"
+    recipe = scale_recipe(base / f"scale-{tag}.toml", {k: str(v) for k, v in runs.items()}, size)
+    results = []
+    for memory in [] if args.s3_only else args.memory_limit or ["2GB", "4GB"]:
+        out = base / f"mix-{tag}-{memory}"
+        spill = [(base, f".{out.name}.staging-")]  # this mixture's staging folder only
+        results.append({"where": "local", **scale_mix(recipe, str(out), rows, memory, args.threads, spill)})
+    if args.s3 or args.s3_only:
+        results += scale_s3(runs, rows, size, base, args)
+    path = base / f"results-{tag}{'-s3' if args.s3 or args.s3_only else ''}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
+def scale_s3(runs: dict[str, Path], rows: int, size: int, base: Path, args) -> list[dict]:
+    """The same recipe over the same runs committed to a local S3 server (moto), the
+    mixture written there too; DuckDB spills into the local working folder."""
+    from bench_store_write import start_store, write_to_store
+
+    cache = base / f"s3-cache-{rows}-{os.getpid()}"
+    os.environ["CURATE_CACHE"] = str(cache)
+    endpoint = start_store()
+    store = {}
+    for name, run in runs.items():
+        store[name] = f"s3://bench/scale/{name}"
+        t = write_to_store(run, store[name])
+        print(f"  committed {name} to {store[name]} in {t:.1f} s ({endpoint})", flush=True)
+    recipe = scale_recipe(base / f"scale-{rows}-s3.toml", store, size)
+    out = []
+    for memory in args.memory_limit or ["2GB", "4GB"]:
+        out.append({"where": "s3", **scale_mix(recipe, f"s3://bench/mixes/scale-{memory}", rows, memory,
+                                               args.threads, [(cache, "")], env=dict(os.environ))})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="scored rows over the 3 sources")
@@ -176,8 +335,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="DuckDB threads (the target is for 2 cores)")
     ap.add_argument("--bloom", action="store_true", help="write the parts with a Bloom filter on sample_id")
     ap.add_argument("--skip-caps", action="store_true", help="only the mixture without caps")
+    ap.add_argument("--scale", action="store_true",
+                    help="the realistic recipe (3 runs, caps, repeats) under --memory-limit, with spill")
+    ap.add_argument("--web", type=Path, help="with --scale: the run of the main source (e.g. a 100M-row run)")
+    ap.add_argument("--human", type=Path, help="with --scale: the run of the second source (default: made, rows/10)")
+    ap.add_argument("--long", type=Path, help="with --scale: the run of the third source (default: made, rows/50)")
+    ap.add_argument("--memory-limit", action="append", help="with --scale: curate mix --memory-limit (repeatable)")
+    ap.add_argument("--s3", action="store_true", help="with --scale: also from runs on a local S3 server (moto)")
+    ap.add_argument("--s3-only", action="store_true", help="with --scale: only from runs on the local S3 server")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.scale:
+        if args.size == ap.get_default("size"):
+            args.size = None  # a tenth of the scored rows
+        return scale_main(args)
     print(f"curate mix benchmark: {args.rows:,} scored rows, mixture of {args.size:,}, "
           f"{args.threads} DuckDB threads; {cores()}; load {loadavg()}")
     seeds = seed_runs()

@@ -6,8 +6,8 @@ bench-out/synth-seed). The synthetic run has ``--files`` input files of equal si
 row ``i`` copies seed row ``perm_k(i mod n)`` of copy ``k = i // n`` (n seed rows; each copy
 visits every seed row once, in an order of its own), so the run has the seed's distribution of
 scores, reasons and languages, and its caption groups: ``group_id``, ``image_id`` and ``url``
-get ``#k``, so copy k of an image is an image of its own and caps see as many groups as a real
-corpus of that size. Every row gets the ``sample_id``, ``source`` and ``row`` that `curate
+get ``#k@T`` (T: a hash of the inputs' folder), so copy k of an image is an image of its own,
+in this run alone, and caps see as many groups as a real corpus of that size. Every row gets the ``sample_id``, ``source`` and ``row`` that `curate
 score` gives row ``row`` of that input file.
 
 The run folder is written as `curate score` writes it (file names from curate.layout; a
@@ -98,6 +98,14 @@ def seed_order(n: int, idx: np.ndarray) -> np.ndarray:
     return (pos * (stride % n) + offset) % n
 
 
+def inputs_tag(source: str) -> str:
+    """8 hex digits naming the folder of the input files (runs made from other inputs
+    have other images; a --like run has the same)."""
+    from curate.hashing import key64
+
+    return f"{int(key64(os.path.dirname(source))):016x}"[:8]
+
+
 # -- one input file, in a worker ------------------------------------------------------------
 
 _SEED = None
@@ -105,6 +113,9 @@ _SEED = None
 
 def _init(seed_path: str) -> None:
     global _SEED
+    from curate.memory import die_with_parent
+
+    die_with_parent()
     os.environ["POLARS_MAX_THREADS"] = "1"
     _SEED = load_seed(Path(seed_path))
 
@@ -118,7 +129,8 @@ def make_part(seed, n_seed: int, source: str, fi: int, start: int, n: int, rows_
 
     idx = np.arange(fi * rows_per_file + start, fi * rows_per_file + start + n, dtype=np.int64)
     df = seed[seed_order(n_seed, idx)]
-    tag = "#" + pl.Series(idx // n_seed).cast(pl.String)
+    # copy k of an image of the seed is an image of its own, in this run's inputs alone
+    tag = "#" + pl.Series(idx // n_seed).cast(pl.String) + "@" + inputs_tag(source)
     sid = derived_ids(source, start, n)
     df = df.with_columns(*[(pl.col(c) + tag).alias(c) for c in INPUT_COLUMNS if c in df.columns])
     if vary > 0:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 import pyarrow as pa
 
 from curate.errors import CurateError, first_line
-from curate.storage.fs import filesystem, is_url, protocol
+from curate.storage.fs import is_url, protocol, query_filesystem
 
 if TYPE_CHECKING:
     import duckdb
@@ -116,7 +116,7 @@ def register_stores(con, paths: Iterable[str | os.PathLike]) -> None:
     for p in paths:
         if is_url(p) and protocol(str(p)) not in done:
             done.add(protocol(str(p)))
-            con.register_filesystem(filesystem(str(p))[0])
+            con.register_filesystem(query_filesystem(str(p)))
 
 
 def lock_down(con: "duckdb.DuckDBPyConnection", allowed: Iterable[str | os.PathLike]) -> "duckdb.DuckDBPyConnection":

@@ -59,6 +59,19 @@ def _store(proto: str):
         raise CurateError(f"{proto}:// paths need a file-system package fsspec does not find: {first_line(e)}") from e
 
 
+def query_filesystem(url: str):
+    """The file system DuckDB reads ``url``'s store through (``register_filesystem``): a
+    client of its own whose files keep no read-ahead cache. DuckDB asks for the byte ranges
+    it needs (a Parquet footer, column chunks); s3fs's default would fetch and hold 50 MB
+    blocks per open file, memory that DuckDB's ``memory_limit`` does not count."""
+    proto = protocol(url)
+    if proto not in ("s3", "s3a"):
+        return _store(proto)
+    fs = _store.__wrapped__(proto)  # a client of its own (s3fs instances are not shared)
+    fs.default_cache_type = "none"
+    return fs
+
+
 def clear_clients() -> None:
     """Forget the store clients made so far: the next call builds them from the environment
     as it is now (credentials, endpoint)."""

@@ -40,3 +40,33 @@ def test_credentials_never_reach_a_message():
     out = redact(text)
     assert "verysecret" not in out and "abc123" not in out and "tok" not in out.split("token")[-1]
     assert "bucket/k" in out
+
+
+def test_duckdb_reads_a_store_by_the_ranges_it_asks_for(s3, data_dir):
+    """The client DuckDB reads a store through keeps no read-ahead: 100 bytes read from a
+    real Parquet object fetch 100 bytes, where s3fs's default fetches a block of up to
+    50 MB per open file (memory that DuckDB's memory_limit does not count). DuckDB still
+    reads the whole object through it."""
+    import duckdb
+
+    from curate.db import register_stores
+    from curate.storage.fs import query_filesystem
+
+    src = data_dir / "c_laion_web_alttext_sample.parquet"
+    url = s3.url("runs/laion.parquet")
+    fs, path = filesystem(url)
+    fs.put_file(str(src), path)
+
+    def fetched(client) -> int:
+        sizes: list[int] = []
+        with client.open(path, "rb") as f:
+            fetch = f.cache.fetcher
+            f.cache.fetcher = lambda a, b: sizes.append(b - a) or fetch(a, b)
+            assert f.read(100)[:4] == b"PAR1"
+        return sum(sizes)
+
+    assert fetched(query_filesystem(url)) == 100
+    assert fetched(fs) == src.stat().st_size  # the default client: the whole object at once
+    con = duckdb.connect()
+    register_stores(con, [url])
+    assert con.execute(f"SELECT count(*) FROM read_parquet('{url}')").fetchone()[0] == pq.ParquetFile(src).metadata.num_rows
