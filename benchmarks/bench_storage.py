@@ -107,6 +107,17 @@ def start_server() -> tuple[subprocess.Popen, str]:
     sys.exit("moto's S3 server did not start")
 
 
+def store_env(endpoint: str) -> dict:
+    """The environment of a command that talks to the server at ``endpoint`` (returned); this
+    process's AWS variables pointed at it too."""
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               AWS_DEFAULT_REGION="us-east-1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_DEFAULT_REGION")})
+    return env
+
+
 def bench_listing(client, bucket: str, n: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -135,11 +146,7 @@ def main() -> None:
         return read_one(a.read_one)
     files = write_inputs(OUT / f"storage-{a.rows}-{a.tar_rows}", a.rows, a.tar_rows)
     proc, endpoint = start_server()
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-               AWS_DEFAULT_REGION="us-east-1", HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                           "AWS_DEFAULT_REGION")})
+    env = store_env(endpoint)
     try:
         import boto3
 

@@ -25,10 +25,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_storage import peak_rss_kib, start_server  # noqa: E402
+from bench_storage import peak_rss_kib, start_server, store_env  # noqa: E402
 from common import OUT, caption_pool, cores, loadavg  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_tars(d: Path, samples: int, tars: int) -> list[Path]:
@@ -88,11 +86,7 @@ def main() -> None:
     base = OUT / f"store-export-{a.samples}-{a.tars}"
     tars = write_tars(base / "tars", a.samples, a.tars)
     proc, endpoint = start_server()
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-               AWS_DEFAULT_REGION="us-east-1", HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                           "AWS_DEFAULT_REGION")})
+    env = store_env(endpoint)
     try:
         import boto3
 
