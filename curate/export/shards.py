@@ -71,13 +71,22 @@ def export(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows:
            expand_repeats: bool = False, overwrite: bool = False) -> dict:
     if fmt not in SHARD_FORMATS:
         raise CurateError(f"unknown format {fmt!r}; formats: {', '.join(SHARD_FORMATS)}")
-    if is_url(out):  # written locally, then switched in on the store (curate.storage.commit)
+    return exported(out, overwrite, lambda folder, over, final: _export_into(mix, fmt, folder, shard_rows,
+                                                                            expand_repeats, over, final))
+
+
+def exported(out: str | os.PathLike, overwrite: bool, into) -> dict:
+    """``into(folder, overwrite, final)`` exports into the local ``folder``, its files naming the
+    shards under ``final`` (None: where they are). A URL ``out`` is written in a local folder,
+    its files naming the new version's URLs, then switched in on the store
+    (curate.storage.commit); a local one is written in place."""
+    if is_url(out):
         with store_write(os.fspath(out), "an export", INDEX_JSON, overwrite) as w:
             local = w.output_folder()
-            index = _export_into(mix, fmt, local, shard_rows, expand_repeats, False, w.version_url)
+            index = into(local, False, w.version_url)
             w.commit_folder(local, INDEX_JSON)
         return index
-    return _export_into(mix, fmt, out, shard_rows, expand_repeats, overwrite, None)
+    return into(out, overwrite, None)
 
 
 def _export_into(mix: str | os.PathLike, fmt: str, out: str | os.PathLike, shard_rows: int, expand_repeats: bool,

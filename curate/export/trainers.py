@@ -51,10 +51,9 @@ from curate.errors import CurateError
 from curate.export import mds, tar
 from curate.export.images import EXT, image_column
 from curate.export.mixfiles import mix_file_text
-from curate.export.shards import check_added, manifest_tables, open_export, write_staged
+from curate.export.shards import check_added, exported, manifest_tables, open_export, write_staged
 from curate.export.writers import TRAINERS, json_frame
 from curate.layout import INDEX_JSON, MANIFEST, lock_output
-from curate.storage.commit import store_write
 from curate.storage.fs import is_url
 
 #: The image members open_clip's WebDataset pipeline reads (``rename(image="jpg;png;jpeg;webp")``).
@@ -66,13 +65,8 @@ def export_for(mix: str | os.PathLike, trainer: str, out: str | os.PathLike, sha
                overwrite: bool = False, model_caption: str | None = None) -> dict:
     if trainer not in TRAINERS:
         raise CurateError(f"unknown trainer {trainer!r}; trainers: {', '.join(TRAINERS)}")
-    if is_url(out):  # written locally, its files naming the version's URLs, then switched in
-        with store_write(os.fspath(out), "an export", INDEX_JSON, overwrite) as w:
-            local = w.output_folder()
-            index = _export_for(mix, trainer, local, shard_rows, False, model_caption, w.version_url)
-            w.commit_folder(local, INDEX_JSON)
-        return index
-    return _export_for(mix, trainer, out, shard_rows, overwrite, model_caption, None)
+    return exported(out, overwrite, lambda folder, over, final: _export_for(mix, trainer, folder, shard_rows, over,
+                                                                           model_caption, final))
 
 
 def _export_for(mix: str | os.PathLike, trainer: str, out: str | os.PathLike, shard_rows: int, overwrite: bool,
