@@ -107,6 +107,15 @@ def start_server() -> tuple[subprocess.Popen, str]:
     sys.exit("moto's S3 server did not start")
 
 
+def child_result(args: list[str], env: dict) -> dict:
+    """Run ``python ARGS`` in a fresh process (its own peak memory) and return the JSON of its
+    last output line; its error's tail ends this benchmark."""
+    out = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False)
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def store_env(endpoint: str) -> dict:
     """The environment of a command that talks to the server at ``endpoint`` (returned); this
     process's AWS variables pointed at it too."""
@@ -158,11 +167,7 @@ def main() -> None:
               f"{a.tar_rows:,} tar samples")
         for fmt, p in files.items():
             for where, path in (("local", str(p)), ("s3", f"s3://bench/{p.name}")):
-                out = subprocess.run([sys.executable, __file__, "--read-one", path], env=env, capture_output=True,
-                                     text=True, check=False)
-                if out.returncode:
-                    sys.exit(out.stderr[-2000:])
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                r = child_result([__file__, "--read-one", path], env)
                 print(f"{fmt:9s} {where:5s}: {r['rows']:,} captions in {r['wall_s']:.2f} s, "
                       f"{r['rows'] / r['wall_s']:,.0f} captions/s, {r['bytes'] / 1e6 / r['wall_s']:,.1f} MB/s "
                       f"({r['bytes'] / 1e6:,.1f} MB), CPU {r['cpu_s']:.2f} s ({r['rows'] / r['cpu_s']:,.0f} captions per "

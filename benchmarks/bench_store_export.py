@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_storage import peak_rss_kib, start_server, store_env  # noqa: E402
+from bench_storage import child_result, peak_rss_kib, start_server, store_env  # noqa: E402
 from common import OUT, caption_pool, cores, loadavg  # noqa: E402
 
 
@@ -108,11 +107,7 @@ def main() -> None:
             recipe.write_text(f'size = {int(a.samples * a.share)}\nseed = 1\n'
                               f'[[source]]\nname = "tars"\nrun = "{run}"\nshare = 1.0\n')
             build_mixture(recipe, mix, overwrite=True)
-            out = subprocess.run([sys.executable, __file__, "--export-one", str(mix), str(base / f"out-{where}")],
-                                 env=env, capture_output=True, text=True, check=False)
-            if out.returncode:
-                sys.exit(out.stderr[-3000:])
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = child_result([__file__, "--export-one", str(mix), str(base / f"out-{where}")], env)
             print(f"{where:5s}: {r['images']:,} images in {r['wall_s']:.2f} s, "
                   f"{r['images'] / r['wall_s']:,.0f} images/s, "
                   f"{r['out_bytes'] / 1e6 / r['wall_s']:,.1f} MB/s of shards written; {r['requests']:,} range requests "
